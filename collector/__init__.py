@@ -1,0 +1,1 @@
+"""MQTT → TimescaleDB ingest service, device status and communication-loss detection."""

@@ -1,0 +1,1 @@
+"""The Dash web app: app factory, pages, components and per-page callbacks."""

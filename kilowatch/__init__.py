@@ -1,0 +1,1 @@
+"""Shared core of Kilowatch: settings, database access, domain logic and the CLI."""

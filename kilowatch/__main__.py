@@ -1,0 +1,5 @@
+"""Run the ``kilowatch`` command as ``python -m kilowatch``."""
+
+from kilowatch.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""``kilowatch company|site|device``: the platform operator's fleet commands."""
+
+from __future__ import annotations
+
+import click
+
+from kilowatch import db, fleet
+from kilowatch.access import AccessDenied, system_scope
+from kilowatch.cli import UserError, main
+
+
+def run_fleet(action):
+    """Run ``action(conn, scope)`` and turn fleet errors into one-line CLI errors."""
+    try:
+        with db.connect(autocommit=True) as conn:
+            return action(conn, system_scope())
+    except (fleet.FleetError, AccessDenied) as error:
+        raise UserError(str(error)) from None
+
+
+@main.group("company")
+def company_group() -> None:
+    """Manage companies (tenants)."""
+
+
+@company_group.command("create")
+@click.argument("name")
+def company_create(name: str) -> None:
+    """Create a company."""
+    company_id = run_fleet(lambda conn, scope: fleet.create_company(conn, scope, name))
+    click.echo(f"company {company_id} created: {name}")
+
+
+@company_group.command("list")
+def company_list() -> None:
+    """List companies."""
+    rows = run_fleet(lambda conn, scope: conn.execute(
+        "SELECT id, name FROM companies ORDER BY name").fetchall())
+    for row in rows:
+        click.echo(f"{row['id']:>5}  {row['name']}")
+
+
+@main.group("site")
+def site_group() -> None:
+    """Manage sites."""
+
+
+@site_group.command("create")
+@click.option("--company", required=True, help="Company id or name.")
+@click.option("--name", required=True)
+@click.option("--timezone", required=True, help="IANA time zone, e.g. Europe/Paris.")
+@click.option("--latitude", type=click.FloatRange(-90, 90))
+@click.option("--longitude", type=click.FloatRange(-180, 180))
+@click.option("--address")
+def site_create(company, name, timezone, latitude, longitude, address) -> None:
+    """Create a site."""
+
+    def create(conn, scope):
+        company_row = fleet.resolve_company(conn, scope, company)
+        return fleet.create_site(conn, scope, company_id=company_row["id"], name=name,
+                                 timezone=timezone, address=address, latitude=latitude,
+                                 longitude=longitude)
+
+    site_id = run_fleet(create)
+    click.echo(f"site {site_id} created: {name}")
+
+
+@site_group.command("list")
+def site_list() -> None:
+    """List sites with their company."""
+    for row in run_fleet(fleet.list_sites):
+        click.echo(f"{row['id']:>5}  {row['company_name']} / {row['name']}  ({row['timezone']})")
+
+
+@main.group("device")
+def device_group() -> None:
+    """Manage devices."""
+
+
+@device_group.command("register")
+@click.option("--site", required=True, help="Site id or name.")
+@click.option("--serial", required=True)
+@click.option("--model", required=True, type=click.Choice(fleet.DEVICE_MODELS))
+@click.option("--rated-power-kw", type=float)
+@click.option("--capacity-kwh", type=float)
+def device_register(site, serial, model, rated_power_kw, capacity_kwh) -> None:
+    """Register a device on a site."""
+
+    def register(conn, scope):
+        site_row = fleet.resolve_site(conn, scope, site)
+        return fleet.register_device(conn, scope, site_id=site_row["id"], serial=serial,
+                                     model=model, rated_power_kw=rated_power_kw,
+                                     capacity_kwh=capacity_kwh)
+
+    device_id = run_fleet(register)
+    click.echo(f"device {device_id} registered: {serial}")

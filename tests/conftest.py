@@ -1,0 +1,126 @@
+"""Fixtures giving each test module real, isolated services.
+
+The stack (``scripts/stack up``) is started once; each test module gets its own
+database cloned from a migrated template, its own Redis key prefix and its own
+MQTT topic prefix, and the ``KILOWATCH_*`` environment pointing at them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kilowatch import db, migrations
+from kilowatch.settings import Settings, load_settings, reset_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
+_TEMPLATE_LOCK = 7_120_002
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(ADMIN_URL, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Start the project-local servers (fast when they already run)."""
+    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def template_db(stack) -> str:
+    """Return the name of a database with every migration applied, built once."""
+    digest = hashlib.sha256(
+        b"".join(m.checksum.encode() for m in migrations.discover())
+    ).hexdigest()[:12]
+    name = f"kw_template_{digest}"
+    with _admin() as admin:
+        admin.execute("SELECT pg_advisory_lock(%s)", (_TEMPLATE_LOCK,))
+        try:
+            exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                   (name,)).fetchone()
+            if not exists:
+                building = f"{name}_build"
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
+                    sql.Identifier(building)))
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+                with db.connect(_url(building), autocommit=True) as conn:
+                    migrations.upgrade(conn)
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(building), sql.Identifier(name)))
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s)", (_TEMPLATE_LOCK,))
+    return name
+
+
+def _url(database: str) -> str:
+    return f"postgresql://kilowatch@127.0.0.1:55432/{database}"
+
+
+def create_database(template: str) -> str:
+    """Clone the template into a new database and return its URL."""
+    name = f"kw_test_{secrets.token_hex(6)}"
+    with _admin() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)))
+    return _url(name)
+
+
+def drop_database(url: str) -> None:
+    """Drop a test database, disconnecting whoever still uses it."""
+    name = url.rsplit("/", 1)[1]
+    with _admin() as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def kw_env(template_db) -> Iterator[dict[str, str]]:
+    """Point ``KILOWATCH_*`` at this module's own database, Redis prefix and MQTT prefix."""
+    token = secrets.token_hex(4)
+    url = create_database(template_db)
+    env = {
+        "KILOWATCH_DATABASE_URL": url,
+        "KILOWATCH_REDIS_URL": "redis://127.0.0.1:56379/0",
+        "KILOWATCH_REDIS_PREFIX": f"kwtest-{token}",
+        "KILOWATCH_MQTT_URL": "mqtt://127.0.0.1:51883",
+        "KILOWATCH_MQTT_PREFIX": f"kwtest-{token}/ess",
+        "KILOWATCH_SECRET_KEY": f"test-secret-{token}",
+        "KILOWATCH_METRICS_PORT": str(20000 + secrets.randbelow(20000)),
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_settings()
+    db.close_pools()
+    yield env
+    db.close_pools()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_settings()
+    drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def settings(kw_env) -> Settings:
+    """The settings of this test module's isolated services."""
+    return load_settings(kw_env)
+
+
+@pytest.fixture
+def conn(settings) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to this module's database."""
+    with db.connect(settings.database_url, autocommit=True) as connection:
+        yield connection

@@ -1,0 +1,63 @@
+"""The ``kilowatch`` command: migrations and fleet commands with one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+
+def run(kw_env, *args, stdin=None):
+    """Run the real ``kilowatch`` executable against this module's services."""
+    env = {**os.environ, **kw_env}
+    return subprocess.run(["kilowatch", *args], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_db_upgrade_is_idempotent_and_status_lists_migrations(kw_env):
+    result = run(kw_env, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    status = run(kw_env, "db", "status")
+    assert "001_core.sql" in status.stdout and "applied" in status.stdout
+
+
+def test_company_site_device_and_name_resolution(kw_env):
+    assert run(kw_env, "company", "create", "Northwind").returncode == 0
+    created = run(kw_env, "site", "create", "--company", "northwind", "--name", "Depot",
+                  "--timezone", "Europe/Berlin", "--latitude", "52.5", "--longitude", "13.4")
+    assert created.returncode == 0, created.stderr
+    device = run(kw_env, "device", "register", "--site", "Depot", "--serial", "NW-1",
+                 "--model", "HES-XL", "--rated-power-kw", "250", "--capacity-kwh", "500")
+    assert device.returncode == 0, device.stderr
+    assert "NW-1" in run(kw_env, "device", "register", "--site", "Depot", "--serial", "NW-1",
+                         "--model", "HES-XL").stderr
+
+
+def test_ambiguous_site_name_lists_matches(kw_env):
+    run(kw_env, "company", "create", "Alpha")
+    run(kw_env, "company", "create", "Beta")
+    for company in ("Alpha", "Beta"):
+        run(kw_env, "site", "create", "--company", company, "--name", "Harbor",
+            "--timezone", "UTC")
+    result = run(kw_env, "device", "register", "--site", "Harbor", "--serial", "H-1",
+                 "--model", "meter")
+    assert result.returncode != 0
+    assert "ambiguous" in result.stderr and "Alpha" in result.stderr and "Beta" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_errors_are_one_line_without_traceback(kw_env):
+    result = run(kw_env, "site", "create", "--company", "Nobody", "--name", "X",
+                 "--timezone", "UTC")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Error: no company matches 'Nobody'"
+    bad_tz = run(kw_env, "site", "create", "--company", "Northwind", "--name", "Y",
+                 "--timezone", "Mars/Olympus")
+    assert "IANA" in bad_tz.stderr and bad_tz.returncode != 0
+
+
+def test_bad_setting_stops_with_the_variable_name(kw_env):
+    result = run({**kw_env, "KILOWATCH_OFFLINE_AFTER": "later"}, "db", "status")
+    assert result.returncode != 0
+    assert "KILOWATCH_OFFLINE_AFTER" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
