@@ -347,10 +347,30 @@ def _check_date(value: Any, where: str, errors: list[str]) -> str | None:
     return None
 
 
+def zone(timezone: str) -> zoneinfo.ZoneInfo:
+    """Return the tz database zone of an IANA name."""
+    return zoneinfo.ZoneInfo(timezone)
+
+
 def local_today(timezone: str, now: dt.datetime | None = None) -> dt.date:
     """Return today's date in a time zone."""
     now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+    return now.astimezone(zone(timezone)).date()
+
+
+def canonical(schedule: dict) -> dict:
+    """Return a stored schedule with its keys in reading order (jsonb does not keep it)."""
+    def period(p: dict) -> dict:
+        keys = ("days", "start", "end", "mode", *MODE_PARAMS.get(p.get("mode"), ()))
+        return {k: p[k] for k in keys if k in p}
+
+    head = {k: schedule[k] for k in ("timezone", "default_mode", "default_params")
+            if k in schedule}
+    exceptions = [{k: e[k] for k in ("date", "name") if k in e}
+                  | {"periods": [period(p) for p in e.get("periods", [])]}
+                  for e in schedule.get("exceptions", [])]
+    return {**head, "periods": [period(p) for p in schedule.get("periods", [])],
+            "exceptions": exceptions}
 
 
 # ---- which mode applies when ----------------------------------------------------------

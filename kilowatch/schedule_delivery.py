@@ -1,0 +1,170 @@
+"""Publish a site's latest schedule revision to its storage devices over MQTT.
+
+The payload is the schedule JSON plus ``revision``, sent retained with QoS 1 on
+``{prefix}/{serial}/schedule`` so a device that connects later still gets it.
+A broker that cannot be reached leaves the revision saved but unpublished; the
+worker job in :mod:`kilowatch.jobs.schedules` publishes it again later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import secrets
+import threading
+import time
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from kilowatch import schedule_store, schedules
+from kilowatch.access import AccessDenied, AccessScope
+from kilowatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+_LOCK_KEY = 7_120_005  # advisory lock (key, site id): one publisher per site at a time
+
+
+class PublishError(RuntimeError):
+    """The broker could not be reached or did not confirm the messages."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishResult:
+    """What happened when a revision was sent: which devices got it, and any error."""
+
+    site_id: int
+    revision: int
+    published: tuple[str, ...]
+    failed: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every targeted device's message was confirmed by the broker."""
+        return self.error is None
+
+
+def schedule_topic(serial: str, settings: Settings | None = None) -> str:
+    """Return the topic a device reads its schedule from."""
+    return f"{(settings or get_settings()).mqtt_prefix}/{serial}/schedule"
+
+
+def publish_latest(conn: psycopg.Connection, scope: AccessScope, site_id: int, *,
+                   only_unpublished: bool = False, settings: Settings | None = None,
+                   timeout_s: float = 10.0) -> PublishResult | None:
+    """Send a site's latest revision to its storage devices; None when it has no schedule."""
+    settings = settings or get_settings()
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_KEY, site_id))
+    try:
+        revision = schedule_store.latest_revision(conn, scope, site_id)
+        if revision is None:
+            return None
+        if not _may_publish(conn, scope, site_id):
+            raise AccessDenied("you may read this site's schedule but not send it")
+        # Devices registered after the save get the latest revision too.
+        schedule_store.add_missing_deliveries(conn, scope, revision)
+        targets = schedule_store.deliveries(conn, scope, revision["id"])
+        if only_unpublished:
+            targets = [t for t in targets if t["published_at"] is None]
+        return _send(conn, scope, revision, targets, settings, timeout_s)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, site_id))
+
+
+def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> bool:
+    row = conn.execute("SELECT company_id FROM sites WHERE id = %s", (site_id,)).fetchone()
+    return row is not None and scope.may_edit_site(row["company_id"], site_id)
+
+
+def _send(conn: psycopg.Connection, scope: AccessScope, revision: dict, targets: list[dict],
+          settings: Settings, timeout_s: float) -> PublishResult:
+    payload = json.dumps({"revision": revision["revision"],
+                          **schedules.canonical(revision["body"])})
+    messages = [(schedule_topic(t["serial"], settings), payload) for t in targets]
+    confirmed, error = publish_retained(messages, settings=settings, timeout_s=timeout_s)
+    now = dt.datetime.now(dt.UTC)
+    done = [t for i, t in enumerate(targets) if i in confirmed]
+    missed = [t for i, t in enumerate(targets) if i not in confirmed]
+    schedule_store.mark_published(conn, scope, revision["id"],
+                                  [t["device_id"] for t in done], at=now)
+    if missed:
+        schedule_store.mark_publish_failed(conn, scope, revision["id"],
+                                           [t["device_id"] for t in missed],
+                                           error=error or "not confirmed", at=now)
+        log.warning("schedule revision %s of site %s not published to %s: %s",
+                    revision["revision"], revision["site_id"],
+                    ", ".join(t["serial"] for t in missed), error)
+    return PublishResult(revision["site_id"], revision["revision"],
+                         tuple(t["serial"] for t in done), tuple(t["serial"] for t in missed),
+                         error if missed else None)
+
+
+def publish_retained(messages: list[tuple[str, str]], *, settings: Settings | None = None,
+                     timeout_s: float = 10.0) -> tuple[set[int], str | None]:
+    """Publish (topic, payload) pairs retained at QoS 1 with a one-shot client.
+
+    Returns the indexes the broker confirmed (PUBACK) and an error message or None.
+    """
+    if not messages:
+        return set(), None
+    settings = settings or get_settings()
+    try:
+        client = _connect(settings, timeout_s)
+    except PublishError as error:
+        return set(), str(error)
+    confirmed: set[int] = set()
+    try:
+        infos = [client.publish(topic, payload, qos=1, retain=True)
+                 for topic, payload in messages]
+        deadline = time.monotonic() + timeout_s
+        for index, info in enumerate(infos):
+            try:
+                info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as error:
+                return confirmed, f"the broker connection failed while publishing: {error}"
+            if not info.is_published():
+                return confirmed, f"the broker did not confirm the message within {timeout_s:g} s"
+            confirmed.add(index)
+        return confirmed, None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _connect(settings: Settings, timeout_s: float) -> mqtt.Client:
+    url = urlsplit(settings.mqtt_url)
+    tls = url.scheme in ("mqtts", "ssl")
+    host, port = url.hostname or "localhost", url.port or (8883 if tls else 1883)
+    where = f"the MQTT broker at {host}:{port}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"kilowatch-schedule-{secrets.token_hex(6)}",
+                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+    if url.username:
+        client.username_pw_set(url.username, url.password)
+    if tls:
+        client.tls_set()
+    client.connect_timeout = timeout_s
+    answered = threading.Event()
+    refusal: list[str] = []
+
+    def on_connect(_client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            refusal.append(str(reason_code))
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=30)
+    except (OSError, ValueError) as error:
+        raise PublishError(f"cannot reach {where}: {error}") from None
+    client.loop_start()
+    if not answered.wait(timeout_s) or refusal:
+        client.disconnect()
+        client.loop_stop()
+        reason = refusal[0] if refusal else f"no answer within {timeout_s:g} s"
+        raise PublishError(f"{where} refused the connection: {reason}")
+    return client
