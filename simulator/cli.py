@@ -1,0 +1,113 @@
+"""``kilowatch simulate``: a fleet of simulated BESS sites speaking MQTT like real equipment."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from kilowatch.cli import UserError
+from kilowatch.fleet import SERIAL_PATTERN
+from kilowatch.settings import get_settings
+from simulator import register, runner
+from simulator.link import LinkError, MqttLink
+from simulator.sites import SiteSpec, make_sites
+
+log = logging.getLogger(__name__)
+
+
+@click.command("simulate")
+@click.option("--sites", "site_count", type=click.IntRange(1, 500), default=3, show_default=True,
+              help="Number of simulated sites (one storage device each).")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="Seconds between live samples.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Same seed, same sites, weather, load and faults.")
+@click.option("--backfill", "backfill_days", type=click.FloatRange(0, None), default=0.0,
+              help="Days of history to publish fast before going live.")
+@click.option("--backfill-interval", type=click.FloatRange(1, 3600), default=60.0,
+              show_default=True, help="Seconds between samples of the backfilled history.")
+@click.option("--duration", type=click.FloatRange(0, None), default=None,
+              help="Stop after this many seconds of live publishing (default: run until stopped).")
+@click.option("--fault-rate", type=click.FloatRange(0, 3600), default=0.02, show_default=True,
+              help="Device alarms raised per device and hour, on average.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of telemetry messages lost (their seq numbers are skipped).")
+@click.option("--extra-points", type=click.IntRange(0, 9000), default=0, show_default=True,
+              help="Extra per-cell voltage points per device (bms.cell.v_001 …).")
+@click.option("--outage", type=click.FloatRange(0, None), default=0.0,
+              help="Go silent (no telemetry, no will) for this many seconds once.")
+@click.option("--outage-after", type=click.FloatRange(0, None), default=60.0, show_default=True,
+              help="Seconds of live publishing before the outage starts.")
+@click.option("--register", "do_register", is_flag=True,
+              help="Create the company, sites and devices through the kilowatch CLI first.")
+@click.option("--company", default="Demo Energy", show_default=True,
+              help="Company that owns the registered sites.")
+@click.option("--serial-prefix", default="SIM", show_default=True,
+              help="Serials are PREFIX-0001, PREFIX-0002 …")
+def simulate(site_count, interval, seed, backfill_days, backfill_interval, duration, fault_rate,
+             drop_rate, extra_points, outage, outage_after, do_register, company,
+             serial_prefix) -> None:
+    """Simulate a fleet of BESS sites publishing telemetry, alarms and status over MQTT."""
+    settings = get_settings()
+    if backfill_days >= settings.raw_retention_days:
+        raise UserError(f"--backfill must be less than the raw retention "
+                        f"({settings.raw_retention_days} days): older data would be rejected")
+    sites = _make_sites(site_count, seed, serial_prefix)
+    if do_register:
+        _register(sites, company)
+    options = runner.RunOptions(
+        interval_s=interval, backfill_days=backfill_days, backfill_interval_s=backfill_interval,
+        duration_s=duration, fault_rate=fault_rate, drop_rate=drop_rate,
+        extra_points=extra_points, outage_s=outage, outage_after_s=outage_after)
+    links = _connect(sites, settings.mqtt_url, settings.mqtt_prefix)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runner.run(sites, links, options, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for link in links:
+            link.close()
+    click.echo(f"simulated {len(sites)} site(s); status offline published", err=True)
+
+
+def _make_sites(count: int, seed: int, serial_prefix: str) -> list[SiteSpec]:
+    try:
+        sites = make_sites(count, seed, serial_prefix)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    bad = [s.serial for s in sites if not _serial_ok(s.serial)]
+    if bad:
+        raise UserError(f"--serial-prefix gives invalid serials such as {bad[0]!r} "
+                        "(1-64 letters, digits, '-' or '_')")
+    return sites
+
+
+def _serial_ok(serial: str) -> bool:
+    return bool(SERIAL_PATTERN.match(serial))
+
+
+def _register(sites: list[SiteSpec], company: str) -> None:
+    try:
+        for line in register.register_fleet(sites, company):
+            click.echo(line, err=True)
+    except register.RegisterError as error:
+        raise UserError(str(error)) from None
+
+
+def _connect(sites: list[SiteSpec], url: str, prefix: str) -> list[MqttLink]:
+    links: list[MqttLink] = []
+    try:
+        for site in sites:
+            link = MqttLink(url=url, prefix=prefix, serial=site.serial, firmware=site.firmware)
+            link.connect()
+            links.append(link)
+    except LinkError as error:
+        for link in links:
+            link.close(timeout_s=2)
+        raise UserError(str(error)) from None
+    return links
