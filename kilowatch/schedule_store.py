@@ -22,6 +22,8 @@ ACK_STATUSES = ("applied", "rejected")
 # Used when a storage device was registered without its rated power.
 NOMINAL_POWER_KW = {"HES-L": 50.0, "HES-XL": 125.0, "HES-XXL": 250.0}
 _REASON_MAX = 500
+PENDING_ALARM = "SCHEDULE_PENDING"
+REJECTED_ALARM = "SCHEDULE_REJECTED"
 
 
 class ScheduleNotFound(LookupError):
@@ -271,7 +273,7 @@ def sites_to_republish(conn: psycopg.Connection, scope: AccessScope) -> list[int
 
 def overdue_deliveries(conn: psycopg.Connection, scope: AccessScope,
                        older_than: dt.datetime) -> list[dict]:
-    """Return latest-revision deliveries still pending since before ``older_than``."""
+    """Return latest-revision deliveries pending since before ``older_than``, not yet alarmed."""
     query = sql.SQL(
         """WITH latest AS (
                SELECT DISTINCT ON (site_id) id, site_id, revision FROM schedule_revisions
@@ -281,10 +283,26 @@ def overdue_deliveries(conn: psycopg.Connection, scope: AccessScope,
            FROM latest JOIN sites s ON s.id = latest.site_id
            JOIN schedule_deliveries d ON d.revision_id = latest.id
            JOIN devices dev ON dev.id = d.device_id
-           WHERE {} AND d.status = 'pending' AND d.created_at < %s
+           WHERE {} AND d.status = 'pending' AND d.created_at < %(older)s
+             AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id
+                             AND a.code = %(code)s AND a.cleared_at IS NULL)
            ORDER BY latest.site_id, dev.serial"""
     ).format(site_filter(scope))
-    return conn.execute(query, (older_than,)).fetchall()
+    return conn.execute(query, {"older": older_than, "code": PENDING_ALARM}).fetchall()
+
+
+def settled_pending_alarms(conn: psycopg.Connection, scope: AccessScope) -> list[int]:
+    """Return devices with an active pending-schedule alarm whose latest revision is answered."""
+    query = sql.SQL(
+        """SELECT a.device_id FROM alarms a JOIN sites s ON s.id = a.site_id
+           WHERE a.code = %s AND a.cleared_at IS NULL AND {} AND NOT EXISTS (
+               SELECT 1 FROM schedule_deliveries d
+               JOIN schedule_revisions r ON r.id = d.revision_id
+               WHERE d.device_id = a.device_id AND d.status = 'pending'
+                 AND r.revision = (SELECT max(revision) FROM schedule_revisions
+                                   WHERE site_id = a.site_id))"""
+    ).format(site_filter(scope))
+    return [r["device_id"] for r in conn.execute(query, (PENDING_ALARM,)).fetchall()]
 
 
 def record_ack(conn: psycopg.Connection, *, device_id: int, revision: int, status: str,
@@ -320,6 +338,7 @@ def record_ack(conn: psycopg.Connection, *, device_id: int, revision: int, statu
             params,
         ).fetchone()
         if row is not None:
+            _update_alarms(conn, params)
             return True
         known = conn.execute(
             """SELECT 1 FROM devices dev JOIN schedule_revisions r ON r.site_id = dev.site_id
@@ -329,3 +348,25 @@ def record_ack(conn: psycopg.Connection, *, device_id: int, revision: int, statu
     if known is None:
         raise UnknownRevision(f"device {device_id} has no schedule revision {revision}")
     return False
+
+
+def _update_alarms(conn: psycopg.Connection, ack: dict) -> None:
+    """Settle the device's schedule alarms when it answered its site's latest revision."""
+    from kilowatch import alarms  # the alarm core sits beside us; imported when needed
+
+    latest = conn.execute(
+        """SELECT max(r.revision) AS revision FROM devices dev
+           JOIN schedule_revisions r ON r.site_id = dev.site_id WHERE dev.id = %s""",
+        (ack["device_id"],),
+    ).fetchone()["revision"]
+    if ack["revision"] != latest:
+        return
+    device, at = ack["device_id"], ack["at"]
+    alarms.clear_alarm(conn, device_id=device, code=PENDING_ALARM, at=at)
+    if ack["status"] == "applied":
+        alarms.clear_alarm(conn, device_id=device, code=REJECTED_ALARM, at=at)
+    else:
+        alarms.raise_alarm(conn, device_id=device, code=REJECTED_ALARM, severity="warning",
+                           source="platform", at=at,
+                           message=f"schedule revision {ack['revision']} rejected: "
+                                   f"{ack['reason'] or 'no reason given'}")
