@@ -1,0 +1,78 @@
+"""One deny-by-default guard in front of every request of the web app.
+
+Public: the login page, static assets (``/assets/``), ``/healthz`` and the
+device API (``/api/device/``). Everything else needs a live login session: a
+page request without one is redirected to the login page, and a request to
+Dash's JSON endpoints (``/_dash-update-component`` …) gets 401.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+
+from auth import sessions
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/_favicon.ico"})
+PUBLIC_PREFIXES = ("/assets/", "/api/device/")
+# Reachable while a one-time password must still be replaced.
+PASSWORD_CHANGE_PATHS = frozenset({"/account/password", "/logout"})
+
+
+def is_public(path: str) -> bool:
+    """Say whether a path is served without a login."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _wants_json() -> bool:
+    dash_json = request.path.startswith("/_dash-") and not request.path.startswith(
+        "/_dash-component-suites/")
+    return dash_json or request.method not in ("GET", "HEAD")
+
+
+def _refuse(status: int, message: str, *, expired: bool = False):
+    if _wants_json():
+        return jsonify(error=message), status
+    args = {"expired": 1} if expired else {}
+    if request.method == "GET" and request.path != "/":
+        args["next"] = request.full_path.rstrip("?")
+    return redirect(url_for("auth.login", **args))
+
+
+def _session_is_live() -> bool:
+    user = current_user
+    if not sessions.is_alive(user.id):
+        return False
+    changed = user.password_changed_at
+    return changed is None or session["login_at"] >= changed
+
+
+def guard():
+    """Refuse every non-public request that lacks a live login session."""
+    if is_public(request.path):
+        return None
+    if not current_user.is_authenticated:
+        expired = "_user_id" in session
+        session.clear()
+        return _refuse(401, "login required", expired=expired)
+    if not _session_is_live():
+        log.info("session of user %s ended (timeout or logout elsewhere)", current_user.id)
+        sessions.end()
+        logout_user()
+        session.clear()
+        return _refuse(401, "session expired", expired=True)
+    if current_user.must_change_password and request.path not in PASSWORD_CHANGE_PATHS:
+        if _wants_json():
+            return jsonify(error="password change required"), 403
+        return redirect(url_for("auth.change_password"))
+    sessions.touch()
+    return None
+
+
+def init_guard(server: Flask) -> None:
+    """Install the guard so that it runs before every other before-request function."""
+    server.before_request_funcs.setdefault(None, []).insert(0, guard)

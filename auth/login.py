@@ -1,0 +1,189 @@
+"""Server-rendered login, logout and change-password pages, with CSRF and throttling.
+
+Failed logins count against two Redis-backed limits (Flask-Limiter): one per
+account (the e-mail typed) and one per client address. When either is used
+up the login form answers 429 without checking the password. Unknown e-mail,
+wrong password and deactivated account all get the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from auth import scope as auth_scope
+from auth import sessions
+from kilowatch import passwords, users
+from kilowatch.access import system_scope
+from kilowatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GENERIC_ERROR = "Wrong e-mail or password."
+
+
+class LoginForm(FlaskForm):
+    """E-mail and password, plus "remember me"."""
+
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(),
+                                                     Length(max=passwords.MAX_LENGTH)])
+    remember = BooleanField("Keep me signed in on this device")
+
+
+class ChangePasswordForm(FlaskForm):
+    """The current password and the new one, twice."""
+
+    current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField("New password", validators=[
+        DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired(), EqualTo("new", message="The two new passwords differ.")])
+
+
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _login_failed(_response) -> bool:
+    return bool(g.get("login_failed"))
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _verify(conn, email: str, password: str) -> dict | None:
+    account = users.find_login(conn, system_scope("login"), email)
+    if account is None or not account["active"]:
+        passwords.verify_password(None, password)
+        return None
+    if not passwords.verify_password(account["password_hash"], password):
+        return None
+    return account
+
+
+def authenticate(email: str, password: str) -> int | None:
+    """Return the id of the active account with this e-mail and password, or None."""
+    with auth_scope.connection() as conn:
+        account = _verify(conn, email, password)
+        if account is None:
+            return None
+        new_hash = None
+        if passwords.needs_rehash(account["password_hash"]):
+            new_hash = passwords.HASHER.hash(password)
+        users.record_login(conn, system_scope("login"), account["id"], new_hash)
+        return account["id"]
+
+
+def login():
+    """Show the login form and sign the user in."""
+    form = LoginForm()
+    if request.method == "GET":
+        notice = "Your session has ended; please sign in again." if request.args.get(
+            "expired") else None
+        return render_template("auth/login.html", form=form, notice=notice)
+    if not form.validate_on_submit():
+        error = ("This form has expired; please try again." if "csrf_token" in form.errors
+                 else "Enter your e-mail and password.")
+        return render_template("auth/login.html", form=form, error=error), 400
+    user_id = authenticate(form.email.data, form.password.data)
+    if user_id is None:
+        g.login_failed = True
+        log.warning("failed login for %r from %s", form.email.data, request.remote_addr)
+        return render_template("auth/login.html", form=form, error=GENERIC_ERROR), 401
+    sessions.start(user_id, remember=bool(form.remember.data))
+    user = auth_scope.load_user(str(user_id))
+    login_user(user)
+    log.info("login of user %s from %s", user_id, request.remote_addr)
+    if user.must_change_password:
+        return redirect(url_for("auth.change_password"))
+    return redirect(_safe_next(request.args.get("next")))
+
+
+def logout():
+    """Sign the user out and show the login page."""
+    sessions.end()
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+def change_password():
+    """Let the logged-in user change their own password."""
+    form = ChangePasswordForm()
+    forced = current_user.must_change_password
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return render_template("auth/change_password.html", form=form, forced=forced), status
+    with auth_scope.connection() as conn:
+        known = _verify(conn, current_user.email, form.current.data)
+    if known is None:
+        form.current.errors = ["That is not your current password."]
+        return render_template("auth/change_password.html", form=form, forced=forced), 400
+    try:
+        new_hash = passwords.hash_password(form.new.data)
+    except passwords.PasswordPolicyError as error:
+        form.new.errors = [str(error).capitalize() + "."]
+        return render_template("auth/change_password.html", form=form, forced=forced), 400
+    with auth_scope.connection() as conn:
+        users.change_own_password(conn, current_user.scope, new_hash)
+    # Sessions that began before the change die; this one starts afresh.
+    remember = bool(session.permanent)
+    user_id = current_user.id
+    sessions.start(user_id, remember=remember)
+    login_user(auth_scope.load_user(str(user_id)))
+    return render_template("auth/change_password.html", form=ChangePasswordForm(formdata=None),
+                           forced=False, done=True)
+
+
+def _too_many(error: RateLimitExceeded):
+    if request.endpoint == "auth.login":
+        message = "Too many failed attempts. Wait a few minutes, then try again."
+        return render_template("auth/login.html", form=LoginForm(formdata=None),
+                               error=message), 429
+    return {"error": "too many requests"}, 429
+
+
+def init_login(server: Flask, settings: Settings) -> None:
+    """Wire Flask-Login, the login pages and the login throttles into the Flask server."""
+    login_manager = LoginManager()
+    login_manager.user_loader(auth_scope.load_user)
+    login_manager.login_view = "auth.login"
+    login_manager.init_app(server)
+    limiter = Limiter(get_remote_address, app=server, storage_uri=settings.redis_url,
+                      key_prefix=f"{settings.redis_prefix}:limits", strategy="moving-window",
+                      headers_enabled=False)
+    server.extensions["kilowatch_limiter"] = limiter
+    throttle_account = limiter.limit(
+        lambda: current_app.config["KILOWATCH_LOGIN_LIMIT_ACCOUNT"], key_func=_account_key,
+        methods=["POST"], deduct_when=_login_failed, scope="login-account")
+    throttle_ip = limiter.limit(
+        lambda: current_app.config["KILOWATCH_LOGIN_LIMIT_IP"], key_func=get_remote_address,
+        methods=["POST"], deduct_when=_login_failed, scope="login-ip")
+    blueprint = Blueprint("auth", __name__, template_folder="templates")
+    blueprint.add_url_rule("/login", "login", throttle_ip(throttle_account(login)),
+                           methods=["GET", "POST"])
+    blueprint.add_url_rule("/logout", "logout", logout, methods=["GET", "POST"])
+    blueprint.add_url_rule("/account/password", "change_password", change_password,
+                           methods=["GET", "POST"])
+    server.register_blueprint(blueprint)
+    server.register_error_handler(RateLimitExceeded, _too_many)

@@ -1,0 +1,80 @@
+"""Login sessions: a random id per login, recorded in Redis, with idle and absolute timeouts.
+
+The signed Flask cookie carries the Flask-Login user id plus ``sid`` (a fresh
+random id at every login, so a session planted before login is worthless),
+``login_at`` and ``seen_at``. Redis holds ``key("session", sid)`` → user id with
+a time to live of the idle timeout, renewed at each request but never past the
+absolute timeout; logging out deletes it, so a copied cookie dies with it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from flask import current_app, session
+
+from kilowatch.redis_client import get_redis, key
+from kilowatch.settings import Settings
+
+SESSION_KEYS = ("sid", "login_at", "seen_at")
+
+
+def _settings() -> Settings:
+    return current_app.config["KILOWATCH_SETTINGS"]
+
+
+def _redis_key(sid: str) -> str:
+    return key("session", sid, settings=_settings())
+
+
+def start(user_id: int, *, remember: bool) -> str:
+    """Begin a new session for a user who just proved who they are; return its id."""
+    end()
+    session.clear()
+    now = int(time.time())
+    sid = secrets.token_urlsafe(32)
+    session.update(sid=sid, login_at=now, seen_at=now)
+    # "Remember me" keeps the cookie across browser restarts; the timeouts still apply.
+    session.permanent = remember
+    settings = _settings()
+    get_redis(settings).set(_redis_key(sid), str(user_id), ex=settings.session_idle_timeout)
+    return sid
+
+
+def current_id() -> str | None:
+    """Return the id of the current login session, if any."""
+    return session.get("sid")
+
+
+def is_alive(user_id: str | int) -> bool:
+    """Say whether the session in the cookie is a live login of this user within both timeouts."""
+    sid, login_at, seen_at = (session.get(name) for name in SESSION_KEYS)
+    if not (isinstance(sid, str) and isinstance(login_at, int) and isinstance(seen_at, int)):
+        return False
+    settings = _settings()
+    now = time.time()
+    if now - login_at > settings.session_absolute_timeout:
+        return False
+    if now - seen_at > settings.session_idle_timeout:
+        return False
+    return get_redis(settings).get(_redis_key(sid)) == str(user_id)
+
+
+def touch() -> None:
+    """Note activity: push the idle deadline forward, never past the absolute one."""
+    settings = _settings()
+    now = int(time.time())
+    session["seen_at"] = now
+    remaining = session["login_at"] + settings.session_absolute_timeout - now
+    ttl = max(1, min(settings.session_idle_timeout, remaining))
+    get_redis(settings).expire(_redis_key(session["sid"]), ttl)
+
+
+def end() -> None:
+    """Forget the current login session on the server and in the cookie."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        get_redis(_settings()).delete(_redis_key(sid))
+    for name in SESSION_KEYS:
+        session.pop(name, None)

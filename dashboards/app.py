@@ -1,0 +1,76 @@
+"""Build the Kilowatch web app: a Flask server with login and guard, and Dash Pages on it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dash
+import flask
+
+import auth
+from dashboards.components import shell
+from kilowatch import db
+from kilowatch.redis_client import get_redis
+from kilowatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).resolve().parent
+ASSETS = PACKAGE.parent / "assets"
+PAGES = PACKAGE / "pages"
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def healthz():
+    """Answer 200 when the database and Redis answer, 503 otherwise (no details)."""
+    settings = flask.current_app.config["KILOWATCH_SETTINGS"]
+    try:
+        with db.connection(settings) as conn:
+            conn.execute("SELECT 1")
+        get_redis(settings).ping()
+    except Exception:
+        log.exception("health check failed")
+        return {"status": "unavailable"}, 503
+    return {"status": "ok"}
+
+
+def device_api_not_found(rest: str):
+    """Answer 404 under the device API prefix rather than Dash's catch-all page."""
+    return {"error": "not found"}, 404
+
+
+def _add_security_headers(response: flask.Response) -> flask.Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def create_app(settings: Settings | None = None) -> dash.Dash:
+    """Return the Dash app with every page, behind login and the deny-by-default guard."""
+    settings = settings or get_settings()
+    server = flask.Flask(__name__)
+    server.add_url_rule("/healthz", "healthz", healthz)
+    server.add_url_rule("/api/device/<path:rest>", "device_api_not_found", device_api_not_found,
+                        methods=["GET", "POST", "PUT", "DELETE"])
+    server.after_request(_add_security_headers)
+    app = dash.Dash(
+        __name__,
+        server=server,
+        use_pages=True,
+        pages_folder=str(PAGES),
+        assets_folder=str(ASSETS),
+        title="Kilowatch",
+        update_title=None,
+        suppress_callback_exceptions=True,
+        serve_locally=True,
+    )
+    auth.init_app(server, settings)
+    shell.protect_pages()
+    app.layout = shell.app_layout
+    return app

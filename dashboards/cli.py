@@ -1,0 +1,47 @@
+"""``kilowatch web``: serve the web app with gunicorn (or Flask's server with ``--dev``)."""
+
+from __future__ import annotations
+
+import click
+from gunicorn.app.base import BaseApplication
+
+from kilowatch.settings import get_settings
+
+
+class _Gunicorn(BaseApplication):
+    """Gunicorn running the app factory in each worker."""
+
+    def __init__(self, options: dict) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from dashboards.app import create_app
+
+        return create_app().server
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Gunicorn worker processes.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker.")
+@click.option("--dev", is_flag=True, help="Use Flask's development server (one process).")
+def web(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
+    """Serve the web app."""
+    get_settings()  # a bad KILOWATCH_* value stops here with one line
+    click.echo(f"Kilowatch web app on http://{host}:{port}/", err=True)
+    if dev:
+        from dashboards.app import create_app
+
+        create_app().run(host=host, port=port, debug=False)
+        return
+    _Gunicorn({"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+               "worker_class": "gthread", "timeout": 60, "graceful_timeout": 10,
+               "accesslog": None, "errorlog": "-", "loglevel": "warning"}).run()

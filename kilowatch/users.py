@@ -1,0 +1,442 @@
+"""Users, groups, memberships and site grants, read and changed within an access scope.
+
+Who may do what is decided here with the caller's scope, not in the UI:
+company admins manage the company roles of their own company only;
+superadmins manage everything; support staff may read; nobody else may.
+Every change is written to the audit log with its before and after state.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from kilowatch import audit
+from kilowatch.access import (
+    COMPANY_ROLES,
+    PLATFORM_ROLES,
+    ROLES,
+    AccessDenied,
+    AccessScope,
+    company_filter,
+    site_filter,
+)
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
+_PUBLIC = ("email", "display_name", "role", "company_id", "active", "language")
+_USER_COLUMNS = sql.SQL(
+    "u.id, u.email, u.display_name, u.company_id, u.role, u.active, u.language, "
+    "u.must_change_password, u.created_at, u.last_login_at, u.password_changed_at, "
+    "c.name AS company_name"
+)
+
+
+class AccountError(ValueError):
+    """A request about users or groups that cannot be carried out as asked."""
+
+
+def normalize_email(email: str) -> str:
+    """Return the e-mail address lowercased and trimmed, or raise AccountError."""
+    value = (email or "").strip().lower()
+    if len(value) > 254 or not EMAIL_PATTERN.match(value):
+        raise AccountError(f"{email!r} is not a valid e-mail address")
+    return value
+
+
+def check_role(role: str, company_id: int | None) -> None:
+    """Raise AccountError unless the role exists and fits having (or not) a company."""
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    if role in COMPANY_ROLES and company_id is None:
+        raise AccountError(f"a {role} belongs to a company; give one")
+    if role in PLATFORM_ROLES and company_id is not None:
+        raise AccountError(f"a {role} is platform staff and belongs to no company")
+
+
+def _may_manage(scope: AccessScope, role: str, company_id: int | None) -> bool:
+    if scope.role == "superadmin":
+        return True
+    return scope.role == "admin" and role in COMPANY_ROLES and company_id == scope.company_id
+
+
+def _require_manage(scope: AccessScope, role: str, company_id: int | None) -> None:
+    if not _may_manage(scope, role, company_id):
+        raise AccessDenied("you may not manage this account")
+
+
+def _user_query(scope: AccessScope, where: str) -> sql.Composable:
+    return sql.SQL(
+        "SELECT {} FROM users u LEFT JOIN companies c ON c.id = u.company_id "
+        "WHERE {} AND {} ORDER BY u.email"
+    ).format(_USER_COLUMNS, sql.SQL(where), _company(scope, "u"))
+
+
+def _company(scope: AccessScope, alias: str) -> sql.Composable:
+    return company_filter(scope, sql.Identifier(alias, "company_id"))
+
+
+def _public(row: dict) -> dict:
+    return {name: row[name] for name in _PUBLIC}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def get_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict:
+    """Return one user the caller may see, or raise AccessDenied (also when it does not exist)."""
+    row = conn.execute(_user_query(scope, "u.id = %s"), (user_id,)).fetchone()
+    if row is None:
+        raise AccessDenied("no such user")
+    return row
+
+
+def list_users(conn: psycopg.Connection, scope: AccessScope,
+               company_id: int | None = None) -> list[dict]:
+    """Return the users of the caller's company (or of every company for platform staff)."""
+    if scope.role not in ("admin", "support", "superadmin"):
+        raise AccessDenied("only administrators list users")
+    query = _user_query(scope, "(%s::int IS NULL OR u.company_id = %s)")
+    return conn.execute(query, (company_id, company_id)).fetchall()
+
+
+def find_login(conn: psycopg.Connection, scope: AccessScope, email: str) -> dict | None:
+    """Return id, role, password hash and state of the account with this e-mail, if visible."""
+    try:
+        email = normalize_email(email)
+    except AccountError:
+        return None
+    query = sql.SQL(
+        "SELECT u.id, u.email, u.role, u.active, u.password_hash, u.must_change_password "
+        "FROM users u WHERE lower(u.email) = %s AND {}"
+    ).format(_company(scope, "u"))
+    return conn.execute(query, (email,)).fetchone()
+
+
+def resolve_user(conn: psycopg.Connection, scope: AccessScope, ref: str) -> dict:
+    """Find one visible user by id or e-mail, or raise AccountError."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        rows = conn.execute(_user_query(scope, "u.id = %s"), (int(ref),)).fetchall()
+    else:
+        rows = conn.execute(_user_query(scope, "lower(u.email) = lower(%s)"), (ref,)).fetchall()
+    if not rows:
+        raise AccountError(f"no user matches {ref!r}")
+    return rows[0]
+
+
+def granted_site_ids(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> frozenset[int]:
+    """Return the ids of the sites granted to a user through their groups."""
+    query = sql.SQL(
+        "SELECT DISTINCT gs.site_id FROM group_members gm "
+        "JOIN group_sites gs ON gs.group_id = gm.group_id "
+        "JOIN sites s ON s.id = gs.site_id "
+        "WHERE gm.user_id = %s AND {}"
+    ).format(site_filter(scope))
+    return frozenset(row["site_id"] for row in conn.execute(query, (user_id,)))
+
+
+def build_scope(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> AccessScope | None:
+    """Return the access scope of an active user (None when missing or deactivated)."""
+    row = conn.execute(_user_query(scope, "u.id = %s AND u.active"), (user_id,)).fetchone()
+    if row is None:
+        return None
+    site_ids = None
+    if row["role"] in ("viewer", "operator"):
+        site_ids = granted_site_ids(conn, scope, user_id)
+    return AccessScope(role=row["role"], user_id=row["id"], company_id=row["company_id"],
+                       site_ids=site_ids, actor=row["email"])
+
+
+# --- changing accounts -------------------------------------------------------------------------
+
+
+def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, role: str,
+                company_id: int | None, password_hash: str, display_name: str | None = None,
+                language: str = "en", must_change_password: bool = True) -> int:
+    """Create an account the caller may manage and return its id."""
+    email = normalize_email(email)
+    check_role(role, company_id)
+    _require_manage(scope, role, company_id)
+    display_name = (display_name or "").strip() or email.split("@")[0]
+    if language not in LANGUAGES:
+        raise AccountError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    with conn.transaction():
+        if company_id is not None and conn.execute(
+                "SELECT 1 FROM companies WHERE id = %s", (company_id,)).fetchone() is None:
+            raise AccountError(f"no company {company_id}")
+        try:
+            row = conn.execute(
+                """INSERT INTO users (email, display_name, company_id, role, password_hash,
+                                      must_change_password, language, password_changed_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now()) RETURNING *""",
+                (email, display_name, company_id, role, password_hash, must_change_password,
+                 language),
+            ).fetchone()
+        except psycopg.errors.UniqueViolation:
+            raise AccountError(f"an account with the e-mail {email} already exists") from None
+        audit.record(conn, scope, "user.create", target=f"user:{row['id']}",
+                     company_id=company_id, after=_public(row))
+    return row["id"]
+
+
+def _change_user(conn: psycopg.Connection, scope: AccessScope, user_id: int, action: str,
+                 changes: dict[str, Any], *, audited: dict[str, Any] | None = None) -> dict:
+    """Apply column changes to a user the caller may manage, with an audit entry."""
+    with conn.transaction():
+        before = conn.execute(
+            sql.SQL("SELECT u.* FROM users u WHERE u.id = %s AND {} FOR UPDATE").format(
+                _company(scope, "u")), (user_id,)
+        ).fetchone()
+        if before is None:
+            raise AccessDenied("no such user")
+        _require_manage(scope, before["role"], before["company_id"])
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+            for column in changes
+        )
+        after = conn.execute(
+            sql.SQL("UPDATE users SET {} WHERE id = %(user_id)s RETURNING *").format(assignments),
+            {**changes, "user_id": user_id},
+        ).fetchone()
+        audit.record(conn, scope, action, target=f"user:{user_id}",
+                     company_id=before["company_id"], before=_public(before),
+                     after={**_public(after), **(audited or {})})
+    return after
+
+
+def set_role(conn: psycopg.Connection, scope: AccessScope, user_id: int, role: str) -> dict:
+    """Change a user's role within what the caller may grant."""
+    if user_id == scope.user_id:
+        raise AccountError("you cannot change your own role")
+    target = get_user(conn, scope, user_id)
+    check_role(role, target["company_id"])
+    _require_manage(scope, role, target["company_id"])
+    return _change_user(conn, scope, user_id, "user.set_role", {"role": role})
+
+
+def set_active(conn: psycopg.Connection, scope: AccessScope, user_id: int, active: bool) -> dict:
+    """Activate or deactivate a user (never yourself)."""
+    if user_id == scope.user_id:
+        raise AccountError("you cannot deactivate your own account")
+    action = "user.activate" if active else "user.deactivate"
+    return _change_user(conn, scope, user_id, action, {"active": bool(active)})
+
+
+def update_profile(conn: psycopg.Connection, scope: AccessScope, user_id: int, *,
+                   display_name: str, language: str) -> dict:
+    """Change a user's display name and language."""
+    display_name = display_name.strip()
+    if not 1 <= len(display_name) <= 120:
+        raise AccountError("a display name has 1 to 120 characters")
+    if language not in LANGUAGES:
+        raise AccountError(f"unknown language {language!r}; use one of {', '.join(LANGUAGES)}")
+    return _change_user(conn, scope, user_id, "user.update",
+                        {"display_name": display_name, "language": language})
+
+
+def reset_password(conn: psycopg.Connection, scope: AccessScope, user_id: int,
+                   password_hash: str, *, must_change: bool = True) -> dict:
+    """Set another user's password (a one-time one by default), as their administrator."""
+    return _change_user(conn, scope, user_id, "user.reset_password",
+                        {"password_hash": password_hash, "must_change_password": must_change,
+                         "password_changed_at": datetime.now(UTC)},
+                        audited={"password": "reset"})
+
+
+def change_own_password(conn: psycopg.Connection, scope: AccessScope, password_hash: str) -> None:
+    """Store the caller's new password hash (the caller checked the current one)."""
+    if scope.user_id is None:
+        raise AccessDenied("only a logged-in user changes their own password")
+    with conn.transaction():
+        row = conn.execute(
+            """UPDATE users SET password_hash = %s, must_change_password = false,
+                      password_changed_at = now()
+               WHERE id = %s AND active RETURNING company_id""",
+            (password_hash, scope.user_id),
+        ).fetchone()
+        if row is None:
+            raise AccessDenied("no such user")
+        audit.record(conn, scope, "user.change_password", target=f"user:{scope.user_id}",
+                     company_id=row["company_id"], after={"password": "changed"})
+
+
+def record_login(conn: psycopg.Connection, scope: AccessScope, user_id: int,
+                 new_hash: str | None = None) -> None:
+    """Note a successful login, storing a re-computed password hash when given one."""
+    query = sql.SQL(
+        "UPDATE users u SET last_login_at = now(), "
+        "password_hash = coalesce(%s, u.password_hash) WHERE u.id = %s AND {}"
+    ).format(_company(scope, "u"))
+    conn.execute(query, (new_hash, user_id))
+
+
+# --- groups and grants -------------------------------------------------------------------------
+
+
+def list_groups(conn: psycopg.Connection, scope: AccessScope,
+                company_id: int | None = None) -> list[dict]:
+    """Return the visible groups with their member and site counts."""
+    if scope.role not in ("admin", "support", "superadmin"):
+        raise AccessDenied("only administrators list groups")
+    query = sql.SQL(
+        "SELECT g.id, g.name, g.company_id, c.name AS company_name, "
+        "(SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, "
+        "(SELECT count(*) FROM group_sites gs WHERE gs.group_id = g.id) AS site_count "
+        "FROM groups g JOIN companies c ON c.id = g.company_id "
+        "WHERE {} AND (%s::int IS NULL OR g.company_id = %s) ORDER BY c.name, g.name"
+    ).format(_company(scope, "g"))
+    return conn.execute(query, (company_id, company_id)).fetchall()
+
+
+def get_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> dict:
+    """Return one visible group with its members and granted sites, or raise AccessDenied."""
+    if scope.role not in ("admin", "support", "superadmin"):
+        raise AccessDenied("only administrators see groups")
+    group = conn.execute(
+        sql.SQL("SELECT g.* FROM groups g WHERE g.id = %s AND {}").format(
+            _company(scope, "g")), (group_id,)
+    ).fetchone()
+    if group is None:
+        raise AccessDenied("no such group")
+    group["members"] = conn.execute(
+        "SELECT u.id, u.email, u.display_name, u.role FROM group_members m "
+        "JOIN users u ON u.id = m.user_id WHERE m.group_id = %s ORDER BY u.email", (group_id,)
+    ).fetchall()
+    group["sites"] = conn.execute(
+        "SELECT s.id, s.name FROM group_sites gs JOIN sites s ON s.id = gs.site_id "
+        "WHERE gs.group_id = %s ORDER BY s.name", (group_id,)
+    ).fetchall()
+    return group
+
+
+def resolve_group(conn: psycopg.Connection, scope: AccessScope, ref: str,
+                  company_id: int | None = None) -> dict:
+    """Find one visible group by id or unambiguous name, or raise AccountError."""
+    ref = str(ref).strip()
+    query = sql.SQL(
+        "SELECT g.id, g.name, g.company_id, c.name AS company_name FROM groups g "
+        "JOIN companies c ON c.id = g.company_id "
+        "WHERE (g.id = %s OR lower(g.name) = lower(%s)) AND (%s::int IS NULL OR g.company_id = %s) "
+        "AND {} ORDER BY g.id"
+    ).format(_company(scope, "g"))
+    ref_id = int(ref) if ref.isdigit() else None
+    rows = conn.execute(query, (ref_id, ref, company_id, company_id)).fetchall()
+    exact = [row for row in rows if row["id"] == ref_id]
+    if exact:
+        return exact[0]
+    if not rows:
+        raise AccountError(f"no group matches {ref!r}")
+    if len(rows) > 1:
+        names = ", ".join(f"{r['id']} ({r['name']} / {r['company_name']})" for r in rows)
+        raise AccountError(f"group {ref!r} is ambiguous: {names}; give --company or an id")
+    return rows[0]
+
+
+def create_group(conn: psycopg.Connection, scope: AccessScope, *, company_id: int,
+                 name: str) -> int:
+    """Create a group in a company the caller administers and return its id."""
+    if not scope.may_administer_company(company_id):
+        raise AccessDenied("you may not manage groups of this company")
+    name = name.strip()
+    if not 1 <= len(name) <= 120:
+        raise AccountError("a group name has 1 to 120 characters")
+    with conn.transaction():
+        try:
+            row = conn.execute("INSERT INTO groups (company_id, name) VALUES (%s, %s) RETURNING id",
+                               (company_id, name)).fetchone()
+        except psycopg.errors.UniqueViolation:
+            raise AccountError(f"the company already has a group named {name!r}") from None
+        except psycopg.errors.ForeignKeyViolation:
+            raise AccountError(f"no company {company_id}") from None
+        audit.record(conn, scope, "group.create", target=f"group:{row['id']}",
+                     company_id=company_id, after={"name": name})
+    return row["id"]
+
+
+def _managed_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> dict:
+    group = conn.execute(
+        sql.SQL("SELECT g.* FROM groups g WHERE g.id = %s AND {} FOR UPDATE").format(
+            _company(scope, "g")), (group_id,)
+    ).fetchone()
+    if group is None:
+        raise AccessDenied("no such group")
+    if not scope.may_administer_company(group["company_id"]):
+        raise AccessDenied("you may not manage this group")
+    return group
+
+
+def delete_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> None:
+    """Delete a group with its memberships and grants."""
+    with conn.transaction():
+        group = _managed_group(conn, scope, group_id)
+        before = get_group(conn, scope, group_id)
+        conn.execute("DELETE FROM groups WHERE id = %s", (group_id,))
+        audit.record(conn, scope, "group.delete", target=f"group:{group_id}",
+                     company_id=group["company_id"],
+                     before={"name": group["name"],
+                             "members": [m["email"] for m in before["members"]],
+                             "sites": [s["id"] for s in before["sites"]]})
+
+
+def grant_site(conn: psycopg.Connection, scope: AccessScope, group_id: int, site_id: int) -> None:
+    """Grant a group access to a site of the same company."""
+    with conn.transaction():
+        group = _managed_group(conn, scope, group_id)
+        site = conn.execute(
+            sql.SQL("SELECT s.id, s.company_id FROM sites s WHERE s.id = %s AND {}").format(
+                site_filter(scope)), (site_id,)).fetchone()
+        if site is None or site["company_id"] != group["company_id"]:
+            raise AccountError("the site does not belong to the group's company")
+        inserted = conn.execute(
+            "INSERT INTO group_sites (group_id, site_id, company_id) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING site_id",
+            (group_id, site_id, group["company_id"])).fetchone()
+        if inserted:
+            audit.record(conn, scope, "group.grant_site", target=f"group:{group_id}",
+                         company_id=group["company_id"], after={"site_id": site_id})
+
+
+def revoke_site(conn: psycopg.Connection, scope: AccessScope, group_id: int, site_id: int) -> None:
+    """Take a site away from a group."""
+    with conn.transaction():
+        group = _managed_group(conn, scope, group_id)
+        deleted = conn.execute("DELETE FROM group_sites WHERE group_id = %s AND site_id = %s "
+                               "RETURNING site_id", (group_id, site_id)).fetchone()
+        if deleted:
+            audit.record(conn, scope, "group.revoke_site", target=f"group:{group_id}",
+                         company_id=group["company_id"], before={"site_id": site_id})
+
+
+def add_member(conn: psycopg.Connection, scope: AccessScope, group_id: int, user_id: int) -> None:
+    """Add a user of the group's company to the group."""
+    with conn.transaction():
+        group = _managed_group(conn, scope, group_id)
+        user = conn.execute(
+            sql.SQL("SELECT u.id, u.company_id FROM users u WHERE u.id = %s AND {}").format(
+                _company(scope, "u")), (user_id,)).fetchone()
+        if user is None or user["company_id"] != group["company_id"]:
+            raise AccountError("the user does not belong to the group's company")
+        inserted = conn.execute(
+            "INSERT INTO group_members (group_id, user_id, company_id) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING user_id",
+            (group_id, user_id, group["company_id"])).fetchone()
+        if inserted:
+            audit.record(conn, scope, "group.add_member", target=f"group:{group_id}",
+                         company_id=group["company_id"], after={"user_id": user_id})
+
+
+def remove_member(conn: psycopg.Connection, scope: AccessScope, group_id: int,
+                  user_id: int) -> None:
+    """Remove a user from a group."""
+    with conn.transaction():
+        group = _managed_group(conn, scope, group_id)
+        deleted = conn.execute("DELETE FROM group_members WHERE group_id = %s AND user_id = %s "
+                               "RETURNING user_id", (group_id, user_id)).fetchone()
+        if deleted:
+            audit.record(conn, scope, "group.remove_member", target=f"group:{group_id}",
+                         company_id=group["company_id"], before={"user_id": user_id})
