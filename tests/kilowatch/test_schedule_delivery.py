@@ -1,0 +1,119 @@
+"""Schedule delivery through the real broker: retained, QoS 1, and republished after an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import secrets
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch.access import AccessDenied, AccessScope, system_scope
+from kilowatch.jobs import schedules as schedule_jobs
+
+ROOT = system_scope("test")
+BODY = {"timezone": "Europe/Berlin", "default_mode": "idle",
+        "periods": [{"days": ["mon", "tue"], "start": "17:00", "end": "24:00",
+                     "mode": "discharge", "power_kw": 40, "soc_min": 20}]}
+
+
+class Subscriber:
+    """A real MQTT client reading schedules under this module's topic prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.messages: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"test-sub-{secrets.token_hex(4)}")
+        self.client.on_message = lambda _c, _u, m: self.messages.put(m)
+        self.client.connect("127.0.0.1", 51883)
+        self.client.subscribe(f"{prefix}/+/schedule", qos=1)
+        self.client.loop_start()
+
+    def next(self, timeout_s: float = 5.0) -> mqtt.MQTTMessage:
+        return self.messages.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def site(conn, settings):
+    """A Berlin site with one storage device and a meter; retained schedules removed after."""
+    tag = secrets.token_hex(3)
+    company = fleet.create_company(conn, ROOT, f"Delivery {tag}")
+    site_id = fleet.create_site(conn, ROOT, company_id=company, name="Plant",
+                                timezone="Europe/Berlin")
+    serials = [f"XXL-{tag}", f"MTR-{tag}"]
+    fleet.register_device(conn, ROOT, site_id=site_id, serial=serials[0], model="HES-XXL",
+                          rated_power_kw=250)
+    fleet.register_device(conn, ROOT, site_id=site_id, serial=serials[1], model="meter")
+    info = {"id": site_id, "company": company, "tag": tag, "serials": serials}
+    yield info
+    topics = [schedule_delivery.schedule_topic(s, settings) for s in
+              (*serials, f"XL-{tag}")]
+    schedule_delivery.publish_retained([(t, "") for t in topics], settings=settings)
+
+
+def test_saved_revision_reaches_a_real_client_retained(conn, settings, site):
+    revision = schedule_store.save_revision(conn, ROOT, site["id"], BODY, comment="first")
+    result = schedule_delivery.publish_latest(conn, ROOT, site["id"], settings=settings)
+    assert result.ok and result.published == (site["serials"][0],)  # not the meter
+    # Subscribing only now: the broker hands over the retained message.
+    subscriber = Subscriber(settings.mqtt_prefix)
+    try:
+        message = subscriber.next()
+    finally:
+        subscriber.close()
+    assert message.topic == f"{settings.mqtt_prefix}/{site['serials'][0]}/schedule"
+    assert message.retain and message.qos == 1
+    payload = json.loads(message.payload)
+    assert payload == {"revision": revision["revision"], **schedules.validate(
+        BODY, schedule_store.site_limits(conn, ROOT, site["id"]))}
+    assert list(payload)[:3] == ["revision", "timezone", "default_mode"]
+    state = schedule_store.delivery_state(conn, ROOT, site["id"])
+    assert state[0]["published_at"] is not None and state[0]["status"] == "pending"
+
+
+def test_unreachable_broker_leaves_the_revision_unpublished_until_the_job_sends_it(
+        conn, settings, site):
+    down = dataclasses.replace(settings, mqtt_url="mqtt://127.0.0.1:1")
+    revision = schedule_store.save_revision(conn, ROOT, site["id"], BODY)
+    result = schedule_delivery.publish_latest(conn, ROOT, site["id"], settings=down,
+                                              timeout_s=2)
+    assert not result.ok and result.failed == (site["serials"][0],)
+    assert result.error.startswith("cannot reach the MQTT broker at 127.0.0.1:1")
+    state = schedule_store.delivery_state(conn, ROOT, site["id"])
+    assert state[0]["published_at"] is None and "cannot reach" in state[0]["publish_error"]
+    assert "(not yet published)" in schedule_store.describe_delivery(state, "Europe/Berlin")
+    assert site["id"] in schedule_store.sites_to_republish(conn, ROOT)
+    assert schedule_jobs.republish(conn, down) == 0
+
+    # A device registered after the save gets the latest revision too.
+    late = f"XL-{site['tag']}"
+    fleet.register_device(conn, ROOT, site_id=site["id"], serial=late, model="HES-XL")
+    assert schedule_jobs.republish(conn, settings) >= 2
+    assert site["id"] not in schedule_store.sites_to_republish(conn, ROOT)
+    subscriber = Subscriber(settings.mqtt_prefix)
+    try:
+        received = {subscriber.next().topic.split("/")[-2] for _ in range(2)}
+    finally:
+        subscriber.close()
+    assert received == {site["serials"][0], late}
+    state = schedule_store.delivery_state(conn, ROOT, site["id"])
+    assert {r["revision"] for r in state} == {revision["revision"]}
+    assert all(r["published_at"] is not None and r["publish_error"] is None for r in state)
+
+
+def test_only_editors_may_send_a_schedule(conn, settings, site):
+    schedule_store.save_revision(conn, ROOT, site["id"], BODY)
+    viewer = AccessScope(role="viewer", company_id=site["company"],
+                         site_ids=frozenset({site["id"]}), actor="viewer@example.com")
+    with pytest.raises(AccessDenied):
+        schedule_delivery.publish_latest(conn, viewer, site["id"], settings=settings)
+    outsider = AccessScope(role="admin", company_id=site["company"] + 10_000, actor="x")
+    with pytest.raises(AccessDenied):
+        schedule_delivery.publish_latest(conn, outsider, site["id"], settings=settings)
