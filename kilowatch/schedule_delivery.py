@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 import secrets
 import threading
 import time
@@ -24,7 +23,6 @@ from kilowatch import schedule_store, schedules
 from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
 _LOCK_KEY = 7_120_005  # advisory lock (key, site id): one publisher per site at a time
 
 
@@ -95,9 +93,6 @@ def _send(conn: psycopg.Connection, scope: AccessScope, revision: dict, targets:
         schedule_store.mark_publish_failed(conn, scope, revision["id"],
                                            [t["device_id"] for t in missed],
                                            error=error or "not confirmed", at=now)
-        log.warning("schedule revision %s of site %s not published to %s: %s",
-                    revision["revision"], revision["site_id"],
-                    ", ".join(t["serial"] for t in missed), error)
     return PublishResult(revision["site_id"], revision["revision"],
                          tuple(t["serial"] for t in done), tuple(t["serial"] for t in missed),
                          error if missed else None)

@@ -27,6 +27,8 @@ def republish(conn: psycopg.Connection, settings: Settings) -> int:
             log.info("published schedule revision %s of site %s to %s", result.revision,
                      site_id, ", ".join(result.published))
         elif result is not None:
+            log.warning("schedule revision %s of site %s not published to %s: %s",
+                        result.revision, site_id, ", ".join(result.failed), result.error)
             break  # the broker is still away; the next run tries again
     return sent
 
