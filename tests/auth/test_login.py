@@ -1,0 +1,259 @@
+"""Login, logout, sessions, cookies, timeouts and password changes on the real app."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+from dashboards.app import create_app
+from kilowatch import passwords, users
+from kilowatch.access import system_scope
+from kilowatch.redis_client import get_redis, key
+from tests.dashboards.conftest import csrf_token, login, make_user, unique_email
+
+
+def _session_cookie(response) -> str:
+    cookies = [c for c in response.headers.getlist("Set-Cookie")
+               if c.startswith("kilowatch_session=")]
+    assert cookies, "no session cookie set"
+    return cookies[-1]
+
+
+def _sid(client) -> str | None:
+    with client.session_transaction() as session:
+        return session.get("sid")
+
+
+def _fresh_user(conn, tenants, **kwargs):
+    return make_user(conn, email=unique_email(), role="viewer", company_id=tenants.a.id, **kwargs)
+
+
+def test_good_login_redirects_to_the_app(client, tenants):
+    response = login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_login_follows_a_local_next_but_not_an_external_one(client, tenants):
+    token = csrf_token(client)
+    data = {"email": tenants.a.admin.email, "password": tenants.a.admin.password,
+            "csrf_token": token}
+    response = client.post("/login?next=/admin/users", data=data)
+    assert response.headers["Location"] == "/admin/users"
+    other = client.application.test_client()
+    data["csrf_token"] = csrf_token(other)
+    response = other.post("/login?next=//evil.example.com/", data=data)
+    assert response.headers["Location"] == "/"
+
+
+def test_email_is_case_insensitive(client, tenants):
+    assert login(client, tenants.a.viewer.email.upper(), tenants.a.viewer.password
+                 ).status_code == 302
+
+
+def test_unknown_user_and_wrong_password_get_the_same_answer(app, tenants):
+    wrong = login(app.server.test_client(), tenants.a.viewer.email, "not the password at all")
+    unknown = login(app.server.test_client(), "nobody@nowhere.example.com",
+                    "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong e-mail or password." in wrong.get_data(as_text=True)
+    assert "Wrong e-mail or password." in unknown.get_data(as_text=True)
+    assert _without_token(wrong).replace(tenants.a.viewer.email, "X") == \
+        _without_token(unknown).replace("nobody@nowhere.example.com", "X")
+
+
+def _without_token(response) -> str:
+    return re.sub(r'name="csrf_token" type="hidden" value="[^"]+"', "",
+                  response.get_data(as_text=True))
+
+
+def test_deactivated_user_cannot_log_in(client, conn, tenants):
+    account = _fresh_user(conn, tenants)
+    users.set_active(conn, system_scope("test"), account.id, False)
+    response = login(client, account.email, account.password)
+    assert response.status_code == 401
+    assert "Wrong e-mail or password." in response.get_data(as_text=True)
+
+
+def test_login_post_without_csrf_token_is_refused(client, tenants):
+    client.get("/login")
+    response = client.post("/login", data={"email": tenants.a.viewer.email,
+                                           "password": tenants.a.viewer.password})
+    assert response.status_code == 400
+    assert "expired" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_login_post_with_a_forged_csrf_token_is_refused(client, tenants):
+    client.get("/login")
+    response = client.post("/login", data={"email": tenants.a.viewer.email,
+                                           "password": tenants.a.viewer.password,
+                                           "csrf_token": "forged"})
+    assert response.status_code == 400
+    assert client.get("/").status_code == 302
+
+
+def test_session_id_changes_at_login(app, tenants):
+    client = app.server.test_client()
+    before = _session_cookie(client.get("/login"))
+    response = login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    after = _session_cookie(response)
+    assert before.split(";")[0] != after.split(";")[0]
+    first_sid = _sid(client)
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    second_sid = _sid(client)
+    assert first_sid and second_sid and first_sid != second_sid
+    assert get_redis().get(key("session", first_sid)) is None
+
+
+def test_cookie_planted_before_login_is_not_logged_in_afterwards(app, tenants):
+    victim = app.server.test_client()
+    planted = _session_cookie(victim.get("/login")).split(";")[0].split("=", 1)[1]
+    attacker = app.server.test_client()
+    attacker.set_cookie("kilowatch_session", planted)
+    assert login(victim, tenants.a.viewer.email, tenants.a.viewer.password).status_code == 302
+    assert attacker.get("/").status_code == 302
+
+
+def test_session_cookie_flags(client, tenants):
+    cookie = _session_cookie(login(client, tenants.a.viewer.email, tenants.a.viewer.password))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+    assert "Expires" not in cookie  # without "remember me" it ends with the browser
+
+
+def test_secure_flag_when_configured(settings, tenants):
+    secure_app = create_app(dataclasses.replace(settings, secure_cookies=True))
+    client = secure_app.server.test_client()
+    token = csrf_token(client)
+    response = client.post("/login", base_url="https://localhost", headers={
+        "Referer": "https://localhost/login"}, data={
+        "email": tenants.a.viewer.email, "password": tenants.a.viewer.password,
+        "csrf_token": token})
+    cookie = _session_cookie(response)
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_remember_me_keeps_the_cookie_until_the_absolute_timeout(client, settings, tenants):
+    response = login(client, tenants.a.viewer.email, tenants.a.viewer.password, remember=True)
+    cookie = _session_cookie(response)
+    assert "Expires=" in cookie
+    max_age = int(cookie.split("Max-Age=")[1].split(";")[0]) if "Max-Age=" in cookie else None
+    assert max_age is None or max_age <= settings.session_absolute_timeout
+
+
+def test_logout_ends_the_session_even_for_a_copied_cookie(app, tenants):
+    client = app.server.test_client()
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    copied = client.get_cookie("kilowatch_session").value
+    assert client.get("/logout").status_code == 302
+    assert client.get("/").status_code == 302
+    thief = app.server.test_client()
+    thief.set_cookie("kilowatch_session", copied)
+    assert thief.get("/").status_code == 302
+    assert thief.get("/_dash-layout").status_code == 401
+
+
+def test_idle_timeout_logs_out(settings, tenants):
+    short = create_app(dataclasses.replace(settings, session_idle_timeout=2))
+    client = short.server.test_client()
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    for _ in range(3):  # activity keeps the session alive past the idle timeout
+        time.sleep(1)
+        assert client.get("/_dash-layout").status_code == 200
+    time.sleep(2.5)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?expired=1"
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_absolute_timeout_logs_out_despite_activity(settings, tenants):
+    short = create_app(dataclasses.replace(settings, session_absolute_timeout=3,
+                                           session_idle_timeout=60))
+    client = short.server.test_client()
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password, remember=True)
+    assert client.get("/_dash-layout").status_code == 200
+    deadline = time.monotonic() + 6
+    while client.get("/_dash-layout").status_code == 200:
+        assert time.monotonic() < deadline, "still logged in after the absolute timeout"
+        time.sleep(0.5)
+    assert client.get("/").headers["Location"].startswith("/login")
+
+
+def test_expired_login_page_says_so(client):
+    assert "session has ended" in client.get("/login?expired=1").get_data(as_text=True)
+
+
+def test_deactivation_ends_a_running_session(client, conn, tenants):
+    account = _fresh_user(conn, tenants)
+    login(client, account.email, account.password)
+    assert client.get("/_dash-layout").status_code == 200
+    users.set_active(conn, system_scope("test"), account.id, False)
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def _change(client, current: str, new: str, confirm: str | None = None):
+    token = csrf_token(client, "/account/password")
+    return client.post("/account/password", data={
+        "current": current, "new": new, "confirm": confirm or new, "csrf_token": token})
+
+
+def test_change_password_needs_the_current_one_and_12_characters(app, conn, tenants):
+    account = _fresh_user(conn, tenants)
+    client = app.server.test_client()
+    login(client, account.email, account.password)
+    assert _change(client, "wrong current password", "a brand new password").status_code == 400
+    assert _change(client, account.password, "too short").status_code == 400
+    assert _change(client, account.password, "a brand new password",
+                   "another new password").status_code == 400
+    response = _change(client, account.password, "a brand new password")
+    assert response.status_code == 200
+    assert "Your password has been changed." in response.get_data(as_text=True)
+    assert client.get("/_dash-layout").status_code == 200  # this session continues
+    assert login(app.server.test_client(), account.email, account.password).status_code == 401
+    assert login(app.server.test_client(), account.email,
+                 "a brand new password").status_code == 302
+
+
+def test_password_change_ends_the_other_sessions(app, conn, tenants):
+    account = _fresh_user(conn, tenants)
+    laptop, phone = app.server.test_client(), app.server.test_client()
+    login(laptop, account.email, account.password)
+    login(phone, account.email, account.password)
+    time.sleep(1.1)  # sessions are compared with the change at one-second resolution
+    assert _change(laptop, account.password, "a brand new password").status_code == 200
+    assert laptop.get("/_dash-layout").status_code == 200
+    assert phone.get("/_dash-layout").status_code == 401
+
+
+def test_one_time_password_must_be_replaced_first(app, conn, tenants):
+    email = unique_email()
+    users.create_user(conn, system_scope("test"), email=email, role="viewer",
+                      company_id=tenants.a.id, password_hash=passwords.hash_password(
+                          "one-time password 1"), must_change_password=True)
+    client = app.server.test_client()
+    response = login(client, email, "one-time password 1")
+    assert response.headers["Location"] == "/account/password"
+    assert client.get("/").headers["Location"] == "/account/password"
+    assert client.get("/_dash-layout").status_code == 403
+    assert _change(client, "one-time password 1", "my own password 123").status_code == 200
+    assert client.get("/").status_code == 200
+
+
+def test_outdated_hash_is_rehashed_at_login(client, conn, tenants):
+    from argon2 import PasswordHasher
+
+    account = _fresh_user(conn, tenants)
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(account.password)
+    conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (old, account.id))
+    assert login(client, account.email, account.password).status_code == 302
+    stored = conn.execute("SELECT password_hash, last_login_at FROM users WHERE id = %s",
+                          (account.id,)).fetchone()
+    assert stored["password_hash"] != old
+    assert not passwords.needs_rehash(stored["password_hash"])
+    assert passwords.verify_password(stored["password_hash"], account.password)
+    assert stored["last_login_at"] is not None
