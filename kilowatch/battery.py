@@ -121,24 +121,22 @@ def _apply(battery: Battery, soc: float, wanted_kw: float, values: dict[str, flo
            dt_s: float) -> BatteryStep:
     """Limit the wanted power by the SoC bounds and integrate the SoC."""
     hours = dt_s / 3600.0
-    capacity = battery.capacity_kwh
     if wanted_kw > 0:
-        floor = max(0.0, values.get("soc_min", 0.0))
-        available_kwh = max(0.0, soc - floor) / 100.0 * capacity
+        limit = max(0.0, values.get("soc_min", 0.0))
+        available_kwh = max(0.0, soc - limit) / 100.0 * battery.capacity_kwh
         power = min(wanted_kw, available_kwh * battery.discharge_efficiency / hours)
-        new_soc = soc - power * hours / battery.discharge_efficiency / capacity * 100.0
-        if power < wanted_kw:
-            new_soc = max(new_soc, floor) if soc >= floor else soc
-        return BatteryStep(power, new_soc)
-    if wanted_kw < 0:
-        ceiling = min(100.0, values.get("soc_max", 100.0))
-        room_kwh = max(0.0, ceiling - soc) / 100.0 * capacity
+        bound = max
+    elif wanted_kw < 0:
+        limit = min(100.0, values.get("soc_max", 100.0))
+        room_kwh = max(0.0, limit - soc) / 100.0 * battery.capacity_kwh
         power = max(wanted_kw, -room_kwh / battery.charge_efficiency / hours)
-        new_soc = soc - power * hours * battery.charge_efficiency / capacity * 100.0
-        if power > wanted_kw:
-            new_soc = min(new_soc, ceiling) if soc <= ceiling else soc
-        return BatteryStep(power, new_soc)
-    return BatteryStep(0.0, soc)
+        bound = min
+    else:
+        power = 0.0
+    if power == 0:
+        return BatteryStep(0.0, soc)
+    # Clamp so that float rounding never leaves the SoC a hair past its limit.
+    return BatteryStep(power, bound(soc + soc_change(battery, power, dt_s), limit))
 
 
 def soc_change(battery: Battery, power_kw: float, dt_s: float) -> float:

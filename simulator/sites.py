@@ -78,6 +78,7 @@ def make_site(index: int, seed: int, serial_prefix: str = "SIM") -> SiteSpec:
     model = rng.choices([m for m, _ in _MODEL_WEIGHTS], [w for _, w in _MODEL_WEIGHTS])[0]
     rated_power_kw, capacity_kwh, cells = MODELS[model]
     serial = f"{serial_prefix}-{index:04d}"
+    load_peak_kw = round(rated_power_kw * rng.uniform(0.8, 1.6), 1)
     counters = {
         "meter.grid.e_import": rng.uniform(20_000, 400_000),
         "meter.grid.e_export": rng.uniform(1_000, 50_000),
@@ -93,8 +94,7 @@ def make_site(index: int, seed: int, serial_prefix: str = "SIM") -> SiteSpec:
         longitude=round(longitude + rng.uniform(-0.1, 0.1), 4),
         timezone=timezone, model=model, rated_power_kw=rated_power_kw,
         capacity_kwh=capacity_kwh, cells_in_series=cells,
-        pv_peak_kw=round(rated_power_kw * rng.uniform(0.8, 2.0), 1),
-        load_peak_kw=round(rated_power_kw * rng.uniform(0.8, 1.6), 1),
+        pv_peak_kw=round(load_peak_kw * rng.uniform(1.5, 3.0), 1), load_peak_kw=load_peak_kw,
         load_base_share=rng.uniform(0.2, 0.45), weekend_share=rng.uniform(0.3, 0.9),
         opens_h=rng.uniform(6.0, 8.5), closes_h=rng.uniform(17.0, 20.5),
         firmware=rng.choice(FIRMWARE), initial_soc=rng.uniform(30, 70),
