@@ -1,1 +1,1 @@
-"""MQTT → TimescaleDB ingest service, device status and communication-loss detection."""
+"""MQTT → TimescaleDB ingest: the ``kilowatch collector`` service and its ``deadletter`` command."""

@@ -1,0 +1,211 @@
+"""The collector service: an MQTT 5 client whose ``on_message`` only decodes,
+validates and enqueues, and a writer thread that stores and then acknowledges.
+
+The session is persistent (session expiry) and messages are acknowledged by
+hand after their rows are committed, so the broker keeps and redelivers
+whatever the collector had not stored when it stopped or crashed. The client's
+Receive Maximum bounds how many unacknowledged messages the broker sends at
+once; throughput is that window divided by the commit latency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from collector.backlog import Backlog, Item
+from collector.logs import RateLimitedLog
+from collector.metrics import Metrics
+from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
+from collector.writer import Writer
+from kilowatch.redis_client import get_redis
+from kilowatch.settings import Settings
+
+log = logging.getLogger("collector")
+
+
+def default_client_id() -> str:
+    """Return a stable client id for this host, so the broker session survives restarts."""
+    return f"kilowatch-collector-{socket.gethostname()}"[:64]
+
+
+class Collector:
+    """Receive device messages and hand them to the writer; stop cleanly on request."""
+
+    def __init__(self, settings: Settings, *, client_id: str | None = None,
+                 receive_maximum: int = 1000, session_expiry_s: int = 7 * 86400,
+                 max_backlog_points: int = 500_000, batch_points: int = 50_000,
+                 linger_s: float = 0.05, dead_letter_limit: int = 10_000,
+                 metrics_port: int | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id or default_client_id()
+        self.receive_maximum = receive_maximum
+        self.session_expiry_s = session_expiry_s
+        self.metrics_port = metrics_port
+        self.metrics = Metrics()
+        self.backlog = Backlog(max_backlog_points)
+        self.validator = Validator(retention_days=settings.raw_retention_days)
+        self.refusals = RateLimitedLog(log, interval_s=60)
+        self.stop_event = threading.Event()
+        self._accepting = True
+        self._generation = 0
+        self._connected = False
+        self._state_lock = threading.Lock()
+        self.writer = Writer(settings=settings, backlog=self.backlog, metrics=self.metrics,
+                             ack=self._ack, refusals=self.refusals, batch_points=batch_points,
+                             linger_s=linger_s, dead_letter_limit=dead_letter_limit,
+                             redis_client=get_redis(settings))
+        self.client = self._make_client()
+
+    # ---- MQTT -------------------------------------------------------------------------
+
+    def topics(self) -> list[str]:
+        """Return the subscriptions, shared when a share group is configured."""
+        topics = [f"{self.settings.mqtt_prefix}/+/{kind}" for kind in KINDS]
+        group = self.settings.mqtt_share_group
+        return [f"$share/{group}/{t}" for t in topics] if group else topics
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        url = urlsplit(self.settings.mqtt_url)
+        if url.scheme in ("mqtts", "ssl"):
+            client.tls_set()
+        if url.username:
+            client.username_pw_set(url.username, url.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._state_lock:
+            self._generation += 1
+            self._connected = True
+        self.metrics.connected.set(1)
+        options = SubscribeOptions(qos=1,
+                                   retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(topic, options) for topic in self.topics()])
+        log.info("connected to the broker client_id=%s session_present=%s topics=%s",
+                 self.client_id, flags.session_present, ",".join(self.topics()))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._state_lock:
+            self._connected = False
+        self.metrics.connected.set(0)
+        if not self.stop_event.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # shutting down: left unacknowledged, the broker redelivers it
+        item = self._decode(message)
+        self.metrics.messages_received.labels(item.kind or "unknown").inc()
+        if item.reason:
+            self.metrics.rejected.labels(item.reason).inc()
+            self.refusals.warning((item.serial, item.reason), "refused %s from %s: %s (%s)",
+                                  item.kind, item.serial, item.reason, item.detail)
+        else:
+            self.metrics.points_received.inc(item.points)
+        self.backlog.put(item, self.stop_event)
+
+    def _decode(self, message: mqtt.MQTTMessage) -> Item:
+        """Decode and validate one message into a backlog item; never raises."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "(topic is not UTF-8)"
+        item = Item(mid=message.mid, qos=message.qos, generation=self._generation, topic=topic,
+                    serial=None, kind=None, received_at=time.time())
+        try:
+            item.serial, item.kind = parse_topic(topic, self.settings.mqtt_prefix)
+            body = decode_json(message.payload)
+            now = dt.datetime.now(dt.UTC)
+            if item.kind == "telemetry":
+                item.body = self.validator.telemetry(body, now)
+                item.points = item.body.points
+            else:
+                item.body = self.validator.small(item.kind, body, now)
+        except Invalid as refusal:
+            item.reason, item.detail = refusal.reason, refusal.detail
+        except Exception as error:  # a validator bug must not stop the collector
+            log.exception("could not validate a message on %s", topic)
+            item.reason, item.detail = "bad_schema", f"unexpected: {error}"[:300]
+        if item.reason:
+            item.body, item.points = None, 0
+            item.payload = message.payload
+        return item
+
+    def _ack(self, item: Item) -> None:
+        """Acknowledge a stored message, unless it came on an earlier connection."""
+        if item.qos == 0:
+            return
+        with self._state_lock:
+            if self._connected and item.generation == self._generation:
+                self.client.ack(item.mid, item.qos)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the metrics server, the writer and the MQTT network thread."""
+        if self.metrics_port:
+            self.metrics.serve(self.metrics_port)
+        self.writer.start()
+        url = urlsplit(self.settings.mqtt_url)
+        default_port = 8883 if url.scheme in ("mqtts", "ssl") else 1883
+        self.client.connect_async(url.hostname, url.port or default_port, keepalive=30,
+                                  clean_start=False, properties=self._connect_properties())
+        self.client.loop_start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop taking messages, store and acknowledge the backlog, then disconnect."""
+        self._accepting = False
+        self.stop_event.set()
+        self.writer.stop()
+        self.writer.join(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def run_forever(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        done = threading.Event()
+
+        def _stop(signum, frame) -> None:
+            log.info("signal %s: stopping", signum)
+            done.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        self.start()
+        log.info("collector running; metrics on :%s", self.metrics_port)
+        failed = False
+        while not done.wait(1.0):
+            if not self.writer.is_alive():
+                log.error("writer thread died; stopping so a supervisor restarts us")
+                failed = True
+                break
+        self.stop()
+        if failed:
+            raise SystemExit(1)
+

@@ -1,0 +1,384 @@
+"""The writer thread: the only place the collector touches the database.
+
+It takes batches from the backlog, stores them in one transaction (raw rows by
+binary COPY, dirty rollup buckets, seq gaps, device state, device alarms,
+schedule acks, dead letters), commits, and only then acknowledges the messages
+to the broker and writes the latest values to Redis. When the database fails it
+keeps the batch, retries with backoff, and the backlog fills until ``on_message``
+stops reading: the broker holds everything meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import psycopg
+import redis
+
+from collector.backlog import Backlog, Item
+from collector.logs import RateLimitedLog
+from collector.metrics import Metrics
+from kilowatch import alarms, db, ingest, live, telemetry
+from kilowatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_KEEP = 4096  # bytes of a refused payload kept in the dead-letter store
+_DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
+
+
+class BatchResult:
+    """What one committed batch changed, for acks, Redis and metrics."""
+
+    def __init__(self) -> None:
+        self.refused: dict[int, tuple[str, str]] = {}  # index in batch → (reason, detail)
+        self.inserted = 0
+        self.rows = 0
+        self.gaps: list[tuple] = []
+        self.states: dict[int, tuple[bool, list]] = {}
+        self.letters = 0
+
+
+class Writer(threading.Thread):
+    """Store batches from the backlog; acknowledge through ``ack`` after each commit."""
+
+    def __init__(self, *, settings: Settings, backlog: Backlog, metrics: Metrics,
+                 ack: Callable[[Item], None], refusals: RateLimitedLog,
+                 batch_points: int = 50_000, batch_messages: int = 5_000,
+                 linger_s: float = 0.05, dead_letter_limit: int = 10_000,
+                 redis_client: redis.Redis | None = None) -> None:
+        super().__init__(name="collector-writer", daemon=True)
+        self.settings = settings
+        self.backlog = backlog
+        self.metrics = metrics
+        self.ack = ack
+        self.refusals = refusals
+        self.batch_points = batch_points
+        self.batch_messages = batch_messages
+        self.linger_s = linger_s
+        self.dead_letter_limit = dead_letter_limit
+        self.stop_event = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._devices: dict[str, ingest.Device] = {}
+        self._points: dict[int, dict[str, int]] = {}
+        self._direct_after = 0.0
+        self._last_trim = 0.0
+        self._redis = redis_client
+        self._live = live.LiveWriter(redis_client) if redis_client is not None else None
+        self._db_log = RateLimitedLog(log, interval_s=30)
+
+    # ---- loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not (self.stop_event.is_set() and self.backlog.sizes()[0] == 0):
+            batch = self.backlog.take(max_points=self.batch_points,
+                                      max_items=self.batch_messages,
+                                      linger_s=self.linger_s, timeout_s=0.2)
+            queued, points = self.backlog.sizes()
+            self.metrics.backlog_messages.set(queued)
+            self.metrics.backlog_points.set(points)
+            if not batch:
+                continue
+            try:
+                result = self._write_with_retry(batch)
+                if result is not None:
+                    self._after_commit(batch, result)
+            finally:
+                self.backlog.done(batch)
+        self._close()
+
+    def stop(self) -> None:
+        """Ask the thread to finish the backlog and exit (retries give up when stopping)."""
+        self.stop_event.set()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings.database_url, autocommit=True)
+        return self._conn
+
+    def _write_with_retry(self, batch: list[Item]) -> BatchResult | None:
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                result = self._store(self._connection(), batch)
+                self.metrics.commit_seconds.observe(time.monotonic() - started)
+                return result
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                self.metrics.db_errors.inc()
+                self._db_log.warning("database", "database unavailable, batch kept, retrying "
+                                     "in %.1f s: %s", delay, str(error).strip()[:200])
+                self._close()
+            except psycopg.errors.TransactionRollback:
+                continue  # deadlock or serialization failure: just try again
+            except Exception:
+                log.exception("batch failed; storing its %d messages one by one", len(batch))
+                self._close()
+                return self._store_each(batch)
+            if self.stop_event.wait(delay):
+                log.warning("stopping with %d messages not stored; the broker keeps them",
+                            len(batch))
+                return None
+            delay = min(delay * 2, 30.0)
+
+    def _store_each(self, batch: list[Item]) -> BatchResult:
+        """Store messages one at a time, refusing those the database rejects."""
+        total = BatchResult()
+        for index, item in enumerate(batch):
+            try:
+                part = self._store(self._connection(), [item])
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception as error:
+                log.exception("message on %s refused by the database", item.topic)
+                self._close()
+                item.reason, item.detail = "store_failed", str(error).strip()[:300]
+                part = self._store(self._connection(), [item])
+            total.inserted += part.inserted
+            total.rows += part.rows
+            total.gaps += part.gaps
+            total.states.update(part.states)
+            total.letters += part.letters
+            for refusal in part.refused.values():
+                total.refused[index] = refusal
+        return total
+
+    # ---- one batch ------------------------------------------------------------------------
+
+    def _store(self, conn: psycopg.Connection, batch: list[Item]) -> BatchResult:
+        result = BatchResult()
+        for index, item in enumerate(batch):
+            if item.reason:
+                result.refused[index] = (item.reason, item.detail or "")
+        self._resolve_devices(conn, batch, result)
+        self._register_points(conn, batch, result)
+        with conn.transaction():
+            watermarks = telemetry.read_watermarks(conn)
+            self._store_telemetry(conn, batch, result, watermarks)
+            self._handle_small(conn, batch, result)
+            result.states = ingest.apply_activity(conn, self._activity(batch, result))
+            result.letters = self._dead_letters(conn, batch, result)
+        return result
+
+    def _resolve_devices(self, conn, batch: list[Item], result: BatchResult) -> None:
+        missing = {i.serial for i in batch if i.serial and i.serial not in self._devices}
+        if missing:
+            self._devices.update(ingest.find_devices(conn, missing))
+        for index, item in enumerate(batch):
+            if index not in result.refused and item.serial not in self._devices:
+                result.refused[index] = ("unknown_serial", f"no device {item.serial!r}")
+
+    def _register_points(self, conn, batch: list[Item], result: BatchResult) -> None:
+        wanted: dict[int, list[str]] = defaultdict(list)
+        for index, item in enumerate(batch):
+            if item.kind != "telemetry" or index in result.refused:
+                continue
+            device_id = self._devices[item.serial].id
+            known = self._known_points(conn, device_id)
+            for _, values in item.body.samples:
+                wanted[device_id].extend(n for n in values if n not in known)
+        for device_id, names in wanted.items():
+            if names:
+                self._points[device_id] = ingest.register_points(
+                    conn, device_id, names, limit=self.settings.max_points_per_device)
+        for index, item in enumerate(batch):
+            if item.kind != "telemetry" or index in result.refused:
+                continue
+            known = self._points[self._devices[item.serial].id]
+            unknown = {n for _, values in item.body.samples for n in values if n not in known}
+            if unknown:
+                result.refused[index] = (
+                    "too_many_points",
+                    f"{len(unknown)} new point names beyond the device's bound of "
+                    f"{self.settings.max_points_per_device}, e.g. {sorted(unknown)[0]!r}")
+
+    def _known_points(self, conn, device_id: int) -> dict[str, int]:
+        known = self._points.get(device_id)
+        if known is None:
+            known = self._points[device_id] = ingest.device_point_ids(conn, device_id)
+        return known
+
+    def _store_telemetry(self, conn, batch: list[Item], result: BatchResult,
+                         watermarks: dict) -> None:
+        rows: list[telemetry.Row] = []
+        append = rows.append
+        seqs: dict[int, list[int]] = defaultdict(list)
+        dirty: dict[str, set] = defaultdict(set)
+        for index, item in enumerate(batch):
+            if item.kind != "telemetry" or index in result.refused:
+                continue
+            device_id = self._devices[item.serial].id
+            ids = self._points[device_id]
+            seqs[device_id].append(item.body.seq)
+            for ts, values in item.body.samples:
+                for name, value in values.items():
+                    append((ts, device_id, ids[name], value))
+            self._mark(item, device_id, watermarks, dirty)
+        try_direct = time.monotonic() >= self._direct_after
+        result.inserted, duplicates = telemetry.store_samples(conn, rows, try_direct=try_direct)
+        result.rows = len(rows)
+        if duplicates:
+            self._direct_after = time.monotonic() + _DIRECT_PAUSE_S
+        for rollup, pairs in dirty.items():
+            telemetry.mark_dirty(conn, rollup, pairs)
+        result.gaps = ingest.track_seq(conn, seqs)
+
+    @staticmethod
+    def _mark(item: Item, device_id: int, watermarks: dict, dirty: dict) -> None:
+        for rollup in telemetry.ROLLUPS:
+            watermark = watermarks.get(rollup.name)
+            if watermark is None or item.body.oldest >= watermark:
+                continue
+            for ts, values in item.body.samples:
+                if ts < watermark and values:
+                    dirty[rollup.name].add((device_id, rollup.floor(ts)))
+
+    def _handle_small(self, conn, batch: list[Item], result: BatchResult) -> None:
+        for index, item in enumerate(batch):
+            if item.kind not in ("alarms", "schedule/ack") or index in result.refused:
+                continue
+            device = self._devices[item.serial]
+            try:
+                with conn.transaction():
+                    if item.kind == "alarms":
+                        _device_alarm(conn, device.id, item.body)
+                    else:
+                        _schedule_ack(conn, device.id, item.body)
+            except (psycopg.OperationalError, psycopg.InterfaceError,
+                    psycopg.errors.TransactionRollback):
+                raise
+            except Exception as error:
+                reason = ("unknown_revision" if type(error).__name__ == "UnknownRevision"
+                          else "store_failed")
+                if reason == "store_failed":
+                    log.exception("%s message from %s failed", item.kind, item.serial)
+                result.refused[index] = (reason, str(error).strip()[:300])
+
+    def _activity(self, batch: list[Item], result: BatchResult) -> dict:
+        activity: dict[int, list[ingest.Activity]] = defaultdict(list)
+        for item in batch:
+            device = self._devices.get(item.serial) if item.serial else None
+            if device is None:
+                continue
+            at = dt.datetime.fromtimestamp(item.received_at, dt.UTC)
+            if item.kind == "status" and isinstance(item.body, dict) and not item.reason:
+                state = item.body["state"]
+                activity[device.id].append(ingest.Activity(
+                    at, state == "online", f"status {state}", item.body.get("firmware")))
+            else:
+                activity[device.id].append(ingest.Activity(at, True, item.kind or "message"))
+        return activity
+
+    def _dead_letters(self, conn, batch: list[Item], result: BatchResult) -> int:
+        letters = []
+        for index, (reason, detail) in result.refused.items():
+            item = batch[index]
+            device = self._devices.get(item.serial) if item.serial else None
+            letters.append(ingest.DeadLetter(
+                topic=_text(item.topic), reason=reason, detail=_text(detail),
+                payload=_text(item.payload[:PAYLOAD_KEEP].decode("utf-8", "replace")),
+                serial=_text(item.serial[:128]) if item.serial else None,
+                device_id=device.id if device else None,
+                received_at=dt.datetime.fromtimestamp(item.received_at, dt.UTC)))
+        ingest.add_dead_letters(conn, letters)
+        return len(letters)
+
+    # ---- after the commit ---------------------------------------------------------------------
+
+    def _after_commit(self, batch: list[Item], result: BatchResult) -> None:
+        committed_at = time.time()
+        for item in batch:
+            self.ack(item)
+        self._count(batch, result, committed_at)
+        self._write_live(batch, result, committed_at)
+        if result.letters and committed_at - self._last_trim > 10:
+            self._last_trim = committed_at
+            try:
+                ingest.trim_dead_letters(self._connection(), self.dead_letter_limit)
+            except psycopg.Error as error:
+                log.warning("could not trim dead letters: %s", error)
+
+    def _count(self, batch: list[Item], result: BatchResult, committed_at: float) -> None:
+        m = self.metrics
+        m.points_stored.inc(result.inserted)
+        m.points_duplicate.inc(result.rows - result.inserted)
+        m.batch_points.observe(result.rows)
+        m.last_commit.set(committed_at)
+        for index, (reason, detail) in result.refused.items():
+            item = batch[index]
+            if not item.reason:  # refusals found by on_message are counted there
+                m.rejected.labels(reason).inc()
+                self.refusals.warning((item.serial, reason), "refused %s from %s: %s (%s)",
+                                      item.kind, item.serial, reason, detail)
+        for device_id, first, last in result.gaps:
+            m.seq_missing.inc(last - first + 1)
+            log.warning("seq gap device=%s missing=%s..%s", device_id, first, last)
+        log.debug("batch stored messages=%d rows=%d new=%d refused=%d", len(batch),
+                  result.rows, result.inserted, len(result.refused))
+
+    def _write_live(self, batch: list[Item], result: BatchResult, committed_at: float) -> None:
+        if self._live is None:
+            return
+        updates = _latest_values(batch, result, self._devices)
+        offline = [d for d, (online, _) in result.states.items() if not online]
+        online_only = [d for d, (online, _) in result.states.items()
+                       if online and d not in updates]
+        try:
+            self._live.write(updates, last_seen=committed_at, offline=offline,
+                             online=online_only, committed_at=committed_at)
+        except redis.RedisError as error:
+            self.metrics.redis_errors.inc()
+            self._db_log.warning("redis", "could not write live values: %s", error)
+
+
+def _latest_values(batch: list[Item], result: BatchResult,
+                   devices: dict[str, ingest.Device]) -> dict:
+    """Merge each device's samples in time order: device → (newest ts, seq, values)."""
+    samples: dict[int, list] = defaultdict(list)
+    seqs: dict[int, int] = {}
+    for index, item in enumerate(batch):
+        if item.kind != "telemetry" or index in result.refused:
+            continue
+        device_id = devices[item.serial].id
+        samples[device_id].extend(item.body.samples)
+        seqs[device_id] = max(seqs.get(device_id, -1), item.body.seq)
+    updates = {}
+    for device_id, items in samples.items():
+        items.sort(key=lambda s: s[0])
+        values: dict[str, float] = {}
+        for _, sample_values in items:
+            values.update(sample_values)
+        updates[device_id] = (items[-1][0], seqs[device_id], values)
+    return updates
+
+
+def _device_alarm(conn: psycopg.Connection, device_id: int, body: dict) -> None:
+    if body["state"] == "raised":
+        alarms.raise_alarm(conn, device_id=device_id, code=body["code"],
+                           severity=body["severity"], source="device",
+                           message=body.get("message", ""), at=body["at"])
+    else:
+        alarms.clear_alarm(conn, device_id=device_id, code=body["code"], at=body["at"])
+
+
+def _schedule_ack(conn: psycopg.Connection, device_id: int, body: dict) -> None:
+    # Imported here: the schedules module is owned by another part of the platform.
+    from kilowatch.schedules import record_ack
+
+    record_ack(conn, device_id=device_id, revision=body["revision"], status=body["status"],
+               reason=body.get("reason"), at=body["at"])
+
+
+def _text(value: str) -> str:
+    """Make text storable in PostgreSQL (no NUL characters)."""
+    return value.replace("\x00", "\ufffd")
