@@ -440,3 +440,47 @@ def remove_member(conn: psycopg.Connection, scope: AccessScope, group_id: int,
         if deleted:
             audit.record(conn, scope, "group.remove_member", target=f"group:{group_id}",
                          company_id=group["company_id"], before={"user_id": user_id})
+
+
+def set_group_sites(conn: psycopg.Connection, scope: AccessScope, group_id: int,
+                    site_ids: list[int]) -> None:
+    """Make a group's site grants exactly ``site_ids`` (each change audited)."""
+    with conn.transaction():
+        current = {site["id"] for site in get_group(conn, scope, group_id)["sites"]}
+        wanted = {int(site_id) for site_id in site_ids}
+        for site_id in sorted(wanted - current):
+            grant_site(conn, scope, group_id, site_id)
+        for site_id in sorted(current - wanted):
+            revoke_site(conn, scope, group_id, site_id)
+
+
+def set_group_members(conn: psycopg.Connection, scope: AccessScope, group_id: int,
+                      user_ids: list[int]) -> None:
+    """Make a group's members exactly ``user_ids`` (each change audited)."""
+    with conn.transaction():
+        current = {member["id"] for member in get_group(conn, scope, group_id)["members"]}
+        wanted = {int(user_id) for user_id in user_ids}
+        for user_id in sorted(wanted - current):
+            add_member(conn, scope, group_id, user_id)
+        for user_id in sorted(current - wanted):
+            remove_member(conn, scope, group_id, user_id)
+
+
+def administered_companies(conn: psycopg.Connection, scope: AccessScope) -> list[dict]:
+    """Return the companies whose users and groups the caller may manage."""
+    if scope.role not in ("admin", "superadmin"):
+        return []
+    query = sql.SQL("SELECT c.id, c.name FROM companies c WHERE {} ORDER BY c.name").format(
+        sql.SQL("TRUE") if scope.role == "superadmin" else sql.SQL("c.id = {}").format(
+            sql.Literal(scope.company_id)))
+    return conn.execute(query).fetchall()
+
+
+def grantable_sites(conn: psycopg.Connection, scope: AccessScope, company_id: int) -> list[dict]:
+    """Return the sites of a company that the caller may grant to its groups."""
+    if not scope.may_administer_company(company_id):
+        raise AccessDenied("you may not manage groups of this company")
+    query = sql.SQL(
+        "SELECT s.id, s.name FROM sites s WHERE s.company_id = %s AND {} ORDER BY s.name"
+    ).format(site_filter(scope))
+    return conn.execute(query, (company_id,)).fetchall()

@@ -24,6 +24,12 @@ Helpers (plain functions; import them from this module):
   ``/_dash-update-component`` the way the browser does and returns the
   response; ``output`` is ``"component-id.property"`` (or the multi-output id
   Dash uses), ``inputs``/``state`` are lists of ``{"id", "property", "value"}``.
+- ``call_callback(client, app, "component-id.property", {"other-id.value": 3},
+  triggered="other-id.value")`` finds the app's callback writing that output
+  and posts its declared inputs and states with the given values (None for the
+  rest) — the easiest way to forge a callback request in a test.
+- ``finish_setup(app)``: run Dash's first-request setup (the ``app`` fixture
+  does) so that ``app.callback_map`` is complete.
 - ``make_user(conn, email=, role=, company_id=, password=)``,
   ``make_company(conn, name)``, ``make_site(conn, company_id, name)``,
   ``make_group(conn, company_id, name, site_ids=, user_ids=)``.
@@ -157,14 +163,37 @@ def login(client, email: str, password: str, *, remember: bool = False):
     return client.post("/login", data=data)
 
 
-def dash_post(client, output: str, inputs: list[dict], state: list[dict] = ()):
+def dash_post(client, output: str, inputs: list[dict], state: list[dict] = (),
+              changed: list[str] | None = None):
     """Post one callback request to Dash the way the browser does; return the response."""
     outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1]}
                for part in output.strip(".").split("...")]
+    if changed is None:
+        changed = [f"{item['id']}.{item['property']}" for item in inputs]
     body = {"output": output, "outputs": outputs[0] if len(outputs) == 1 else outputs,
-            "inputs": inputs, "state": list(state), "changedPropIds": [
-                f"{item['id']}.{item['property']}" for item in inputs]}
+            "inputs": inputs, "state": list(state), "changedPropIds": changed}
     return client.post("/_dash-update-component", json=body)
+
+
+def call_callback(client, app, output: str, values: dict | None = None,
+                  triggered: str | None = None):
+    """Call the app's callback that writes ``output`` ("id.property") as the browser would.
+
+    ``values`` maps "id.property" of its inputs and states to values (others are
+    None); ``triggered`` is the "id.property" that changed (default: every input).
+    """
+    values = values or {}
+    key = next((k for k in app.callback_map if output in k.strip(".").split("...")), None)
+    assert key, f"no callback writes {output}"
+    entry = app.callback_map[key]
+
+    def items(dependencies):
+        return [{"id": d["id"], "property": d["property"],
+                 "value": values.get(f"{d['id']}.{d['property']}")} for d in dependencies]
+
+    inputs = items(entry["inputs"])
+    changed = [triggered] if triggered else None
+    return dash_post(client, key, inputs, items(entry["state"]), changed)
 
 
 def browser_login(page, base_url: str, email: str, password: str) -> None:
@@ -179,12 +208,24 @@ def browser_login(page, base_url: str, email: str, password: str) -> None:
 # --- fixtures ----------------------------------------------------------------------------------
 
 
+def finish_setup(app) -> None:
+    """Run Dash's first-request setup so that ``app.callback_map`` holds every callback."""
+    from auth.guard import guard
+
+    with app.server.test_request_context("/"):
+        for function in app.server.before_request_funcs[None]:
+            if function is not guard and "Limiter" not in repr(function):
+                function()
+
+
 @pytest.fixture(scope="module")
 def app(settings):
-    """The real Dash app on this module's database and Redis prefix."""
+    """The real Dash app on this module's database and Redis prefix, set up completely."""
     from dashboards.app import create_app
 
-    return create_app(settings)
+    dash_app = create_app(settings)
+    finish_setup(dash_app)
+    return dash_app
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""Building blocks shared by the administration pages (users, groups)."""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+from kilowatch.users import AccountError
+
+ROLE_OPTIONS = [{"label": "Viewer", "value": "viewer"},
+                {"label": "Operator", "value": "operator"},
+                {"label": "Administrator", "value": "admin"}]
+
+
+def as_id(value, what: str) -> int:
+    """Return a browser-supplied id as an int, or raise AccountError naming what is missing."""
+    if value is None or value == "":
+        raise AccountError(f"choose a {what} first")
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise AccountError(f"that is not a valid {what}")
+    return int(value)
+
+
+def as_ids(values, what: str) -> list[int]:
+    """Return a list of browser-supplied ids as ints."""
+    return [as_id(value, what) for value in (values or [])]
+
+
+def company_select(element_id: str, companies: list[dict]) -> html.Div:
+    """Return the company picker (fixed to their own company for company admins)."""
+    options = [{"label": row["name"], "value": str(row["id"])} for row in companies]
+    return html.Div(className="mb-3", children=[
+        dbc.Label("Company", html_for=element_id),
+        dbc.Select(id=element_id, options=options,
+                   value=options[0]["value"] if options else None,
+                   disabled=len(options) <= 1),
+    ])
+
+
+def success(text: str, *children) -> dbc.Alert:
+    """Return a green message."""
+    return dbc.Alert([text, *children], color="success", dismissable=True)
+
+
+def failure(error: Exception) -> dbc.Alert:
+    """Return a red message for an error the user can fix."""
+    text = str(error)
+    return dbc.Alert(text[:1].upper() + text[1:] + ".", color="danger", dismissable=True)
+
+
+def one_time_password(email: str, password: str) -> dbc.Alert:
+    """Return the message showing a one-time password, once."""
+    return dbc.Alert(color="warning", dismissable=True, children=[
+        html.Div(f"One-time password for {email}:"),
+        html.Code(password, className="kw-secret", id="admin-one-time-password"),
+        html.Div("Shown only now. Pass it on securely; it must be changed at the first login.",
+                 className="small mt-2"),
+    ])
