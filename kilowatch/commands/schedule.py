@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ def _run(action: Callable):
     def wrapper(site_ref: str):
         try:
             with db.connect(autocommit=True) as conn:
-                scope = system_scope("cli")
+                scope = system_scope(_actor())
                 site = fleet.resolve_site(conn, scope, site_ref)
                 return action(conn, scope, site)
         except schedules.ScheduleInvalid as error:
@@ -28,6 +29,14 @@ def _run(action: Callable):
         except (fleet.FleetError, AccessDenied, schedule_store.ScheduleNotFound) as error:
             raise UserError(str(error)) from None
     return wrapper
+
+
+def _actor() -> str:
+    """Name the person at the terminal for the revision's author and the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
 
 
 def _local(value, timezone: str) -> str:
@@ -109,7 +118,7 @@ def _describe(body: dict) -> list[str]:
         name = f" ({exception['name']})" if exception.get("name") else ""
         lines.append(f"  {exception['date']}{name}:"
                      + ("" if exception["periods"] else " default mode all day"))
-        lines += [f"    {schedules.format_period(p, exception['date'])}"
+        lines += [f"    {p['start']}–{p['end']} {schedules.format_params(p['mode'], p)}"
                   for p in exception["periods"]]
     return lines
 
