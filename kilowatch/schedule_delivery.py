@@ -73,6 +73,25 @@ def publish_latest(conn: psycopg.Connection, scope: AccessScope, site_id: int, *
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, site_id))
 
 
+def save_and_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int, body: object,
+                     *, comment: str = "", settings: Settings | None = None,
+                     ) -> tuple[dict, PublishResult | None]:
+    """Validate and save a schedule as a new revision, then send it (the editor and CLI path).
+
+    The revision stays saved when the broker cannot be reached: check ``result.ok``.
+    """
+    revision = schedule_store.save_revision(conn, scope, site_id, body, comment=comment)
+    return revision, publish_latest(conn, scope, site_id, settings=settings)
+
+
+def restore_and_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                        revision: int, *, comment: str | None = None,
+                        settings: Settings | None = None) -> tuple[dict, PublishResult | None]:
+    """Save an older revision again as the newest one, then send it."""
+    row = schedule_store.restore_revision(conn, scope, site_id, revision, comment=comment)
+    return row, publish_latest(conn, scope, site_id, settings=settings)
+
+
 def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> bool:
     row = conn.execute("SELECT company_id FROM sites WHERE id = %s", (site_id,)).fetchone()
     return row is not None and scope.may_edit_site(row["company_id"], site_id)

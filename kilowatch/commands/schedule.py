@@ -148,8 +148,8 @@ def schedule_set(site_ref: str, path: str, comment: str) -> None:
     body = _read_json(path)
 
     def save(conn, scope, site):
-        revision = schedule_store.save_revision(conn, scope, site["id"], body, comment=comment)
-        return revision, schedule_delivery.publish_latest(conn, scope, site["id"]), site
+        return (*schedule_delivery.save_and_publish(conn, scope, site["id"], body,
+                                                    comment=comment), site)
 
     _echo_result(*_run(save)(site_ref))
 
@@ -162,9 +162,8 @@ def schedule_restore(site_ref: str, revision: int, comment: str | None) -> None:
     """Save an older revision again as the newest one and publish it."""
 
     def restore(conn, scope, site):
-        row = schedule_store.restore_revision(conn, scope, site["id"], revision,
-                                              comment=comment)
-        return row, schedule_delivery.publish_latest(conn, scope, site["id"]), site
+        return (*schedule_delivery.restore_and_publish(conn, scope, site["id"], revision,
+                                                       comment=comment), site)
 
     _echo_result(*_run(restore)(site_ref))
 

@@ -59,8 +59,8 @@ def site(conn, settings):
 
 
 def test_saved_revision_reaches_a_real_client_retained(conn, settings, site):
-    revision = schedule_store.save_revision(conn, ROOT, site["id"], BODY, comment="first")
-    result = schedule_delivery.publish_latest(conn, ROOT, site["id"], settings=settings)
+    revision, result = schedule_delivery.save_and_publish(conn, ROOT, site["id"], BODY,
+                                                          comment="first", settings=settings)
     assert result.ok and result.published == (site["serials"][0],)  # not the meter
     # Subscribing only now: the broker hands over the retained message.
     subscriber = Subscriber(settings.mqtt_prefix)
