@@ -30,6 +30,7 @@ from psycopg import sql
 
 from kilowatch.access import AccessScope, site_filter
 from kilowatch.redis_client import key
+from kilowatch.settings import Settings
 
 _FIELDS_PER_CALL = 500
 
@@ -92,12 +93,12 @@ class LiveWriter:
 
 
 def set_online(client: redis.Redis, device_id: int, online: bool, *,
-               last_seen: float | None = None) -> None:
+               last_seen: float | None = None, settings: Settings | None = None) -> None:
     """Set a device's ``_online`` flag (and ``_last_seen`` when given)."""
     mapping = {"_online": "1" if online else "0"}
     if last_seen is not None:
         mapping["_last_seen"] = repr(last_seen)
-    client.hset(key("live", device_id), mapping=mapping)
+    client.hset(key("live", device_id, settings=settings), mapping=mapping)
 
 
 def _parse(raw: Mapping[str, str]) -> dict:

@@ -1,0 +1,33 @@
+"""Mark devices offline after ``KILOWATCH_OFFLINE_AFTER`` seconds of silence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import psycopg
+import redis
+
+from kilowatch import ingest, live
+from kilowatch.jobs import Job
+from kilowatch.redis_client import get_redis
+from kilowatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(conn: psycopg.Connection, settings: Settings) -> dict:
+    """Set silent devices offline, log it, raise COMM_LOST and update their live hash."""
+    gone = ingest.mark_silent_devices_offline(conn, silent_s=settings.offline_after,
+                                              now=dt.datetime.now(dt.UTC))
+    client = get_redis(settings)
+    for device_id in gone:
+        log.warning("device %s offline: silent for %d s", device_id, settings.offline_after)
+        try:
+            live.set_online(client, device_id, False, settings=settings)
+        except redis.RedisError as error:
+            log.warning("could not mark device %s offline in Redis: %s", device_id, error)
+    return {"offline": len(gone)}
+
+
+JOBS = [Job("offline", 15, run)]
