@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import secrets
+import subprocess
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from kilowatch import fleet, schedule_delivery, schedule_store, schedules
 from kilowatch.access import AccessDenied, AccessScope, system_scope
 from kilowatch.jobs import schedules as schedule_jobs
+from tests.collector.helpers import running_collector
 
 ROOT = system_scope("test")
 BODY = {"timezone": "Europe/Berlin", "default_mode": "idle",
@@ -23,13 +27,13 @@ BODY = {"timezone": "Europe/Berlin", "default_mode": "idle",
 class Subscriber:
     """A real MQTT client reading schedules under this module's topic prefix."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, serial: str = "+") -> None:
         self.messages: queue.Queue = queue.Queue()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"test-sub-{secrets.token_hex(4)}")
         self.client.on_message = lambda _c, _u, m: self.messages.put(m)
         self.client.connect("127.0.0.1", 51883)
-        self.client.subscribe(f"{prefix}/+/schedule", qos=1)
+        self.client.subscribe(f"{prefix}/{serial}/schedule", qos=1)
         self.client.loop_start()
 
     def next(self, timeout_s: float = 5.0) -> mqtt.MQTTMessage:
@@ -117,3 +121,67 @@ def test_only_editors_may_send_a_schedule(conn, settings, site):
     outsider = AccessScope(role="admin", company_id=site["company"] + 10_000, actor="x")
     with pytest.raises(AccessDenied):
         schedule_delivery.publish_latest(conn, outsider, site["id"], settings=settings)
+    assert schedule_delivery.publish_latest(conn, ROOT, site["id"], settings=settings).ok
+
+
+def _wait_for_status(conn, site_id, status, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = schedule_store.delivery_state(conn, ROOT, site_id)
+        if state[0]["status"] == status:
+            return state[0]
+        time.sleep(0.1)
+    raise AssertionError(f"delivery never became {status}: {state}")
+
+
+def test_device_acks_over_mqtt_reach_the_delivery_state(conn, settings, kw_env, site):
+    serial = site["serials"][0]
+    with running_collector(kw_env):
+        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{serial}")
+        received: queue.Queue = queue.Queue()
+        device.on_message = lambda _c, _u, m: received.put(json.loads(m.payload))
+        device.connect("127.0.0.1", 51883)
+        device.subscribe(schedule_delivery.schedule_topic(serial, settings), qos=1)
+        device.loop_start()
+        try:
+            schedule_delivery.save_and_publish(conn, ROOT, site["id"], BODY, settings=settings)
+            payload = received.get(timeout=5)
+            ack = f"{settings.mqtt_prefix}/{serial}/schedule/ack"
+            device.publish(ack, json.dumps({"revision": payload["revision"],
+                                            "status": "applied"}), qos=1).wait_for_publish(5)
+            applied = _wait_for_status(conn, site["id"], "applied")
+            assert applied["applied_revision"] == payload["revision"]
+
+            changed = {**BODY, "default_mode": "self_consumption",
+                       "default_params": {"soc_min": 5, "soc_max": 95}}
+            schedule_delivery.save_and_publish(conn, ROOT, site["id"], changed,
+                                               settings=settings)
+            second = received.get(timeout=5)
+            assert second["revision"] == payload["revision"] + 1
+            device.publish(ack, json.dumps({"revision": second["revision"], "status": "rejected",
+                                            "reason": "SoC 5 % is below the BMS floor"}),
+                           qos=1).wait_for_publish(5)
+            rejected = _wait_for_status(conn, site["id"], "rejected")
+        finally:
+            device.disconnect()
+            device.loop_stop()
+    assert rejected["reason"] == "SoC 5 % is below the BMS floor"
+    assert rejected["applied_revision"] == payload["revision"]
+
+
+def test_worker_job_republishes_after_an_outage(conn, settings, kw_env, site):
+    down = dataclasses.replace(settings, mqtt_url="mqtt://127.0.0.1:1")
+    revision, result = schedule_delivery.save_and_publish(conn, ROOT, site["id"], BODY,
+                                                          settings=down)
+    assert not result.ok
+    worker = subprocess.run(["kilowatch", "worker", "--once", "--job", "schedules.republish"],
+                            env={**os.environ, **kw_env}, capture_output=True, text=True,
+                            timeout=60)
+    assert worker.returncode == 0, worker.stderr
+    subscriber = Subscriber(settings.mqtt_prefix, site["serials"][0])
+    try:
+        message = subscriber.next()
+    finally:
+        subscriber.close()
+    assert json.loads(message.payload)["revision"] == revision["revision"]
+    assert schedule_store.delivery_state(conn, ROOT, site["id"])[0]["published_at"] is not None
