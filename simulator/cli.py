@@ -63,16 +63,19 @@ def simulate(site_count, interval, seed, backfill_days, backfill_interval, durat
         duration_s=duration, fault_rate=fault_rate, drop_rate=drop_rate,
         extra_points=extra_points, outage_s=outage, outage_after_s=outage_after)
     links = _connect(sites, settings.mqtt_url, settings.mqtt_prefix)
+    devices = runner.make_devices(sites, links, options)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        runner.run(sites, links, options, stop)
+        runner.run(devices, options, stop)
     except KeyboardInterrupt:
         pass
     finally:
         for link in links:
             link.close()
-    click.echo(f"simulated {len(sites)} site(s); status offline published", err=True)
+        for device in devices:
+            click.echo(f"{device.site.serial}: stopped at seq {device.seq}, status offline",
+                       err=True)
 
 
 def _make_sites(count: int, seed: int, serial_prefix: str) -> list[SiteSpec]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import random
@@ -116,40 +117,42 @@ def backfill(devices: list[Device], options: RunOptions, stop: threading.Event,
 
 def live(devices: list[Device], options: RunOptions, stop: threading.Event) -> None:
     """Publish one sample per device every ``interval_s`` until stopped or the duration ends."""
-    started = time.monotonic()
-    outage = (started + options.outage_after_s,
-              started + options.outage_after_s + options.outage_s)
-    tick = started
-    silent_logged = False
-    while True:
+    started, was_silent = time.monotonic(), False
+    for tick in itertools.count():
+        elapsed = tick * options.interval_s
+        if stop.wait(max(0.0, started + elapsed - time.monotonic())):
+            return
+        silent = options.outage_s > 0 and (
+            options.outage_after_s <= elapsed < options.outage_after_s + options.outage_s)
+        if silent != was_silent:
+            log.info("outage %s", f"begins for {options.outage_s:.0f} s" if silent else "ends")
+            was_silent = silent
         t = time.time()
-        silent = options.outage_s > 0 and outage[0] <= time.monotonic() < outage[1]
-        if silent and not silent_logged:
-            log.info("outage: devices silent for %.0f s", options.outage_s)
-            silent_logged = True
         for device in devices:
             sample = device.advance(t, options.interval_s)
             if silent:
                 device.hold([sample])
             else:
                 device.send([sample])
-        tick += options.interval_s
-        if options.duration_s is not None and tick - started > options.duration_s:
-            return
-        if stop.wait(max(0.0, tick - time.monotonic())):
+        if options.duration_s is not None and elapsed + options.interval_s > (
+                options.duration_s + 1e-6):
             return
 
 
-def run(sites: list[SiteSpec], links: list[MqttLink], options: RunOptions, stop: threading.Event,
-        controller_factory: ControllerFactory = default_controller) -> list[Device]:
-    """Simulate the fleet on connected links: backfill if asked, then live."""
+def make_devices(sites: list[SiteSpec], links: list[MqttLink], options: RunOptions,
+                 controller_factory: ControllerFactory = default_controller) -> list[Device]:
+    """Pair each site with its connected link and give its controller the link if it wants."""
     devices = [Device(site, link, options, controller_factory)
                for site, link in zip(sites, links, strict=True)]
     for device in devices:
         device.attach_controller()
+    return devices
+
+
+def run(devices: list[Device], options: RunOptions, stop: threading.Event) -> None:
+    """Simulate the fleet: backfill if asked, then live."""
     if options.backfill_days > 0:
         backfill(devices, options, stop)
     if not stop.is_set():
         log.info("publishing %d device(s) every %.1f s", len(devices), options.interval_s)
         live(devices, options, stop)
-    return devices
