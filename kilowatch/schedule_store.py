@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from kilowatch import audit, schedules
+from kilowatch import alarms, audit, schedules
 from kilowatch.access import AccessDenied, AccessScope, site_filter
 from kilowatch.fleet import STORAGE_MODELS
 
@@ -352,8 +352,6 @@ def record_ack(conn: psycopg.Connection, *, device_id: int, revision: int, statu
 
 def _update_alarms(conn: psycopg.Connection, ack: dict) -> None:
     """Settle the device's schedule alarms when it answered its site's latest revision."""
-    from kilowatch import alarms  # the alarm core sits beside us; imported when needed
-
     latest = conn.execute(
         """SELECT max(r.revision) AS revision FROM devices dev
            JOIN schedule_revisions r ON r.site_id = dev.site_id WHERE dev.id = %s""",

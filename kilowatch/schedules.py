@@ -35,6 +35,7 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TOP_KEYS = {"timezone", "default_mode", "default_params", "periods", "exceptions", "revision"}
 _EXCEPTION_KEYS = {"date", "name", "periods"}
+MAX_PERIODS = 200  # weekly periods; also the most exceptions, and periods per exception
 
 
 class ScheduleInvalid(ValueError):
@@ -201,9 +202,18 @@ def _param_problem(key: str, value: float, limits: SiteLimits) -> str | None:
     return None
 
 
+def _too_many(items: Any, what: str, errors: list[str]) -> bool:
+    if not isinstance(items, list):
+        errors.append(f"{what} must be a list")
+        return True
+    if len(items) > MAX_PERIODS:
+        errors.append(f"{what}: at most {MAX_PERIODS}, not {len(items)}")
+        return True
+    return False
+
+
 def _check_weekly(periods: Any, limits: SiteLimits, errors: list[str]) -> list[dict]:
-    if not isinstance(periods, list):
-        errors.append("periods must be a list")
+    if _too_many(periods, "periods", errors):
         return []
     checked = []
     for index, period in enumerate(periods, 1):
@@ -289,8 +299,7 @@ def _check_overlaps(periods: list[dict], day: str, errors: list[str]) -> None:
 
 def _check_exceptions(exceptions: Any, limits: SiteLimits, now: dt.datetime | None,
                       errors: list[str]) -> list[dict]:
-    if not isinstance(exceptions, list):
-        errors.append("exceptions must be a list")
+    if _too_many(exceptions, "exceptions", errors):
         return []
     today = local_today(limits.timezone, now)
     seen: set[str] = set()
@@ -320,11 +329,10 @@ def _check_exception(exception: Any, index: int, limits: SiteLimits, today: dt.d
     if dt.date.fromisoformat(date) < today:
         errors.append(f"{where} is in the past (today is {today} in {limits.timezone})")
     name = exception.get("name")
-    if name is not None and not isinstance(name, str):
-        errors.append(f"{where}: name must be text")
+    if name is not None and (not isinstance(name, str) or len(name) > 100):
+        errors.append(f"{where}: name must be text of at most 100 characters")
     periods = exception.get("periods", [])
-    if not isinstance(periods, list):
-        errors.append(f"{where}: periods must be a list")
+    if _too_many(periods, f"{where}: periods", errors):
         return None
     checked = [p for i, period in enumerate(periods, 1)
                if (p := _check_period(period, limits, f"{where}, period {i}", date, errors))]

@@ -309,3 +309,11 @@ def test_json_schema_accepts_what_validation_accepts_and_rejects_bad_shapes():
         assert list(checker.iter_errors(bad)), bad
         with pytest.raises(ScheduleInvalid):
             validate(bad, LIMITS, now=NOW)
+
+
+def test_lists_are_bounded():
+    many = [period(start=f"{h:02d}:00", end=f"{h:02d}:30") for h in range(24)] * 9
+    assert errors_of(with_periods(*many)) == ["periods: at most 200, not 216"]
+    assert errors_of({**EXAMPLE, "periods": "all day"}) == ["periods must be a list"]
+    assert errors_of({**EXAMPLE, "exceptions": [{"date": "2026-12-25", "name": "x" * 101}]}) == [
+        "exception 2026-12-25: name must be text of at most 100 characters"]
