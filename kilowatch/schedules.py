@@ -406,6 +406,31 @@ def periods_on(schedule: dict, date: dt.date) -> list[dict]:
     return [p for p in schedule.get("periods", []) if day in p["days"]]
 
 
+def day_program(schedule: dict, day: str | dt.date) -> list[tuple[str, str, Setpoint]]:
+    """Cover 00:00–24:00 of a weekday name or a date with (start, end, setpoint) slices.
+
+    Gaps between periods get the default mode, so a week timeline can be drawn
+    straight from the result. A date uses its exception when it has one.
+    """
+    if isinstance(day, dt.date):
+        periods = periods_on(schedule, day)
+    else:
+        periods = [p for p in schedule.get("periods", []) if day in p["days"]]
+    default = Setpoint(schedule["default_mode"],
+                       _params(schedule["default_mode"], schedule.get("default_params", {})))
+    slices: list[tuple[str, str, Setpoint]] = []
+    cursor = "00:00"
+    for period in sorted(periods, key=lambda p: minutes(p["start"])):
+        if minutes(period["start"]) > minutes(cursor):
+            slices.append((cursor, period["start"], default))
+        slices.append((period["start"], period["end"],
+                       Setpoint(period["mode"], _params(period["mode"], period))))
+        cursor = period["end"]
+    if minutes(cursor) < 24 * 60:
+        slices.append((cursor, "24:00", default))
+    return slices
+
+
 def _params(mode: str, source: dict) -> dict[str, float]:
     return {k: source[k] for k in MODE_PARAMS[mode] if k in source}
 

@@ -317,3 +317,15 @@ def test_lists_are_bounded():
     assert errors_of({**EXAMPLE, "periods": "all day"}) == ["periods must be a list"]
     assert errors_of({**EXAMPLE, "exceptions": [{"date": "2026-12-25", "name": "x" * 101}]}) == [
         "exception 2026-12-25: name must be text of at most 100 characters"]
+
+
+def test_day_program_covers_the_whole_day_with_the_default_in_gaps():
+    idle = schedules.Setpoint("idle", {})
+    assert schedules.day_program(WEEKLY, "mon") == [
+        ("00:00", "17:00", idle),
+        ("17:00", "21:00", ("discharge", {"power_kw": 60, "soc_min": 20})),
+        ("21:00", "24:00", idle)]
+    assert schedules.day_program(WEEKLY, "sat")[-1] == (
+        "22:00", "24:00", ("self_consumption", {"soc_min": 10, "soc_max": 95}))
+    assert schedules.day_program(WEEKLY, dt.date(2026, 12, 28)) == [("00:00", "24:00", idle)]
+    assert schedules.day_program(WEEKLY, dt.date(2026, 12, 25))[1][2].mode == "peak_shaving"
