@@ -1,0 +1,141 @@
+"""Throwaway Mosquitto and PostgreSQL servers that a test may restart at will.
+
+The shared stack's servers are used by everyone at once and are never restarted
+by tests; restart tests start their own on free ports instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from kilowatch import db, migrations
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout_s: float = 30) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _chown(path: Path, user: str) -> None:
+    shutil.chown(path, user, user)
+    for child in path.rglob("*"):
+        shutil.chown(child, user, user)
+
+
+class Mosquitto:
+    """A private, persistent Mosquitto; ``restart`` stops it gracefully (state saved)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="kw-mosquitto-", dir="/tmp"))
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        (self.dir / "data").mkdir()
+        (self.dir / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser mosquitto\n"
+            f"persistence true\npersistence_location {self.dir}/data/\n"
+            "max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 10000\n"
+            "max_packet_size 10000000\n"
+            f"log_dest file {self.dir}/mosquitto.log\nlog_type error\nlog_type warning\n")
+        _chown(self.dir, "mosquitto")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Mosquitto:
+        """Start the broker and wait for its port."""
+        self.process = subprocess.Popen(["mosquitto", "-c", str(self.dir / "mosquitto.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM: the broker saves its sessions and queues)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        """Stop, stay down a moment, start again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def remove(self) -> None:
+        """Stop and delete everything."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres:
+    """A private PostgreSQL 15 + TimescaleDB cluster with the migrated schema."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="kw-postgres-", dir="/tmp"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://kilowatch@127.0.0.1:{self.port}/kilowatch"
+        _chown(self.dir, "postgres")
+
+    def _pg(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+    def create(self) -> Postgres:
+        """initdb, start, create the database and apply every migration."""
+        self._pg(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "kilowatch",
+                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                       f"unix_socket_directories = '{self.dir}'\n"
+                       "shared_preload_libraries = 'timescaledb'\n"
+                       "timescaledb.telemetry_level = off\nfsync = off\n"
+                       "max_connections = 50\ntimezone = 'UTC'\n")
+        self.start()
+        with psycopg.connect(f"postgresql://kilowatch@127.0.0.1:{self.port}/postgres",
+                             autocommit=True) as admin:
+            admin.execute("CREATE DATABASE kilowatch")
+        with db.connect(self.url, autocommit=True) as conn:
+            migrations.upgrade(conn)
+        return self
+
+    def start(self) -> None:
+        """Start the cluster and wait until it accepts connections."""
+        self._pg(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "pg.log"),
+                 "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster (``fast`` disconnects clients; ``immediate`` is a crash)."""
+        self._pg(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self, down_s: float = 2.0) -> None:
+        """Stop, stay down a moment, start again."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def remove(self) -> None:
+        """Stop (if running) and delete the cluster."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
