@@ -185,6 +185,7 @@ slotted AS (
 )
 SELECT device_id, point_id, slot, count(*) AS readings,
        coalesce(sum(delta) FILTER (WHERE t0 >= slot), 0) AS inner_kwh,
+       count(delta) FILTER (WHERE t0 >= slot) AS inner_deltas,
        sum(delta) FILTER (WHERE t0 < slot) AS cross_kwh,
        min(t0) FILTER (WHERE t0 < slot) AS cross_t0,
        min(t) FILTER (WHERE t0 < slot) AS cross_t1,
@@ -227,7 +228,8 @@ def _counter_series(rows: Iterable[dict], width: timedelta, lo: datetime) -> _Se
     for row in rows:
         slot = row["slot"]
         series.read.add(slot)
-        series.covered.add(slot)
+        if row["inner_deltas"]:  # a lone first reading is a baseline, not a measurement
+            series.covered.add(slot)
         series.values[slot] += row["inner_kwh"]
         if row["cross_kwh"] is not None:
             _spread(series, row["cross_t0"], row["cross_t1"], row["cross_kwh"], width, lo)
@@ -283,7 +285,7 @@ def _combine(series: list[_Series], slots: list[datetime], now: datetime,
             values[slot] = math.fsum(s.values[slot] for s in series)
         else:
             values[slot] = None
-        if not future and any(slot not in s.read for s in series):
+        if not future and any(slot not in s.read or slot not in s.covered for s in series):
             gaps.add(slot)
     return values, gaps
 

@@ -84,12 +84,13 @@ def compute_month(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
         flows = _flows(energy.site_energy(conn, scope, site_id, period.start, data_end, now=now))
     result = bills.compute_bills(tariff, flows, period, until=until)
     _store(conn, site_id, first_day, assignment["tariff_id"], result, final=final,
-           data_until=data_end)
+           data_until=data_end, computed_at=now)
     return result
 
 
 def _store(conn: psycopg.Connection, site_id: int, period_start: date, tariff_id: int,
-           result: dict[str, Bill], *, final: bool, data_until: datetime) -> None:
+           result: dict[str, Bill], *, final: bool, data_until: datetime,
+           computed_at: datetime) -> None:
     with conn.transaction():
         for scenario, bill in result.items():
             conn.execute(
@@ -97,7 +98,7 @@ def _store(conn: psycopg.Connection, site_id: int, period_start: date, tariff_id
                        demand, fixed, export_credit, total, details, quality, complete, final,
                        stale, data_until, computed_at)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false, %s,
-                           now())
+                           %s)
                    ON CONFLICT (site_id, period_start, scenario) DO UPDATE SET
                        tariff_id = EXCLUDED.tariff_id, currency = EXCLUDED.currency,
                        energy = EXCLUDED.energy, demand = EXCLUDED.demand,
@@ -105,10 +106,10 @@ def _store(conn: psycopg.Connection, site_id: int, period_start: date, tariff_id
                        total = EXCLUDED.total, details = EXCLUDED.details,
                        quality = EXCLUDED.quality, complete = EXCLUDED.complete,
                        final = EXCLUDED.final, stale = false,
-                       data_until = EXCLUDED.data_until, computed_at = now()""",
+                       data_until = EXCLUDED.data_until, computed_at = EXCLUDED.computed_at""",
                 (site_id, period_start, scenario, tariff_id, bill.currency, bill.energy,
                  bill.demand, bill.fixed, bill.export_credit, bill.total, Jsonb(bill.details),
-                 Jsonb(bill.quality), bill.quality["complete"], final, data_until),
+                 Jsonb(bill.quality), bill.quality["complete"], final, data_until, computed_at),
             )
 
 
