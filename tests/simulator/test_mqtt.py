@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 from datetime import datetime
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
+import kilowatch
 from simulator.model import COUNTERS, extra_point_names
 from tests.simulator.conftest import Inbox, run_simulate, simulate_command
 from tests.simulator.test_model import CANONICAL, POINT_NAME
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SCHEMAS = Path(kilowatch.__file__).parent / "schemas"
+SCHEMA_FILES = {"telemetry": "telemetry.json", "status": "status.json", "alarms": "alarm.json"}
+
+
+def protocol_errors(messages: list[tuple[str, dict, bool]]) -> list[str]:
+    """Check messages against the protocol's JSON Schemas; return what does not conform."""
+    schemas = {kind: json.loads((SCHEMAS / name).read_text())
+               for kind, name in SCHEMA_FILES.items()}
+    registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values())
+    errors = []
+    for topic, payload, _ in messages:
+        kind = topic.rsplit("/", 1)[1]
+        if not payload:  # an emptied retained message
+            continue
+        validator = Draft202012Validator(schemas[kind], registry=registry,
+                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors += [f"{topic}: {error.message}" for error in validator.iter_errors(payload)]
+    return errors
 
 
 def epoch(ts: str) -> float:
@@ -66,6 +90,7 @@ def test_live_devices_publish_status_then_numbered_telemetry_then_offline(kw_env
             assert all(POINT_NAME.match(name) for name in sample["v"])
             assert all(isinstance(value, int | float) for value in sample["v"].values())
         assert_physics(samples_of(telemetry))
+    assert protocol_errors(inbox.messages) == []
     retained = Inbox(f"{kw_env['KILOWATCH_MQTT_PREFIX']}/LIVE-0001/status")
     try:
         assert retained.wait_for(lambda box: box.messages, 5)
@@ -95,6 +120,25 @@ def test_status_is_retained_online_and_the_will_says_offline_when_the_device_die
     assert will["state"] == "offline" and set(will) == {"ts", "state", "firmware"}
 
 
+def test_sigterm_stops_cleanly_with_an_offline_status(kw_env, inbox):
+    process = subprocess.Popen(
+        simulate_command("--sites", "1", "--interval", "0.5", "--serial-prefix", "TERM"),
+        env={**os.environ, **kw_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        assert inbox.wait_for(lambda box: len(box.on("telemetry", "TERM-0001")) >= 2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    last_seq = int(re.search(r"TERM-0001: stopped at seq (\d+)", stderr).group(1))
+    assert inbox.wait_for(lambda box: box.on("status", "TERM-0001")[-1]["state"] == "offline")
+    assert [m["seq"] for m in inbox.on("telemetry", "TERM-0001")] == list(
+        range(1, last_seq + 1))
+
+
 def test_backfill_replays_consistent_history_with_alarms_then_goes_live(kw_env, inbox):
     result = run_simulate(kw_env, "--sites", "1", "--backfill", "0.25", "--duration", "0",
                           "--backfill-interval", "60", "--fault-rate", "10", "--seed", "8",
@@ -119,6 +163,7 @@ def test_backfill_replays_consistent_history_with_alarms_then_goes_live(kw_env, 
         assert set(alarm) == {"ts", "code", "severity", "state", "message"}
         assert alarm["severity"] in ("critical", "major", "minor", "warning")
         assert times[0] - 60 <= epoch(alarm["ts"]) <= times[-1]
+    assert protocol_errors(inbox.messages) == []
 
 
 def test_drop_rate_skips_sequence_numbers(kw_env, inbox):
