@@ -102,3 +102,27 @@ def test_assign_and_show_savings(kw_env, conn, tmp_path):
                    "not a month like")
     history = run(kw_env, "tariff", "history", "--site", site_ref)
     assert "Flat CLI" in history.stdout and "current" in history.stdout
+
+
+def test_worker_job_stores_the_bills_of_assigned_sites(kw_env, conn):
+    # The worker's `savings` job computes every month from the assignment to now
+    # (September with data, October and November without) without being asked.
+    company, site = metered_site(conn)
+    name = company_name(conn, company)
+    assert run(kw_env, "tariff", "import", str(DATA / "urdb_sunridge.json"), "--company",
+               name, "--name", "GS").returncode == 0
+    assert run(kw_env, "tariff", "assign", "--site", str(site), "--tariff", "GS", "--from",
+               "2026-09-01").returncode == 0
+    worker = run(kw_env, "worker", "--once", "--job", "savings")
+    assert worker.returncode == 0, worker.stderr
+    rows = conn.execute(
+        "SELECT period_start, count(*) AS n, bool_and(stale) AS stale FROM bills "
+        "WHERE site_id = %s GROUP BY 1 ORDER BY 1", (site,)).fetchall()
+    assert rows[0]["period_start"].isoformat() == "2026-09-01" and len(rows) >= 3
+    assert all(r["n"] == 3 and not r["stale"] for r in rows)
+    september = conn.execute(
+        "SELECT total FROM bills WHERE site_id = %s AND period_start = '2026-09-01' "
+        "AND scenario = 'actual'", (site,)).fetchone()
+    # 36 kWh off-peak summer (0.0966) = 3.48; flat summer demand 6 kW × 5.90 = 35.40;
+    # fixed 42.50. Total 81.38.
+    assert float(september["total"]) == 81.38
