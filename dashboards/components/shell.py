@@ -129,7 +129,7 @@ def navbar(account: SessionUser | None) -> dbc.Navbar:
             dbc.Nav(items, navbar=True, className="kw-nav-main me-auto"),
             dbc.Nav(user, navbar=True, className="kw-nav-user"),
         ]),
-        color="white", className="kw-navbar border-bottom shadow-sm", expand=True,
+        color="white", dark=False, className="kw-navbar border-bottom shadow-sm", expand=True,
     )
 
 

@@ -1,0 +1,70 @@
+"""Browser journey: an admin creates a viewer and a group with one site; the viewer sees only it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.dashboards.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = "/tmp/kilowatch-screenshots"
+
+
+def _create_viewer(page, base_url: str, email: str) -> str:
+    page.goto(f"{base_url}/admin/users")
+    page.fill("#admin-users-email", email)
+    page.fill("#admin-users-name", "Browser Viewer")
+    page.select_option("#admin-users-new-role", "viewer")
+    page.click("#admin-users-create")
+    secret = page.locator("#admin-one-time-password")
+    secret.wait_for()
+    page.get_by_text(email).first.wait_for()  # the list refreshed
+    return secret.inner_text().strip()
+
+
+def _create_group(page, base_url: str, site_name: str, member_email: str) -> None:
+    page.goto(f"{base_url}/admin/groups")
+    page.fill("#admin-groups-name", "Browser group")
+    page.click("#admin-groups-create")
+    page.get_by_text("Group Browser group created.").wait_for()
+    page.select_option("#admin-groups-selected", label="Browser group")
+    page.get_by_label(site_name, exact=True).check()
+    page.get_by_label(f"{member_email} (viewer)", exact=True).check()
+    page.click("#admin-groups-save")
+    page.get_by_text("Group saved.").wait_for()
+    page.locator("#admin-groups-list").get_by_text("Browser group").wait_for()
+
+
+def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, browser, tenants):
+    admin_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    admin_page = admin_context.new_page()
+    admin_page.set_default_timeout(20_000)
+    browser_login(admin_page, live_server, tenants.a.admin.email, tenants.a.admin.password)
+    admin_page.locator("#home-sites").wait_for()
+    email = "browser.viewer@a.example.com"
+    one_time = _create_viewer(admin_page, live_server, email)
+    admin_page.screenshot(path=f"{SCREENSHOTS}/admin-users.png", full_page=True)
+    _create_group(admin_page, live_server, "Company A site 2", email)
+    admin_page.screenshot(path=f"{SCREENSHOTS}/admin-groups.png", full_page=True)
+    admin_context.close()
+
+    context = browser.new_context(viewport={"width": 390, "height": 800})  # a phone
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    browser_login(page, live_server, email, one_time)
+    assert page.url.endswith("/account/password")
+    page.fill("#current", one_time)
+    page.fill("#new", "viewer's own password")
+    page.fill("#confirm", "viewer's own password")
+    page.click("#password-submit")
+    page.locator("#password-changed").wait_for()
+    page.goto(f"{live_server}/")
+    sites = page.locator("#home-sites .kw-site-name")
+    sites.first.wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/viewer-home.png", full_page=True)
+    assert sites.all_inner_texts() == ["Company A site 2"]
+    assert page.locator("#nav-admin").count() == 0
+    page.goto(f"{live_server}/admin/users")
+    page.locator("#kw-not-allowed").wait_for()
+    context.close()
