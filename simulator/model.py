@@ -21,6 +21,12 @@ from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
 
+CANONICAL_POINTS = (
+    "meter.grid.p", "meter.grid.e_import", "meter.grid.e_export", "meter.load.p",
+    "meter.load.e", "meter.pv.p", "meter.pv.e", "pcs.p", "pcs.q", "pcs.e_charge",
+    "pcs.e_discharge", "pcs.state", "bms.soc", "bms.soh", "bms.v", "bms.i", "bms.t_min",
+    "bms.t_max", "bms.cell_v_min", "bms.cell_v_max",
+)
 COUNTERS = ("meter.grid.e_import", "meter.grid.e_export", "meter.load.e", "meter.pv.e",
             "pcs.e_charge", "pcs.e_discharge")
 STANDBY_BELOW_KW = 0.01

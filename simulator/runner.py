@@ -14,9 +14,10 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from simulator import payloads
+from simulator.alarms import AlarmEvent
 from simulator.controller import ControllerFactory, default_controller
 from simulator.link import MqttLink
-from simulator.model import Sample, SiteModel
+from simulator.model import CANONICAL_POINTS, Sample, SiteModel
 from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Device:
         self.drop_rate = options.drop_rate
         self.seq = 0
         self.last_t: float | None = None
-        self.held_alarms: list = []
+        self.held_alarms: list[AlarmEvent] = []
         self._drops = random.Random(f"drops:{site.seed}:{site.index}")
 
     def attach_controller(self) -> None:
@@ -85,7 +86,7 @@ class Device:
 
 def samples_per_message(extra_points: int) -> int:
     """Return how many samples a backfill message carries (≤ 10,000 values)."""
-    values = 20 + extra_points
+    values = len(CANONICAL_POINTS) + extra_points
     return max(1, min(MAX_SAMPLES_PER_MESSAGE, MAX_VALUES_PER_MESSAGE // values))
 
 

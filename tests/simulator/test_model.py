@@ -12,12 +12,12 @@ import pytest
 from kilowatch import battery
 from simulator import physics
 from simulator.controller import ConstantController, default_controller
-from simulator.model import COUNTERS, SiteModel, extra_point_names
+from simulator.model import CANONICAL_POINTS, COUNTERS, SiteModel, extra_point_names
 from simulator.payloads import telemetry
 from simulator.sites import CITIES, MODELS, make_site, make_sites
 
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-CANONICAL = {
+CANONICAL = {  # DESIGN.md, "Point names"
     "meter.grid.p", "meter.grid.e_import", "meter.grid.e_export", "meter.load.p",
     "meter.load.e", "meter.pv.p", "meter.pv.e", "pcs.p", "pcs.q", "pcs.e_charge",
     "pcs.e_discharge", "pcs.state", "bms.soc", "bms.soh", "bms.v", "bms.i", "bms.t_min",
@@ -152,6 +152,7 @@ def test_samples_carry_every_canonical_point_and_valid_extra_names():
     names = set(samples[-1].values)
     assert names >= CANONICAL
     assert names - CANONICAL == set(extra_point_names(12))
+    assert set(CANONICAL_POINTS) == CANONICAL
     assert all(POINT_NAME.match(name) and len(name) <= 64 for name in names)
     v = samples[-1].values
     cells = [v[name] for name in extra_point_names(12)]
