@@ -39,9 +39,8 @@ class Inbox:
     def on(self, suffix: str, serial: str | None = None) -> list[dict]:
         """Return the payloads received on topics ending with ``/{suffix}`` (of one serial)."""
         with self._lock:
-            return [payload for topic, payload, _ in self.messages
-                    if topic.endswith(f"/{suffix}")
-                    and (serial is None or topic.split("/")[-2] == serial)]
+            ending = f"/{suffix}" if serial is None else f"/{serial}/{suffix}"
+            return [payload for topic, payload, _ in self.messages if topic.endswith(ending)]
 
     def wait_for(self, predicate, timeout_s: float = 20.0) -> bool:
         """Wait until ``predicate(self)`` is true; return whether it became true."""
