@@ -114,18 +114,22 @@ WITH hourly AS (
       AND bucket + interval '1 hour' <= now() AND last IS NOT NULL
 ),
 hourly_cut AS (SELECT device_id, point_id, max(t) AS cut FROM hourly GROUP BY 1, 2),
-minute AS (
-    SELECT m.device_id, m.point_id, m.bucket + interval '1 minute' AS t, m.last AS v, m.avg,
-           60 AS width_s
-    FROM telemetry_1m m LEFT JOIN hourly_cut c USING (device_id, point_id)
-    WHERE m.device_id = ANY(%(devices)s) AND m.point_id = ANY(%(points)s)
-      AND m.bucket >= %(lo)s - interval '1 minute' AND m.bucket < %(hi)s
-      AND m.bucket >= coalesce(c.cut, '-infinity') AND m.bucket + interval '1 minute' <= now()
-      AND m.last IS NOT NULL
-),
 pairs AS (
     SELECT d AS device_id, p AS point_id
     FROM unnest(%(devices)s::int[]) d, unnest(%(points)s::int[]) p
+),
+minute AS (
+    -- Per pair, so that an index range scan starts after the hourly rows.
+    SELECT p.device_id, p.point_id, x.t, x.v, x.avg, 60 AS width_s
+    FROM pairs p LEFT JOIN hourly_cut c USING (device_id, point_id)
+    CROSS JOIN LATERAL (
+        SELECT m.bucket + interval '1 minute' AS t, m.last AS v, m.avg
+        FROM telemetry_1m m
+        WHERE m.device_id = p.device_id AND m.point_id = p.point_id
+          AND m.bucket >= %(lo)s - interval '1 minute' AND m.bucket < %(hi)s
+          AND m.bucket >= coalesce(c.cut, '-infinity')
+          AND m.bucket + interval '1 minute' <= now() AND m.last IS NOT NULL
+    ) x
 ),
 cuts AS (
     SELECT device_id, point_id, max(t) AS cut
@@ -141,7 +145,8 @@ raw AS (
                last(r.value, r.time) AS v, avg(r.value) AS avg
         FROM telemetry r
         WHERE r.device_id = p.device_id AND r.point_id = p.point_id
-          AND r.time >= greatest(%(lo)s - interval '1 minute', c.cut) AND r.time < %(hi)s
+          AND r.time >= %(lo)s - interval '1 minute' AND r.time < %(hi)s
+          AND r.time >= coalesce(c.cut, '-infinity')
           AND r.value IS NOT NULL
         GROUP BY 1
     ) x
