@@ -30,7 +30,8 @@ def kilowatch(*args: str) -> tuple[bool, str]:
                             text=True, timeout=120, check=False)
     if result.returncode == 0:
         return True, result.stdout
-    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
+    lines = result.stderr.strip().splitlines()
+    message = lines[-1].removeprefix("Error: ") if lines else f"exit status {result.returncode}"
     if _ALREADY.search(message):
         return False, message
     raise RegisterError(f"kilowatch {' '.join(args[:2])}: {message}")
