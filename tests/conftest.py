@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,11 +57,22 @@ def template_db(stack) -> str:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
                 with db.connect(_url(building), autocommit=True) as conn:
                     migrations.upgrade(conn)
+                _seal_template(admin, building)
                 admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(building), sql.Identifier(name)))
+            _seal_template(admin, name)  # also seals templates built before this rule
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s)", (_TEMPLATE_LOCK,))
     return name
+
+
+def _seal_template(admin: psycopg.Connection, name: str) -> None:
+    # TimescaleDB's background scheduler connects to every database that allows
+    # connections; a template nobody may connect to can always be cloned.
+    admin.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                  .format(sql.Identifier(name)))
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                  (name,))
 
 
 def _url(database: str) -> str:
@@ -70,9 +82,18 @@ def _url(database: str) -> str:
 def create_database(template: str) -> str:
     """Clone the template into a new database and return its URL."""
     name = f"kw_test_{secrets.token_hex(6)}"
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template))
     with _admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)))
+        for attempt in range(50):
+            try:
+                admin.execute(create)
+                break
+            except psycopg.errors.ObjectInUse:
+                # Another test run is cloning the same template right now.
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
     return _url(name)
 
 
