@@ -45,6 +45,34 @@ def device_api_not_found(rest: str):
     return {"error": "not found"}, 404
 
 
+def _callback_request_problem(app: dash.Dash, body) -> str | None:
+    """Say what is wrong with a callback request body, or None when it is well formed."""
+    if not isinstance(body, dict) or not isinstance(body.get("output"), str):
+        return "a callback request is a JSON object with an output"
+    entry = app.callback_map.get(body["output"])
+    if entry is None:
+        return "unknown callback"
+    for part in ("inputs", "state"):
+        items = body.get(part, [])
+        if not isinstance(items, list) or len(items) != len(entry[part]):
+            return f"the callback expects {len(entry[part])} {part}"
+    if not isinstance(body.get("outputs"), dict | list):
+        return "a callback request names its outputs"
+    return None
+
+
+def _check_callback_requests(app: dash.Dash):
+    def check():
+        if flask.request.path != "/_dash-update-component":
+            return None
+        problem = _callback_request_problem(app, flask.request.get_json(silent=True))
+        if problem:
+            log.warning("malformed callback request: %s", problem)
+            return {"error": problem}, 400
+        return None
+    return check
+
+
 def _add_security_headers(response: flask.Response) -> flask.Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -71,6 +99,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         serve_locally=True,
     )
     auth.init_app(server, settings)
+    server.before_request(_check_callback_requests(app))
     shell.protect_pages()
     app.layout = shell.app_layout
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dash
+import pytest
 from dash import Input, Output
 
 from auth.callbacks import MARK, guarded_callback, unguarded_callbacks
@@ -45,5 +46,42 @@ def test_a_plain_dash_callback_is_reported(app, tenants):
         assert "test-plain-out.children" in missing
         assert "test-guarded-out.children" not in missing
     finally:
-        dash._callback.GLOBAL_CALLBACK_MAP.pop("test-plain-out.children", None)
-        dash._callback.GLOBAL_CALLBACK_MAP.pop("test-guarded-out.children", None)
+        ours = ("test-plain-out.children", "test-guarded-out.children")
+        for callback_id in ours:
+            dash._callback.GLOBAL_CALLBACK_MAP.pop(callback_id, None)
+        dash._callback.GLOBAL_CALLBACK_LIST[:] = [
+            spec for spec in dash._callback.GLOBAL_CALLBACK_LIST if spec["output"] not in ours]
+
+
+def test_decorator_refuses_bad_roles_and_background_callbacks():
+    with pytest.raises(ValueError, match="roles"):
+        guarded_callback(Output("x", "children"), Input("y", "value"), roles=("boss",))
+    with pytest.raises(ValueError, match="roles"):
+        guarded_callback(Output("x", "children"), Input("y", "value"), roles=())
+    with pytest.raises(TypeError, match="background"):
+        guarded_callback(Output("x", "children"), Input("y", "value"), background=True)
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"output": "no-such-thing.children", "outputs": {}, "inputs": [], "state": []},
+    {"output": "..admin-users-table.children...admin-users-selected.options..", "outputs": [],
+     "inputs": [], "state": []},
+    [1, 2, 3],
+])
+def test_malformed_callback_requests_get_400_not_a_crash(app, tenants, body):
+    client = app.server.test_client()
+    login(client, tenants.a.admin.email, tenants.a.admin.password)
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] in (
+        "a callback request is a JSON object with an output", "unknown callback",
+        "the callback expects 2 inputs")
+
+
+def test_non_json_callback_request_gets_400(app, tenants):
+    client = app.server.test_client()
+    login(client, tenants.a.admin.email, tenants.a.admin.password)
+    response = client.post("/_dash-update-component", data="output=x",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
