@@ -67,4 +67,9 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     assert page.locator("#nav-admin").count() == 0
     page.goto(f"{live_server}/admin/users")
     page.locator("#kw-not-allowed").wait_for()
+    page.click("#nav-user")
+    page.click("#nav-logout")
+    page.locator("#login-submit").wait_for()
+    page.goto(f"{live_server}/")
+    assert "/login" in page.url
     context.close()
