@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from kilowatch import bills, energy, fleet, tariff_store, tariffs
 from kilowatch.access import AccessScope, site_filter
-from kilowatch.bills import Bill, Flow
+from kilowatch.bills import Bill, BillingPeriod, Flow
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,26 @@ def compute_month(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
     now = (now or datetime.now(UTC)).astimezone(UTC)
     if period.start >= now:
         raise SavingsError(f"{label} has not begun yet in {site['timezone']}")
+    with conn.transaction():
+        # A tariff assignment waits for this computation (it locks the site row for
+        # update), so bills are never stored as current with a replaced tariff.
+        conn.execute("SELECT id FROM sites WHERE id = %s FOR SHARE", (site_id,))
+        result = _compute_locked(conn, scope, site_id, period, now)
+    if result is None:
+        raise SavingsError(f"site {site['name']!r} has no tariff in {label}; "
+                           "assign one with `kilowatch tariff assign`")
+    return result
+
+
+def _compute_locked(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                    period: BillingPeriod, now: datetime) -> dict[str, Bill] | None:
     first_day = date(period.year, period.month, 1)
     assignment = tariff_store.tariff_for_period(conn, scope, site_id, first_day,
                                                 _next_month(first_day))
     if assignment is None:
         conn.execute("DELETE FROM bills WHERE site_id = %s AND period_start = %s",
                      (site_id, first_day))
-        raise SavingsError(f"site {site['name']!r} has no tariff in {label}; "
-                           "assign one with `kilowatch tariff assign`")
+        return None
     tariff = tariffs.parse(assignment["structure"])
     final = period.end <= now
     until = None if final else _quarter_floor(now)
@@ -83,34 +95,36 @@ def compute_month(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
     if data_end > period.start:
         flows = _flows(energy.site_energy(conn, scope, site_id, period.start, data_end, now=now))
     result = bills.compute_bills(tariff, flows, period, until=until)
-    _store(conn, site_id, first_day, assignment["tariff_id"], result, final=final,
-           data_until=data_end, computed_at=now)
+    _store(conn, site_id, first_day, assignment, result, final=final, data_until=data_end,
+           computed_at=now)
     return result
 
 
-def _store(conn: psycopg.Connection, site_id: int, period_start: date, tariff_id: int,
+def _store(conn: psycopg.Connection, site_id: int, period_start: date, assignment: dict,
            result: dict[str, Bill], *, final: bool, data_until: datetime,
            computed_at: datetime) -> None:
-    with conn.transaction():
-        for scenario, bill in result.items():
-            conn.execute(
-                """INSERT INTO bills (site_id, period_start, scenario, tariff_id, currency, energy,
-                       demand, fixed, export_credit, total, details, quality, complete, final,
-                       stale, data_until, computed_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false, %s,
-                           %s)
-                   ON CONFLICT (site_id, period_start, scenario) DO UPDATE SET
-                       tariff_id = EXCLUDED.tariff_id, currency = EXCLUDED.currency,
-                       energy = EXCLUDED.energy, demand = EXCLUDED.demand,
-                       fixed = EXCLUDED.fixed, export_credit = EXCLUDED.export_credit,
-                       total = EXCLUDED.total, details = EXCLUDED.details,
-                       quality = EXCLUDED.quality, complete = EXCLUDED.complete,
-                       final = EXCLUDED.final, stale = false,
-                       data_until = EXCLUDED.data_until, computed_at = EXCLUDED.computed_at""",
-                (site_id, period_start, scenario, tariff_id, bill.currency, bill.energy,
-                 bill.demand, bill.fixed, bill.export_credit, bill.total, Jsonb(bill.details),
-                 Jsonb(bill.quality), bill.quality["complete"], final, data_until, computed_at),
-            )
+    # Stale at once if the tariff was edited while the bills were being computed.
+    stale = conn.execute("SELECT structure <> %s AS changed FROM tariffs WHERE id = %s",
+                         (Jsonb(assignment["structure"]), assignment["tariff_id"])).fetchone()
+    for scenario, bill in result.items():
+        conn.execute(
+            """INSERT INTO bills (site_id, period_start, scenario, tariff_id, currency, energy,
+                   demand, fixed, export_credit, total, details, quality, complete, final,
+                   stale, data_until, computed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (site_id, period_start, scenario) DO UPDATE SET
+                   tariff_id = EXCLUDED.tariff_id, currency = EXCLUDED.currency,
+                   energy = EXCLUDED.energy, demand = EXCLUDED.demand,
+                   fixed = EXCLUDED.fixed, export_credit = EXCLUDED.export_credit,
+                   total = EXCLUDED.total, details = EXCLUDED.details,
+                   quality = EXCLUDED.quality, complete = EXCLUDED.complete,
+                   final = EXCLUDED.final, stale = EXCLUDED.stale,
+                   data_until = EXCLUDED.data_until, computed_at = EXCLUDED.computed_at""",
+            (site_id, period_start, scenario, assignment["tariff_id"], bill.currency,
+             bill.energy, bill.demand, bill.fixed, bill.export_credit, bill.total,
+             Jsonb(bill.details), Jsonb(bill.quality), bill.quality["complete"], final,
+             stale["changed"], data_until, computed_at),
+        )
 
 
 def _stored(conn: psycopg.Connection, scope: AccessScope, site_id: int,
