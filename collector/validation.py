@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import orjson
 from referencing import Registry, Resource
 
 REASONS = (
@@ -81,10 +82,10 @@ def parse_topic(topic: str, prefix: str) -> tuple[str, str]:
 
 
 def decode_json(payload: bytes) -> Any:
-    """Parse a payload as UTF-8 JSON or raise Invalid('bad_json')."""
+    """Parse a payload as strict UTF-8 JSON (no NaN/Infinity) or raise Invalid('bad_json')."""
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return orjson.loads(payload)
+    except (orjson.JSONDecodeError, RecursionError) as error:
         raise Invalid("bad_json", str(error)[:200]) from None
 
 

@@ -68,13 +68,14 @@ class Writer(threading.Thread):
         self._points: dict[int, dict[str, int]] = {}
         self._direct_after = 0.0
         self._last_trim = 0.0
-        self._redis = redis_client
-        self._live = live.LiveWriter(redis_client) if redis_client is not None else None
+        self.live = LiveUpdater(redis_client, metrics) if redis_client is not None else None
         self._db_log = RateLimitedLog(log, interval_s=30)
 
     # ---- loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.live is not None:
+            self.live.start()
         while not (self.stop_event.is_set() and self.backlog.sizes()[0] == 0):
             batch = self.backlog.take(max_points=self.batch_points,
                                       max_items=self.batch_messages,
@@ -91,6 +92,8 @@ class Writer(threading.Thread):
             finally:
                 self.backlog.done(batch)
         self._close()
+        if self.live is not None:
+            self.live.stop()
 
     def stop(self) -> None:
         """Ask the thread to finish the backlog and exit (retries give up when stopping)."""
@@ -179,18 +182,22 @@ class Writer(threading.Thread):
                 result.refused[index] = ("unknown_serial", f"no device {item.serial!r}")
 
     def _register_points(self, conn, batch: list[Item], result: BatchResult) -> None:
+        telemetry_items = [(i, item) for i, item in enumerate(batch)
+                           if item.kind == "telemetry" and i not in result.refused]
+        devices = {self._devices[item.serial].id for _, item in telemetry_items}
+        unseen = [d for d in devices if d not in self._points]
+        if unseen:
+            self._points.update(ingest.device_point_ids(conn, unseen))
         wanted: dict[int, list[str]] = defaultdict(list)
-        for index, item in enumerate(batch):
-            if item.kind != "telemetry" or index in result.refused:
-                continue
+        for _, item in telemetry_items:
             device_id = self._devices[item.serial].id
-            known = self._known_points(conn, device_id)
+            known = self._points[device_id]
             for _, values in item.body.samples:
                 wanted[device_id].extend(n for n in values if n not in known)
-        for device_id, names in wanted.items():
-            if names:
-                self._points[device_id] = ingest.register_points(
-                    conn, device_id, names, limit=self.settings.max_points_per_device)
+        wanted = {d: names for d, names in wanted.items() if names}
+        if wanted:
+            self._points.update(ingest.register_points(
+                conn, wanted, limit=self.settings.max_points_per_device))
         for index, item in enumerate(batch):
             if item.kind != "telemetry" or index in result.refused:
                 continue
@@ -201,12 +208,6 @@ class Writer(threading.Thread):
                     "too_many_points",
                     f"{len(unknown)} new point names beyond the device's bound of "
                     f"{self.settings.max_points_per_device}, e.g. {sorted(unknown)[0]!r}")
-
-    def _known_points(self, conn, device_id: int) -> dict[str, int]:
-        known = self._points.get(device_id)
-        if known is None:
-            known = self._points[device_id] = ingest.device_point_ids(conn, device_id)
-        return known
 
     def _store_telemetry(self, conn, batch: list[Item], result: BatchResult,
                          watermarks: dict) -> None:
@@ -327,18 +328,71 @@ class Writer(threading.Thread):
                   result.rows, result.inserted, len(result.refused))
 
     def _write_live(self, batch: list[Item], result: BatchResult, committed_at: float) -> None:
-        if self._live is None:
-            return
-        updates = _latest_values(batch, result, self._devices)
-        offline = [d for d, (online, _) in result.states.items() if not online]
-        online_only = [d for d, (online, _) in result.states.items()
-                       if online and d not in updates]
+        if self.live is not None:
+            states = {d: online for d, (online, _) in result.states.items()}
+            self.live.submit(_latest_values(batch, result, self._devices), states, committed_at)
+
+
+class LiveUpdater(threading.Thread):
+    """Write latest values to Redis off the writer's path, merging batches when behind."""
+
+    def __init__(self, client: redis.Redis, metrics: Metrics) -> None:
+        super().__init__(name="collector-live", daemon=True)
+        self.writer = live.LiveWriter(client)
+        self.metrics = metrics
+        self._cond = threading.Condition()
+        self._updates: dict[int, tuple] = {}
+        self._states: dict[int, bool] = {}
+        self._committed_at = 0.0
+        self._stopping = False
+        self._log = RateLimitedLog(log, interval_s=30)
+
+    def submit(self, updates: dict[int, tuple], states: dict[int, bool],
+               committed_at: float) -> None:
+        """Queue one batch's latest values and device states, merged with pending ones."""
+        with self._cond:
+            for device_id, update in updates.items():
+                pending = self._updates.get(device_id)
+                self._updates[device_id] = update if pending is None else _merge(pending, update)
+            self._states.update(states)
+            self._committed_at = committed_at
+            self._cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._updates and not self._states and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not self._updates and not self._states:
+                    return
+                updates, states, committed_at = self._updates, self._states, self._committed_at
+                self._updates, self._states = {}, {}
+            self._write(updates, states, committed_at)
+
+    def _write(self, updates: dict, states: dict[int, bool], committed_at: float) -> None:
+        offline = [d for d, online in states.items() if not online]
+        online = [d for d, up in states.items() if up and d not in updates]
         try:
-            self._live.write(updates, last_seen=committed_at, offline=offline,
-                             online=online_only, committed_at=committed_at)
+            self.writer.write(updates, last_seen=committed_at, committed_at=committed_at,
+                              offline=offline, online=online)
         except redis.RedisError as error:
             self.metrics.redis_errors.inc()
-            self._db_log.warning("redis", "could not write live values: %s", error)
+            self._log.warning("redis", "could not write live values: %s", error)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is pending, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self.join(timeout_s)
+
+
+def _merge(older: tuple, newer: tuple) -> tuple:
+    """Merge two (newest ts, seq, values) updates of one device; newer samples win."""
+    if newer[0] < older[0]:
+        older, newer = newer, older
+    seq = max((s for s in (older[1], newer[1]) if s is not None), default=None)
+    return newer[0], seq, {**older[2], **newer[2]}
 
 
 def _latest_values(batch: list[Item], result: BatchResult,

@@ -39,33 +39,45 @@ def find_devices(conn: psycopg.Connection, serials: Iterable[str]) -> dict[str, 
 
 # ---- points catalog ---------------------------------------------------------------------
 
-def device_point_ids(conn: psycopg.Connection, device_id: int) -> dict[str, int]:
-    """Return the point names a device has registered, with their ids."""
+def device_point_ids(conn: psycopg.Connection, device_ids: Iterable[int]) -> dict[int, dict]:
+    """Return device_id → {point name: point id} of the points each device registered."""
+    ids = sorted(set(device_ids))
+    known: dict[int, dict[str, int]] = {d: {} for d in ids}
     rows = conn.execute(
-        "SELECT p.name, p.id FROM device_points dp JOIN points p ON p.id = dp.point_id "
-        "WHERE dp.device_id = %s", (device_id,)).fetchall()
-    return {r["name"]: r["id"] for r in rows}
+        "SELECT dp.device_id, p.name, p.id FROM device_points dp "
+        "JOIN points p ON p.id = dp.point_id WHERE dp.device_id = ANY(%s)", (ids,)).fetchall()
+    for row in rows:
+        known[row["device_id"]][row["name"]] = row["id"]
+    return known
 
 
-def register_points(conn: psycopg.Connection, device_id: int, names: Sequence[str], *,
-                    limit: int) -> dict[str, int]:
-    """Register new point names for a device, first come first served, up to ``limit`` in all.
+def register_points(conn: psycopg.Connection, wanted: dict[int, Sequence[str]], *,
+                    limit: int) -> dict[int, dict[str, int]]:
+    """Register new point names per device, first come first served, up to ``limit`` each.
 
-    Returns every name the device has registered after the call (old and new), with ids.
+    Returns device_id → every name the device has registered after the call, with ids.
     """
+    ids = sorted(wanted)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_POINTS_LOCK, device_id))
-        known = device_point_ids(conn, device_id)
-        wanted = [n for n in dict.fromkeys(names) if n not in known]
-        wanted = wanted[: max(limit - len(known), 0)]
-        if wanted:
+        for device_id in ids:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_POINTS_LOCK, device_id))
+        known = device_point_ids(conn, ids)
+        pairs: list[tuple[int, str]] = []
+        for device_id in ids:
+            fresh = [n for n in dict.fromkeys(wanted[device_id]) if n not in known[device_id]]
+            pairs += [(device_id, n) for n in fresh[: max(limit - len(known[device_id]), 0)]]
+        if pairs:
+            names = sorted({name for _, name in pairs})
             conn.execute("INSERT INTO points (name) SELECT unnest(%s::text[]) "
-                         "ON CONFLICT (name) DO NOTHING", (wanted,))
+                         "ON CONFLICT (name) DO NOTHING", (names,))
             conn.execute(
-                "INSERT INTO device_points (device_id, point_id) "
-                "SELECT %s, id FROM points WHERE name = ANY(%s) ON CONFLICT DO NOTHING",
-                (device_id, wanted))
-            known = device_point_ids(conn, device_id)
+                """INSERT INTO device_points (device_id, point_id)
+                   SELECT w.device_id, p.id
+                   FROM unnest(%s::int[], %s::text[]) AS w (device_id, name)
+                   JOIN points p ON p.name = w.name
+                   ON CONFLICT DO NOTHING""",
+                ([p[0] for p in pairs], [p[1] for p in pairs]))
+            known = device_point_ids(conn, ids)
     return known
 
 
@@ -174,6 +186,7 @@ def apply_activity(conn: psycopg.Connection,
         "SELECT id, online, last_seen, firmware FROM devices WHERE id = ANY(%s) "
         "ORDER BY id FOR UPDATE", (ids,)).fetchall()}
     result: dict[int, tuple[bool, list]] = {}
+    updates: list[tuple] = []
     for device_id in ids:
         row = current.get(device_id)
         if row is None:
@@ -187,11 +200,22 @@ def apply_activity(conn: psycopg.Connection,
             if act.online != online:
                 online = act.online
                 transitions.append(Transition(device_id, online, act.at, act.reason))
-        conn.execute("UPDATE devices SET online = %s, last_seen = %s, firmware = %s "
-                     "WHERE id = %s", (online, last_seen, firmware, device_id))
-        for change in transitions:
-            record_transition(conn, change, firmware=firmware)
+        updates.append((device_id, online, last_seen, firmware))
         result[device_id] = (online, transitions)
+    if not updates:
+        return result
+    conn.execute(
+        """UPDATE devices d SET online = u.online, last_seen = u.last_seen,
+                                firmware = u.firmware
+           FROM (SELECT unnest(%s::int[]) AS id, unnest(%s::bool[]) AS online,
+                        unnest(%s::timestamptz[]) AS last_seen,
+                        unnest(%s::text[]) AS firmware) u
+           WHERE d.id = u.id""",
+        tuple(list(column) for column in zip(*updates, strict=True)))
+    firmware_by_device = {u[0]: u[3] for u in updates}
+    for device_id, (_, transitions) in result.items():
+        for change in transitions:
+            record_transition(conn, change, firmware=firmware_by_device[device_id])
     return result
 
 
