@@ -201,3 +201,16 @@ def test_bad_steps_are_refused(conn):
         energy.site_energy(conn, system_scope(), site, T0, T0 + HOUR, timedelta(minutes=10))
     with pytest.raises(ValueError, match="quarter hour"):
         energy.site_energy(conn, system_scope(), site, T0 + MINUTE, T0 + HOUR)
+
+
+def test_a_25_hour_day_in_the_site_time_zone(conn):
+    # Paris leaves summer time on Sunday 25 October 2026: that local day lasts 25 hours
+    # (24 Oct 22:00 UTC to 25 Oct 23:00 UTC). At 1 kWh per hour: 24, 25, 24 kWh.
+    _, site, (meter,) = make_site(conn, timezone="Europe/Paris")
+    start = datetime(2026, 10, 23, 22, tzinfo=UTC)  # 24 October, local midnight
+    rows = [(start + i * HOUR, float(i + 1)) for i in range(73)]
+    put_minutes(conn, meter, "meter.grid.e_import", [(start - HOUR, 0.0), *rows],
+                table="telemetry_1h")
+    result = energy.site_energy(conn, system_scope(), site, start, start + 73 * HOUR, "day")
+    assert [i.end - i.start for i in result.intervals] == [24 * HOUR, 25 * HOUR, 24 * HOUR]
+    assert quarter_values(result, "grid_import") == pytest.approx([24.0, 25.0, 24.0])
