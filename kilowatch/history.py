@@ -1,0 +1,422 @@
+"""History of points for charts and exports: ranges, resolution choice and tiered queries.
+
+A chart never draws more than about :data:`MAX_POINTS` points per trace, so the
+resolution follows the range: a bucket width from :data:`LADDER` (the finest
+that keeps the count under the limit), read from the coarsest table that is
+fine enough — raw ``telemetry`` below a minute, ``telemetry_1m`` below an hour,
+``telemetry_1h`` from an hour up (a year of a site is drawn from hourly rows).
+
+Rollups are complete below their ``rollup_state.done_until``; a query reads each
+table only where it is complete and the next finer one after that (hourly rows,
+then minute rows, then raw rows for the last minutes), so the newest data is
+always in the chart. Buckets are aligned in the site's time zone. Every query
+joins ``sites`` with :func:`~kilowatch.access.site_filter`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from kilowatch import fleet
+from kilowatch.access import AccessDenied, AccessScope, site_filter
+
+MAX_POINTS = 2000
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+LADDER = tuple(timedelta(seconds=s) for s in (
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+    86400, 2 * 86400, 7 * 86400))
+RANGES = ("today", "yesterday", "7d", "30d", "12m", "custom")
+SOURCES = {"raw": "telemetry", "1m": "telemetry_1m", "1h": "telemetry_1h"}
+MAX_SERIES = 64
+
+# How the devices of a site combine into one site value, per point (default: sum).
+SITE_COMBINE = {"bms.soc": "avg", "bms.soh": "avg", "bms.v": "avg", "bms.t_min": "min",
+                "bms.t_max": "max", "bms.cell_v_min": "min", "bms.cell_v_max": "max",
+                "pcs.state": "max"}
+
+
+class HistoryError(ValueError):
+    """A history request that cannot be answered (bad range, points or resolution)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """Where a series is read from (``raw``, ``1m`` or ``1h``) and its bucket width."""
+
+    source: str
+    width: timedelta | None  # None: raw samples, not bucketed (exports only)
+
+    @property
+    def label(self) -> str:
+        """Say it for people: ``raw``, ``1 min``, ``30 min``, ``6 h``, ``1 day``."""
+        if self.width is None:
+            return "raw"
+        seconds = int(self.width.total_seconds())
+        for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+            if seconds % size == 0:
+                count = seconds // size
+                return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''}"
+        return f"{seconds} s"
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One point's values per bucket (UTC times, bucket starts), oldest first."""
+
+    point: str
+    unit: str | None
+    times: list[datetime]
+    avg: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+    device_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    """Series of one site (combined over its devices) or one device, and how they were read."""
+
+    site_id: int
+    timezone: str
+    start: datetime
+    end: datetime
+    resolution: Resolution
+    series: dict[str, Series]
+
+
+def choose_resolution(start: datetime, end: datetime, *,
+                      max_points: int = MAX_POINTS) -> Resolution:
+    """Return the finest ladder width keeping ``end - start`` under ``max_points`` buckets."""
+    if end <= start:
+        raise HistoryError("the end of a range must come after its start")
+    span = end - start
+    width = next((w for w in LADDER if span / w <= max_points), LADDER[-1])
+    source = "raw" if width < MINUTE else "1m" if width < HOUR else "1h"
+    return Resolution(source, width)
+
+
+def export_resolution(name: str) -> Resolution:
+    """Return the resolution of an export choice: ``raw``, ``1m``, ``15m``, ``1h`` or ``1d``."""
+    choices = {"raw": Resolution("raw", None), "1m": Resolution("1m", MINUTE),
+               "15m": Resolution("1m", timedelta(minutes=15)), "1h": Resolution("1h", HOUR),
+               "1d": Resolution("1h", DAY)}
+    if name not in choices:
+        raise HistoryError(f"resolution must be one of {', '.join(choices)}")
+    return choices[name]
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tz).astimezone(UTC)
+
+
+def time_range(key: str, timezone: str, *, now: datetime | None = None,
+               first_day: date | None = None, last_day: date | None = None
+               ) -> tuple[datetime, datetime]:
+    """Return [start, end) in UTC for a range name, in the site's zone (custom: whole days)."""
+    tz = ZoneInfo(timezone)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    today = now.astimezone(tz).date()
+    if key == "today":
+        return _midnight(today, tz), _midnight(today + DAY, tz)
+    if key == "yesterday":
+        return _midnight(today - DAY, tz), _midnight(today, tz)
+    if key in ("7d", "30d"):
+        return now - timedelta(days=int(key[:-1])), now
+    if key == "12m":
+        return now - timedelta(days=365), now
+    if key == "custom":
+        if first_day is None or last_day is None or last_day < first_day:
+            raise HistoryError("pick a first and a last day, the last not before the first")
+        if (last_day - first_day).days > 3 * 366:
+            raise HistoryError("a custom range is at most three years")
+        return _midnight(first_day, tz), _midnight(last_day + DAY, tz)
+    raise HistoryError(f"range must be one of {', '.join(RANGES)}")
+
+
+def energy_window(start: datetime, end: datetime, timezone: str) -> tuple[datetime, datetime,
+                                                                          object]:
+    """Widen a range to whole local days (or months) and pick the energy bar step."""
+    tz = ZoneInfo(timezone)
+    first = start.astimezone(tz).date()
+    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    days = (last - first).days + 1
+    if days <= 2:
+        return _midnight(first, tz), _midnight(last + DAY, tz), HOUR
+    if days <= 62:
+        return _midnight(first, tz), _midnight(last + DAY, tz), "day"
+    month_start = first.replace(day=1)
+    after = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+    return _midnight(month_start, tz), _midnight(after, tz), "month"
+
+
+def energy_ratios(totals: dict[str, float | None]) -> dict[str, float | None]:
+    """Return self-consumption (PV used on site / PV) and self-sufficiency (1 − import / load)."""
+    pv, export = totals.get("pv"), totals.get("grid_export") or 0.0
+    load, grid_import = totals.get("load"), totals.get("grid_import")
+    consumption = None
+    if pv:
+        consumption = min(max((pv - export) / pv, 0.0), 1.0)
+    sufficiency = None
+    if load and grid_import is not None:
+        sufficiency = min(max(1.0 - grid_import / load, 0.0), 1.0)
+    return {"self_consumption": consumption, "self_sufficiency": sufficiency}
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def rollup_cuts(conn: psycopg.Connection) -> dict[str, datetime | None]:
+    """Return, per rollup, the time below which it is complete (None: never computed)."""
+    rows = conn.execute("SELECT rollup, done_until FROM rollup_state").fetchall()
+    return {row["rollup"]: row["done_until"] for row in rows}
+
+
+def point_units(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Return name → (point id, unit) for the known points among ``names``."""
+    rows = conn.execute("SELECT id, name, unit FROM points WHERE name = ANY(%s)",
+                        (list(names),)).fetchall()
+    return {row["name"]: (row["id"], row["unit"]) for row in rows}
+
+
+_TIER = """
+SELECT time_bucket(%(width)s, {time}, %(tz)s) AS t, x.device_id, x.point_id,
+       sum({avg} * {count}) AS total, sum({count}) AS n, min({min}) AS lo, max({max}) AS hi
+FROM {table} x JOIN devs ON devs.id = x.device_id
+WHERE x.point_id = ANY(%(points)s) AND {time} >= %({lo})s AND {time} < %({hi})s
+  AND {not_null}
+GROUP BY 1, 2, 3
+"""
+_COLUMNS = {
+    "raw": dict(time="x.time", avg="x.value", count="1", min="x.value", max="x.value",
+                not_null="x.value IS NOT NULL"),
+    "1m": dict(time="x.bucket", avg="x.avg", count="x.count", min="x.min", max="x.max",
+               not_null="x.avg IS NOT NULL"),
+    "1h": dict(time="x.bucket", avg="x.avg", count="x.count", min="x.min", max="x.max",
+               not_null="x.avg IS NOT NULL"),
+}
+
+
+def _tier(source: str, lo: str, hi: str) -> sql.Composed:
+    parts = {key: sql.SQL(value) for key, value in _COLUMNS[source].items()}
+    return sql.SQL(_TIER).format(table=sql.Identifier(SOURCES[source]), lo=sql.SQL(lo),
+                                 hi=sql.SQL(hi), **parts)
+
+
+def _tier_bounds(resolution: Resolution, start: datetime, end: datetime,
+                 cuts: dict[str, datetime | None]) -> dict[str, tuple[datetime, datetime]]:
+    """Split [start, end) between the tables: coarsest first, each where it is complete."""
+    order = {"1h": ("1h", "1m", "raw"), "1m": ("1m", "raw"), "raw": ("raw",)}[resolution.source]
+    bounds: dict[str, tuple[datetime, datetime]] = {}
+    lo = start
+    for source in order:
+        cut = end if source == "raw" else (cuts.get(source) or start)
+        hi = min(max(cut, lo), end)
+        if hi > lo:
+            bounds[source] = (lo, hi)
+        lo = hi
+    return bounds
+
+
+def _bucket_query(scope: AccessScope, sources: Sequence[str], *, by_site: bool) -> sql.Composed:
+    tiers = sql.SQL(" UNION ALL ").join(_tier(s, f"{s}_lo", f"{s}_hi") for s in sources)
+    devices = sql.SQL("d.site_id = %(site_id)s") if by_site else sql.SQL(
+        "d.id = %(device_id)s")
+    return sql.SQL(
+        "WITH devs AS (SELECT d.id FROM devices d JOIN sites s ON s.id = d.site_id "
+        "WHERE {devices} AND {scope}) "
+        "SELECT t, device_id, point_id, sum(total) / nullif(sum(n), 0) AS avg, "
+        "min(lo) AS min, max(hi) AS max FROM ({tiers}) u GROUP BY 1, 2, 3 ORDER BY 1"
+    ).format(devices=devices, scope=site_filter(scope), tiers=tiers)
+
+
+def _combine(values: list[float], how: str) -> float:
+    if how == "avg":
+        return math.fsum(values) / len(values)
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    return math.fsum(values)
+
+
+def _to_series(rows: list[dict], names: dict[int, str], units: dict[str, tuple[int, str]],
+               *, device_id: int | None) -> dict[str, Series]:
+    """Turn (t, device, point) rows into one series per point, devices combined by rule."""
+    grouped: dict[str, dict[datetime, list[dict]]] = {name: {} for name in units}
+    for row in rows:
+        grouped[names[row["point_id"]]].setdefault(row["t"], []).append(row)
+    result = {}
+    for name, buckets in grouped.items():
+        how = SITE_COMBINE.get(name, "sum") if device_id is None else "sum"
+        times = sorted(buckets)
+        result[name] = Series(
+            point=name, unit=units[name][1], times=times,
+            avg=[_combine([r["avg"] for r in buckets[t]], how) for t in times],
+            min=[_combine([r["min"] for r in buckets[t]], "min" if how != "sum" else "sum")
+                 for t in times],
+            max=[_combine([r["max"] for r in buckets[t]], "max" if how != "sum" else "sum")
+                 for t in times],
+            device_id=device_id)
+    return result
+
+
+def _read(conn: psycopg.Connection, scope: AccessScope, site: dict, points: Sequence[str],
+          start: datetime, end: datetime, resolution: Resolution | None, *,
+          device_id: int | None = None) -> History:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HistoryError("start and end must carry a time zone")
+    if not points or len(points) > MAX_SERIES:
+        raise HistoryError(f"pick between 1 and {MAX_SERIES} points")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    resolution = resolution or choose_resolution(start, end)
+    if resolution.width is None:
+        raise HistoryError("charts need a bucketed resolution")
+    units = point_units(conn, points)
+    bounds = _tier_bounds(resolution, start, end, rollup_cuts(conn))
+    params: dict[str, object] = {"site_id": site["id"], "device_id": device_id,
+                                 "width": resolution.width, "tz": site["timezone"],
+                                 "points": [pid for pid, _ in units.values()]}
+    for source, (lo, hi) in bounds.items():
+        params[f"{source}_lo"], params[f"{source}_hi"] = lo, hi
+    rows = []
+    if units and bounds:
+        query = _bucket_query(scope, list(bounds), by_site=device_id is None)
+        rows = conn.execute(query, params).fetchall()
+    names = {pid: name for name, (pid, _) in units.items()}
+    series = _to_series(rows, names, units, device_id=device_id)
+    return History(site["id"], site["timezone"], start, end, resolution, series)
+
+
+def site_history(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                 points: Sequence[str], start: datetime, end: datetime, *,
+                 resolution: Resolution | None = None) -> History:
+    """Return a visible site's points per bucket over [start, end), devices combined."""
+    site = fleet.get_site(conn, scope, site_id)
+    return _read(conn, scope, site, points, start, end, resolution)
+
+
+def get_device(conn: psycopg.Connection, scope: AccessScope, device_id: int) -> dict:
+    """Return a visible device with its site's time zone, or raise AccessDenied."""
+    query = sql.SQL(
+        "SELECT d.*, s.timezone, s.name AS site_name FROM devices d "
+        "JOIN sites s ON s.id = d.site_id WHERE d.id = %s AND {}").format(site_filter(scope))
+    row = conn.execute(query, (device_id,)).fetchone()
+    if row is None:
+        raise AccessDenied("no such device")
+    return row
+
+
+def device_history(conn: psycopg.Connection, scope: AccessScope, device_id: int,
+                   points: Sequence[str], start: datetime, end: datetime, *,
+                   resolution: Resolution | None = None) -> History:
+    """Return a visible device's points per bucket over [start, end)."""
+    device = get_device(conn, scope, device_id)
+    site = {"id": device["site_id"], "timezone": device["timezone"]}
+    return _read(conn, scope, site, points, start, end, resolution, device_id=device_id)
+
+
+def device_points(conn: psycopg.Connection, scope: AccessScope, device_id: int) -> list[dict]:
+    """Return the points a visible device has sent (name, unit, description), by name."""
+    query = sql.SQL(
+        "SELECT p.name, p.unit, p.description FROM device_points dp "
+        "JOIN points p ON p.id = dp.point_id JOIN devices d ON d.id = dp.device_id "
+        "JOIN sites s ON s.id = d.site_id WHERE dp.device_id = %s AND {} ORDER BY p.name"
+    ).format(site_filter(scope))
+    return conn.execute(query, (device_id,)).fetchall()
+
+
+def site_points(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> list[dict]:
+    """Return the points any device of a visible site has sent (name, unit), by name."""
+    query = sql.SQL(
+        "SELECT DISTINCT p.name, p.unit FROM device_points dp "
+        "JOIN points p ON p.id = dp.point_id JOIN devices d ON d.id = dp.device_id "
+        "JOIN sites s ON s.id = d.site_id WHERE d.site_id = %s AND {} ORDER BY p.name"
+    ).format(site_filter(scope))
+    return conn.execute(query, (site_id,)).fetchall()
+
+
+# ---- exports ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ExportColumn:
+    """One column of an export: a device's point and its unit."""
+
+    device_id: int
+    serial: str
+    point_id: int
+    point: str
+    unit: str | None
+
+    @property
+    def header(self) -> str:
+        """Say the column in the file's header: ``SIM-0001 pcs.p (kW)``."""
+        return f"{self.serial} {self.point}" + (f" ({self.unit})" if self.unit else "")
+
+
+def export_columns(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                   points: Sequence[str]) -> list[ExportColumn]:
+    """Return the (device, point) columns of a visible site among ``points``."""
+    query = sql.SQL(
+        "SELECT d.id AS device_id, d.serial, p.id AS point_id, p.name, p.unit "
+        "FROM device_points dp JOIN points p ON p.id = dp.point_id "
+        "JOIN devices d ON d.id = dp.device_id JOIN sites s ON s.id = d.site_id "
+        "WHERE d.site_id = %s AND p.name = ANY(%s) AND {} ORDER BY d.serial, p.name"
+    ).format(site_filter(scope))
+    rows = conn.execute(query, (site_id, list(points))).fetchall()
+    return [ExportColumn(r["device_id"], r["serial"], r["point_id"], r["name"], r["unit"])
+            for r in rows]
+
+
+def _export_query(scope: AccessScope, resolution: Resolution,
+                  bounds: dict[str, tuple[datetime, datetime]]) -> sql.Composed:
+    if resolution.width is None:
+        return sql.SQL(
+            "WITH devs AS (SELECT d.id FROM devices d JOIN sites s ON s.id = d.site_id "
+            "WHERE d.site_id = %(site_id)s AND {scope}) "
+            "SELECT x.time AS t, x.device_id, x.point_id, x.value AS avg FROM telemetry x "
+            "JOIN devs ON devs.id = x.device_id WHERE x.point_id = ANY(%(points)s) "
+            "AND x.time >= %(raw_lo)s AND x.time < %(raw_hi)s ORDER BY x.time"
+        ).format(scope=site_filter(scope))
+    return _bucket_query(scope, list(bounds), by_site=True)
+
+
+def export_rows(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                columns: Sequence[ExportColumn], start: datetime, end: datetime,
+                resolution: Resolution) -> Iterator[tuple[datetime, list[float | None]]]:
+    """Yield (time, one value per column) in time order, streamed from the server."""
+    site = fleet.get_site(conn, scope, site_id)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if end <= start:
+        raise HistoryError("the end of a range must come after its start")
+    if resolution.width is None:
+        bounds = {"raw": (start, end)}
+    else:
+        bounds = _tier_bounds(resolution, start, end, rollup_cuts(conn))
+    if not columns or not bounds:
+        return
+    index = {(c.device_id, c.point_id): i for i, c in enumerate(columns)}
+    params: dict[str, object] = {"site_id": site_id, "width": resolution.width,
+                                 "tz": site["timezone"],
+                                 "points": sorted({c.point_id for c in columns})}
+    for source, (lo, hi) in bounds.items():
+        params[f"{source}_lo"], params[f"{source}_hi"] = lo, hi
+    current: datetime | None = None
+    values: list[float | None] = []
+    with conn.cursor() as cur:
+        for row in cur.stream(_export_query(scope, resolution, bounds), params):
+            position = index.get((row["device_id"], row["point_id"]))
+            if position is None:
+                continue
+            if row["t"] != current:
+                if current is not None:
+                    yield current, values
+                current, values = row["t"], [None] * len(columns)
+            values[position] = row["avg"]
+    if current is not None:
+        yield current, values
