@@ -39,19 +39,25 @@ class Backlog:
         self.max_messages = max_messages
         self._items: deque[Item] = deque()
         self._points = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+
+    def _full(self, item: Item) -> bool:
+        return len(self._items) >= self.max_messages or (
+            self._points > 0 and self._points + item.points > self.max_points)
 
     def put(self, item: Item, stop: threading.Event) -> bool:
         """Append an item, waiting while the backlog is full; False if stopped meanwhile."""
-        with self._cond:
-            while len(self._items) >= self.max_messages or (
-                    self._points > 0 and self._points + item.points > self.max_points):
+        with self._lock:
+            while self._full(item):
                 if stop.is_set():
                     return False
-                self._cond.wait(0.2)
+                self._not_full.wait(0.2)
             self._items.append(item)
             self._points += item.points
-            self._cond.notify_all()
+            if len(self._items) == 1:
+                self._not_empty.notify()
         return True
 
     def take(self, *, max_points: int, max_items: int, linger_s: float,
@@ -59,13 +65,11 @@ class Backlog:
         """Wait up to ``timeout_s`` for an item, then gather more for up to ``linger_s``."""
         batch: list[Item] = []
         points = 0
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while not self._items:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return batch
-                self._cond.wait(remaining)
+        with self._lock:
+            if not self._items:
+                self._not_empty.wait(timeout_s)
+            if not self._items:
+                return batch
             linger_end = time.monotonic() + linger_s
             while len(batch) < max_items and points < max_points:
                 if self._items:
@@ -76,16 +80,16 @@ class Backlog:
                 remaining = linger_end - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._not_empty.wait(remaining)
         return batch
 
     def done(self, items: list[Item]) -> None:
         """Release the room held by stored (or abandoned) items."""
-        with self._cond:
+        with self._lock:
             self._points -= sum(i.points for i in items)
-            self._cond.notify_all()
+            self._not_full.notify_all()
 
     def sizes(self) -> tuple[int, int]:
         """Return (messages queued, point values held)."""
-        with self._cond:
+        with self._lock:
             return len(self._items), self._points

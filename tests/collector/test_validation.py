@@ -1,0 +1,155 @@
+"""Message validation, handed straight to the validator (no broker needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from collector.validation import (
+    REASONS,
+    Invalid,
+    Validator,
+    decode_json,
+    parse_topic,
+    parse_ts,
+    schema_validator,
+)
+
+NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
+TS = "2026-11-22T09:59:00Z"
+
+
+@pytest.fixture
+def validator():
+    return Validator(retention_days=31)
+
+
+def reason_of(call) -> str:
+    with pytest.raises(Invalid) as refused:
+        call()
+    assert refused.value.reason in REASONS
+    return refused.value.reason
+
+
+def test_topics_split_into_serial_and_kind():
+    assert parse_topic("a/ess/SN-1/telemetry", "a/ess") == ("SN-1", "telemetry")
+    assert parse_topic("ess/SN_2/schedule/ack", "ess") == ("SN_2", "schedule/ack")
+    assert reason_of(lambda: parse_topic("ess/SN-1/other", "ess")) == "bad_topic"
+    assert reason_of(lambda: parse_topic("ess/bad serial/status", "ess")) == "unknown_serial"
+
+
+def test_timestamps_rfc3339_with_offset_or_epoch_ms():
+    assert parse_ts("2026-11-22T11:00:00+01:00") == dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
+    assert parse_ts("2026-11-22t10:00:00.250z") == dt.datetime(2026, 11, 22, 10, 0, 0, 250000,
+                                                                tzinfo=dt.UTC)
+    assert parse_ts(1_795_341_600_000) == dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
+    for bad in ("2026-11-22T10:00:00", "2026-11-22", "yesterday", 1.5e12, True, -1, None,
+                "2026-13-40T10:00:00Z"):
+        assert reason_of(lambda bad=bad: parse_ts(bad)) == "bad_timestamp", bad
+
+
+def test_values_booleans_count_nulls_are_dropped(validator):
+    message = validator.telemetry({"seq": 1, "samples": [
+        {"ts": TS, "v": {"pcs.state": 3, "bms.ok": True, "bms.soc": None, "pcs.p": -1.5}}]},
+        NOW)
+    assert message.samples == [(dt.datetime(2026, 11, 22, 9, 59, tzinfo=dt.UTC),
+                                {"pcs.state": 3.0, "bms.ok": 1.0, "pcs.p": -1.5})]
+    assert message.points == 3 and message.seq == 1
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ([], "bad_schema"),
+    ({"samples": [{"ts": TS, "v": {}}]}, "bad_schema"),
+    ({"seq": -1, "samples": [{"ts": TS, "v": {}}]}, "bad_schema"),
+    ({"seq": True, "samples": [{"ts": TS, "v": {}}]}, "bad_schema"),
+    ({"seq": 1, "samples": []}, "bad_schema"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": []}]}, "bad_schema"),
+    ({"seq": 1, "samples": [{"v": {}}]}, "bad_schema"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"Pcs.P": 1.0}}]}, "bad_point_name"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"pcs..p": 1.0}}]}, "bad_point_name"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"p" * 65: 1.0}}]}, "bad_point_name"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": "1.0"}}]}, "bad_value"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": float("nan")}}]}, "bad_value"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": float("inf")}}]}, "bad_value"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": {"x": 1}}}]}, "bad_value"),
+    ({"seq": 1, "samples": [{"ts": "2026-11-22T10:06:00Z", "v": {"a": 1.0}}]},
+     "future_timestamp"),
+    ({"seq": 1, "samples": [{"ts": "2026-10-01T10:00:00Z", "v": {"a": 1.0}}]}, "too_old"),
+    ({"seq": 1, "samples": [{"ts": TS, "v": {f"p.x{i}": 1.0 for i in range(5001)}},
+                            {"ts": TS, "v": {f"p.y{i}": 1.0 for i in range(5000)}}]},
+     "too_many_samples"),
+])
+def test_invalid_telemetry_has_its_reason(validator, body, reason):
+    assert reason_of(lambda: validator.telemetry(body, NOW)) == reason
+
+
+def test_ten_thousand_values_are_accepted(validator):
+    body = {"seq": 1, "samples": [{"ts": TS, "v": {f"p.x{i}": 1.0 for i in range(10_000)}}]}
+    assert validator.telemetry(body, NOW).points == 10_000
+
+
+def test_bad_json_covers_syntax_encoding_and_non_finite_literals():
+    for payload in (b"{", b"\xff\xfe", b'{"a": NaN}', b"", b"[" * 100_000):
+        assert reason_of(lambda payload=payload: decode_json(payload)) == "bad_json"
+    assert decode_json(b'{"seq": 1}') == {"seq": 1}
+
+
+AGREEMENT = [
+    {"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": 1.0, "bms.ok": True, "x.y": None}}]},
+    {"seq": 0, "samples": [{"ts": 1_795_341_540_000, "v": {}}], "extra": "ignored"},
+    {"seq": 1, "samples": [{"ts": TS, "v": {"Pcs": 1.0}}]},
+    {"seq": 1, "samples": [{"ts": TS, "v": {"pcs.p": "1"}}]},
+    {"seq": "1", "samples": [{"ts": TS, "v": {}}]},
+    {"seq": 1, "samples": [{"ts": "2026-11-22 09:59", "v": {}}]},
+    {"seq": 1, "samples": [{"ts": TS}]},
+    {"seq": 1, "samples": []},
+    {"seq": 1.5, "samples": [{"ts": TS, "v": {}}]},
+    {"seq": 1, "samples": [{"ts": TS, "v": {"a": [1]}}]},
+]
+
+
+@pytest.mark.parametrize("body", AGREEMENT)
+def test_hand_written_telemetry_check_agrees_with_the_json_schema(validator, body):
+    schema_ok = not list(schema_validator("telemetry").iter_errors(body))
+    try:
+        validator.telemetry(body, NOW)
+        ours_ok = True
+    except Invalid:
+        ours_ok = False
+    assert ours_ok == schema_ok
+
+
+@pytest.mark.parametrize(("kind", "body", "ok"), [
+    ("alarms", {"ts": TS, "code": "BMS_OVERTEMP", "severity": "critical", "state": "raised",
+                "message": "61 °C"}, True),
+    ("alarms", {"ts": TS, "code": "BMS_OVERTEMP", "state": "cleared"}, True),
+    ("alarms", {"ts": TS, "code": "BMS_OVERTEMP", "state": "raised"}, False),
+    ("alarms", {"ts": TS, "code": "BMS OVERTEMP", "severity": "major", "state": "raised"},
+     False),
+    ("alarms", {"code": "X", "severity": "major", "state": "raised"}, False),
+    ("status", {"ts": TS, "state": "online", "firmware": "2.4.1"}, True),
+    ("status", {"state": "offline"}, True),
+    ("status", {"ts": TS, "state": "sleeping"}, False),
+    ("schedule/ack", {"revision": 7, "status": "applied"}, True),
+    ("schedule/ack", {"revision": 7, "status": "rejected", "reason": "power too high"}, True),
+    ("schedule/ack", {"revision": 0, "status": "applied"}, False),
+    ("schedule/ack", {"revision": "7", "status": "applied"}, False),
+    ("schedule/ack", {"revision": 7, "status": "maybe"}, False),
+    ("schedule/ack", "applied", False),
+])
+def test_small_messages_follow_their_schemas(validator, kind, body, ok):
+    if ok:
+        message = validator.small(kind, body, NOW)
+        assert message["at"].tzinfo is not None
+    else:
+        assert reason_of(lambda: validator.small(kind, body, NOW)) == "bad_schema"
+
+
+def test_schemas_are_valid_json_schema_documents():
+    from jsonschema.validators import Draft202012Validator
+
+    for kind in ("telemetry", "alarms", "status", "schedule/ack"):
+        Draft202012Validator.check_schema(schema_validator(kind).schema)
+    assert json.dumps(schema_validator("telemetry").schema)
