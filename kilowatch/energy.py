@@ -180,7 +180,7 @@ deltas AS (
     SELECT device_id, point_id, t, avg, width_s, lag(t) OVER w AS t0,
            CASE WHEN lag(v) OVER w IS NULL THEN NULL
                 WHEN v >= lag(v) OVER w THEN v - lag(v) OVER w
-                ELSE v END AS delta
+                ELSE greatest(v, 0) END AS delta
     FROM readings
     WINDOW w AS (PARTITION BY device_id, point_id ORDER BY t)
 ),

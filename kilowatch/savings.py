@@ -252,4 +252,7 @@ def refresh(conn: psycopg.Connection, scope: AccessScope, *, now: datetime | Non
             done += 1
         except SavingsError as error:
             log.info("bills of site %s for %s not computed: %s", site_id, label, error)
+        except (ValueError, psycopg.DataError):
+            # One site's bad data must not keep the other sites' bills from being computed.
+            log.exception("bills of site %s for %s failed", site_id, label)
     return done
