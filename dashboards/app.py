@@ -9,6 +9,7 @@ import dash
 import flask
 
 import auth
+from dashboards import export
 from dashboards.components import shell
 from kilowatch import db
 from kilowatch.redis_client import get_redis
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         serve_locally=True,
     )
     auth.init_app(server, settings)
+    export.init_export(server)
     server.before_request(_check_callback_requests(app))
     shell.protect_pages()
     app.layout = shell.app_layout

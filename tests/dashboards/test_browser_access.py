@@ -41,7 +41,7 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     admin_page = admin_context.new_page()
     admin_page.set_default_timeout(20_000)
     browser_login(admin_page, live_server, tenants.a.admin.email, tenants.a.admin.password)
-    admin_page.locator("#home-sites").wait_for()
+    admin_page.locator("#fleet-grid .kw-cell-site").first.wait_for()
     email = "browser.viewer@a.example.com"
     one_time = _create_viewer(admin_page, live_server, email)
     admin_page.screenshot(path=f"{SCREENSHOTS}/admin-users.png", full_page=True)
@@ -60,7 +60,7 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     page.click("#password-submit")
     page.locator("#password-changed").wait_for()
     page.goto(f"{live_server}/")
-    sites = page.locator("#home-sites .kw-site-name")
+    sites = page.locator("#fleet-grid .kw-cell-site")
     sites.first.wait_for()
     page.screenshot(path=f"{SCREENSHOTS}/viewer-home.png", full_page=True)
     assert sites.all_inner_texts() == ["Company A site 2"]

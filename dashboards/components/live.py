@@ -1,0 +1,106 @@
+"""Figure builders for the live tiles: the energy-flow picture and the SoC gauge.
+
+Input is the dict of :func:`kilowatch.overview.site_live` (``grid_kw``,
+``pv_kw``, ``load_kw``, ``battery_kw``, ``soc``; None when not measured).
+Signs follow the point names: grid > 0 imports, battery > 0 discharges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from dashboards.components.charts import COLORS, FONT
+
+IDLE_KW = 0.05  # below this a flow is drawn idle (no arrow)
+
+# node: (x, y, label, colour key); the hub sits at (0.5, 0.5)
+NODES = {"pv": (0.5, 0.9, "PV", "pv"), "grid": (0.1, 0.5, "Grid", "grid"),
+         "load": (0.9, 0.5, "Load", "load"), "battery": (0.5, 0.1, "Battery", "battery")}
+HUB = (0.5, 0.5)
+
+
+def format_kw(value: float | None) -> str:
+    """Say a power for a tile: ``12.3 kW``, ``1.25 MW`` or ``—`` when unknown."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value / 1000:.2f} MW"
+    return f"{value:.1f} kW"
+
+
+def flows(live: dict) -> dict[str, tuple[float | None, bool]]:
+    """Return node → (kW magnitude, True when energy flows towards the hub)."""
+    pv, grid, load, battery = (live.get(k) for k in ("pv_kw", "grid_kw", "load_kw",
+                                                     "battery_kw"))
+    return {
+        "pv": (None if pv is None else abs(pv), True),
+        "grid": (None if grid is None else abs(grid), (grid or 0) >= 0),
+        "battery": (None if battery is None else abs(battery), (battery or 0) >= 0),
+        "load": (None if load is None else abs(load), False),
+    }
+
+
+def _node(figure: go.Figure, name: str, kw: float | None) -> None:
+    x, y, label, color = NODES[name]
+    figure.add_shape(type="circle", xref="x", yref="y", x0=x - 0.075, y0=y - 0.075,
+                     x1=x + 0.075, y1=y + 0.075, line={"color": COLORS[color], "width": 3},
+                     fillcolor="#ffffff", layer="above")
+    figure.add_annotation(x=x, y=y + 0.015, text=f"<b>{label}</b>", showarrow=False,
+                          font={"size": 13, "color": COLORS[color]})
+    figure.add_annotation(x=x, y=y - 0.03, text=format_kw(kw), showarrow=False,
+                          font={"size": 11, "color": "#374151"})
+
+
+def _edge(figure: go.Figure, name: str, kw: float | None, inward: bool) -> None:
+    x, y, _, color = NODES[name]
+    # Shorten the line so it stops at the circles' edges.
+    sx, sy = x + (HUB[0] - x) * 0.24, y + (HUB[1] - y) * 0.24
+    ex, ey = x + (HUB[0] - x) * 0.82, y + (HUB[1] - y) * 0.82
+    active = kw is not None and kw >= IDLE_KW
+    if not active:
+        figure.add_shape(type="line", x0=sx, y0=sy, x1=ex, y1=ey,
+                         line={"color": "#d1d5db", "width": 2, "dash": "dot"})
+        return
+    start, end = ((sx, sy), (ex, ey)) if inward else ((ex, ey), (sx, sy))
+    figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y",
+                          axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.1,
+                          arrowwidth=2 + min(kw, 500) / 100, arrowcolor=COLORS[color], text="")
+
+
+def energy_flow_figure(live: dict) -> go.Figure:
+    """Draw grid, PV, battery and load around the site with arrows sized by their kW."""
+    figure = go.Figure()
+    for name, (kw, inward) in flows(live).items():
+        _edge(figure, name, kw, inward)
+    for name, (kw, _) in flows(live).items():
+        _node(figure, name, kw)
+    figure.add_shape(type="circle", x0=HUB[0] - 0.03, y0=HUB[1] - 0.03, x1=HUB[0] + 0.03,
+                     y1=HUB[1] + 0.03, fillcolor="#374151", line={"width": 0})
+    figure.update_layout(
+        height=300, margin={"l": 4, "r": 4, "t": 4, "b": 4}, showlegend=False,
+        font={"family": FONT}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        xaxis={"visible": False, "range": [0, 1], "fixedrange": True},
+        yaxis={"visible": False, "range": [0, 1], "fixedrange": True, "scaleanchor": "x"},
+        dragmode=False)
+    return figure
+
+
+def soc_gauge_figure(soc: float | None) -> go.Figure:
+    """Draw the state of charge as a gauge (grey and empty when unknown)."""
+    known = soc is not None and math.isfinite(soc)
+    figure = go.Figure(go.Indicator(
+        mode="gauge+number", value=soc if known else 0,
+        number={"suffix": " %", "valueformat": ".0f",
+                "font": {"size": 34, "color": "#111827" if known else "#9ca3af"}},
+        gauge={"axis": {"range": [0, 100], "tickwidth": 1, "tickcolor": "#9ca3af"},
+               "bar": {"color": COLORS["soc"] if known else "#e5e7eb", "thickness": 0.3},
+               "bgcolor": "#f3f4f6", "borderwidth": 0,
+               "steps": [{"range": [0, 10], "color": "#fee2e2"},
+                         {"range": [10, 95], "color": "#f3f4f6"},
+                         {"range": [95, 100], "color": "#ecfdf5"}]},
+        title={"text": "State of charge", "font": {"size": 13, "color": "#6b7280"}}))
+    figure.update_layout(height=220, margin={"l": 24, "r": 24, "t": 40, "b": 8},
+                         font={"family": FONT}, paper_bgcolor="rgba(0,0,0,0)")
+    return figure

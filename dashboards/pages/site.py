@@ -1,0 +1,354 @@
+"""Site page: live tiles, history over a chosen range, energy, battery health, equipment, export.
+
+Every callback takes the site id from the page's ``site-id`` store — a value
+from the browser — and hands it to a ``kilowatch`` function with the user's
+scope, which checks it in SQL: another company's site gives "no update".
+Charts are drawn only for the visible tab.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, dcc, html
+
+from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
+from auth.callbacks import guarded_clientside_callback as clientside
+from auth.scope import app_settings
+from dashboards.components import charts
+from dashboards.components.inputs import as_id
+from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_figure
+from dashboards.components.shell import not_found
+from dashboards.components.tiles import ago, local_time, power_tile, status_badge
+from kilowatch import energy, fleet, history, overview
+from kilowatch.redis_client import get_redis
+
+dash.register_page(__name__, path_template="/site/<site_id>", name="Site",
+                   title="Site · Kilowatch", roles=ALL_ROLES)
+
+LIVE_MS = 5_000
+RANGE_LABELS = {"today": "Today", "yesterday": "Yesterday", "7d": "7 days", "30d": "30 days",
+                "12m": "12 months", "custom": "Custom"}
+EXPORT_POINTS = ("meter.grid.p", "meter.pv.p", "meter.load.p", "pcs.p", "bms.soc",
+                 "bms.t_min", "bms.t_max", "meter.grid.e_import", "meter.grid.e_export",
+                 "meter.pv.e", "meter.load.e", "pcs.e_charge", "pcs.e_discharge")
+EXPORT_RESOLUTIONS = {"raw": "Raw samples", "1m": "1 minute", "15m": "15 minutes",
+                      "1h": "1 hour", "1d": "1 day"}
+TABS = {"power": "Power", "battery": "Battery", "energy": "Energy", "health": "Health",
+        "equipment": "Equipment", "export": "Export"}
+
+
+# ---- layout ---------------------------------------------------------------------------------
+
+def _card(title: str, body, **kwargs) -> dbc.Card:
+    return dbc.Card([dbc.CardHeader(title, className="kw-card-title"), dbc.CardBody(body)],
+                    className="h-100 kw-card", **kwargs)
+
+
+def _live_row() -> dbc.Row:
+    return dbc.Row(className="g-3 mb-3", children=[
+        dbc.Col(_card("Energy flow", dcc.Graph(id="site-flow", config={"displayModeBar": False},
+                                               figure=energy_flow_figure({}))), lg=5),
+        dbc.Col(_card("Battery", [
+            dcc.Graph(id="site-soc-gauge", config={"displayModeBar": False},
+                      figure=soc_gauge_figure(None)),
+            dbc.Row(id="site-live-tiles", className="g-2")]), md=6, lg=4),
+        dbc.Col(_card("Devices", html.Div(id="site-live-devices")), md=6, lg=3),
+    ])
+
+
+def _range_controls(timezone: str) -> dbc.Row:
+    today = datetime.now(UTC).date()
+    return dbc.Row(className="g-2 align-items-center mb-2", children=[
+        dbc.Col(dbc.RadioItems(
+            id="site-range", value="today", inline=True,
+            options=[{"label": label, "value": key} for key, label in RANGE_LABELS.items()],
+            className="btn-group kw-segmented", inputClassName="btn-check",
+            labelClassName="btn btn-sm btn-outline-primary", labelCheckedClassName="active"),
+            xs="auto"),
+        dbc.Col(dcc.DatePickerRange(
+            id="site-custom", start_date=today - timedelta(days=6), end_date=today,
+            display_format="YYYY-MM-DD", minimum_nights=0, className="kw-date-range"),
+            id="site-custom-col", xs="auto", style={"display": "none"}),
+        dbc.Col(html.Small(id="site-resolution", className="text-muted"), xs="auto"),
+        dbc.Col(html.Small(f"Times in {timezone}", className="text-muted"), xs="auto",
+                className="ms-auto"),
+    ])
+
+
+def _equipment(devices: list[dict], timezone: str) -> dbc.Table:
+    header = html.Thead(html.Tr([html.Th(h) for h in (
+        "Model", "Serial", "Rated power", "Capacity", "Firmware", "State", "Last seen")]))
+    rows = [html.Tr([
+        html.Td(d["model"]), html.Td(d["serial"], className="font-monospace"),
+        html.Td(format_kw(d["rated_power_kw"]) if d["rated_power_kw"] else "—"),
+        html.Td(f"{d['capacity_kwh']:g} kWh" if d["capacity_kwh"] else "—"),
+        html.Td(d["firmware"] or "—"),
+        html.Td(status_badge("online" if d["online"] else "offline")),
+        html.Td(local_time(d["last_seen"], timezone)),
+    ]) for d in devices]
+    if not rows:
+        rows = [html.Tr(html.Td("No device registered yet.", colSpan=7,
+                                className="text-muted"))]
+    return dbc.Table([header, html.Tbody(rows)], id="site-equipment", hover=True,
+                     responsive=True, className="mb-0 align-middle")
+
+
+def _export_form(points: list[dict], timezone: str) -> html.Div:
+    available = [p for p in points if p["name"] in EXPORT_POINTS] or points[:12]
+    options = [{"label": f"{p['name']} ({p['unit']})" if p["unit"] else p["name"],
+                "value": p["name"]} for p in available]
+    chosen = [o["value"] for o in options if o["value"] in EXPORT_POINTS[:5]]
+    return html.Div([
+        html.P(["The range is the one picked above; times are local to the site (",
+                timezone, "), each column names its device, point and unit."],
+               className="text-muted small"),
+        dbc.Label("Points", html_for="site-export-points"),
+        dbc.Checklist(id="site-export-points", options=options, value=chosen, inline=True,
+                      className="mb-3 kw-checklist"),
+        dbc.Label("Resolution", html_for="site-export-resolution"),
+        dbc.RadioItems(id="site-export-resolution", value="1h", inline=True, className="mb-3",
+                       options=[{"label": v, "value": k} for k, v in EXPORT_RESOLUTIONS.items()]),
+        html.Div(className="d-flex gap-2", children=[
+            html.A("Download CSV", id="site-export-csv", className="btn btn-primary",
+                   href="#", download=""),
+            html.A("Download XLSX", id="site-export-xlsx", className="btn btn-outline-primary",
+                   href="#", download=""),
+        ]),
+    ])
+
+
+def _graph(element_id: str, height: int) -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=element_id, config={"displaylogo": False},
+                                 figure=charts.empty_figure("Loading…", height=height),
+                                 style={"minHeight": f"{height}px"}),
+                       type="dot", color="#0f766e", delay_show=400)
+
+
+def _tabs(site: dict, devices: list[dict], points: list[dict]) -> dbc.Tabs:
+    contents = {
+        "power": _graph("site-power-graph", 320),
+        "battery": _graph("site-battery-graph", 380),
+        "energy": html.Div([dbc.Row(id="site-energy-ratios", className="g-3 mb-2"),
+                            _graph("site-energy-graph", 340),
+                            _graph("site-energy-months-graph", 300)]),
+        "health": _graph("site-health-graph", 520),
+        "equipment": _equipment(devices, site["timezone"]),
+        "export": _export_form(points, site["timezone"]),
+    }
+    return dbc.Tabs(id="site-tabs", active_tab="power", className="mb-3 kw-tabs", children=[
+        dbc.Tab(html.Div(body, className="pt-3"), label=TABS[key], tab_id=key)
+        for key, body in contents.items()])
+
+
+def layout(site_id: str | None = None, **_query) -> html.Div:
+    """Show one site the user may see (the shell shows "not allowed" otherwise)."""
+    if not site_id or not str(site_id).isdigit():
+        return not_found()
+    scope = current_scope()
+    with connection() as conn:
+        site = fleet.get_site(conn, scope, as_id(site_id))
+        devices = fleet.list_devices(conn, scope, site["id"])
+        points = history.site_points(conn, scope, site["id"])
+    subtitle = " · ".join(filter(None, [site["company_name"], site["address"], site["timezone"]]))
+    return html.Div([
+        dcc.Store(id="site-id", data=site["id"]),
+        html.Div(className="d-flex flex-wrap align-items-center gap-2 mb-3", children=[
+            dcc.Link("← Fleet", href="/", className="btn btn-sm btn-light"),
+            html.H1(site["name"], className="h4 mb-0", id="site-name"),
+            html.Span(id="site-status"),
+            html.Small(subtitle, className="text-muted w-100"),
+        ]),
+        _live_row(),
+        html.Small(id="site-live-updated", className="text-muted d-block mb-3"),
+        _range_controls(site["timezone"]),
+        _tabs(site, devices, points),
+        dcc.Interval(id="site-live-interval", interval=LIVE_MS),
+    ])
+
+
+# ---- callbacks ------------------------------------------------------------------------------
+
+def _devices_list(live: dict, timezone: str) -> html.Div:
+    if not live["devices"]:
+        return html.Div("No device registered yet.", className="text-muted")
+    return html.Div([html.Div(className="kw-device-row", children=[
+        html.Div([html.Span(d["serial"], className="fw-semibold me-2"),
+                  html.Small(d["model"], className="text-muted")]),
+        html.Div([status_badge("online" if d["online"] else "offline",
+                               element_id=f"site-device-state-{d['id']}"),
+                  html.Small(f" last seen {ago(d['last_seen'])}", className="text-muted",
+                             title=local_time(d["last_seen"], timezone))]),
+    ]) for d in live["devices"]])
+
+
+def _tiles(live: dict) -> list:
+    return [
+        power_tile("Battery", live["battery_kw"], "site-tile-battery", positive="Discharging",
+                   negative="Charging"),
+        power_tile("Grid", live["grid_kw"], "site-tile-grid", positive="Importing",
+                   negative="Exporting"),
+        power_tile("PV", live["pv_kw"], "site-tile-pv", positive="Producing"),
+        power_tile("Load", live["load_kw"], "site-tile-load", positive="Consuming"),
+    ]
+
+
+@guarded_callback(Output("site-flow", "figure"), Output("site-soc-gauge", "figure"),
+                  Output("site-live-tiles", "children"), Output("site-live-devices", "children"),
+                  Output("site-status", "children"), Output("site-live-updated", "children"),
+                  Input("site-live-interval", "n_intervals"), Input("site-id", "data"),
+                  roles=ALL_ROLES)
+def update_live(_tick, site_id):
+    """Refresh the live tiles from the devices' latest values in Redis."""
+    with connection() as conn:
+        site = fleet.get_site(conn, current_scope(), as_id(site_id))
+        live = overview.site_live(conn, get_redis(app_settings()), current_scope(), site["id"])
+    updated = f"Live · last data {local_time(live['last_seen'], site['timezone'])}"
+    return (energy_flow_figure(live), soc_gauge_figure(live["soc"]), _tiles(live),
+            _devices_list(live, site["timezone"]), status_badge(live["status"]), updated)
+
+
+def _dates(start: str | None, end: str | None) -> tuple[date | None, date | None]:
+    try:
+        return (date.fromisoformat(start[:10]) if start else None,
+                date.fromisoformat(end[:10]) if end else None)
+    except ValueError:
+        raise history.HistoryError("pick valid days") from None
+
+
+def _range(site: dict, key: str, start: str | None, end: str | None):
+    first, last = _dates(start, end)
+    return history.time_range(key or "today", site["timezone"], first_day=first, last_day=last)
+
+
+def _chart(site_id, key, start, end, points, build, *, height: int):
+    """Read a site's history over the picked range and draw it; errors become a message."""
+    with connection() as conn:
+        site = fleet.get_site(conn, current_scope(), as_id(site_id))
+        try:
+            lo, hi = _range(site, key, start, end)
+            resolution = history.choose_resolution(lo, hi)  # of the whole range, e.g. a day
+            hi = min(hi, datetime.now(UTC))
+            if hi <= lo:
+                raise history.HistoryError("Nothing to show yet: this range has not begun")
+            data = history.site_history(conn, current_scope(), site["id"], points, lo, hi,
+                                        resolution=resolution)
+        except history.HistoryError as error:
+            return charts.empty_figure(str(error), height=height), str(error)
+    return build(data), f"Resolution: {data.resolution.label}"
+
+
+_RANGE_INPUTS = (Input("site-id", "data"), Input("site-tabs", "active_tab"),
+                 Input("site-range", "value"), Input("site-custom", "start_date"),
+                 Input("site-custom", "end_date"))
+
+
+@guarded_callback(Output("site-power-graph", "figure"), Output("site-resolution", "children"),
+                  *_RANGE_INPUTS, roles=ALL_ROLES)
+def update_power(site_id, tab, key, start, end):
+    """Draw the power flows over the picked range."""
+    if tab != "power":
+        raise dash.exceptions.PreventUpdate
+    return _chart(site_id, key, start, end, charts.POWER_POINTS, charts.power_figure,
+                  height=320)
+
+
+@guarded_callback(Output("site-battery-graph", "figure"),
+                  Output("site-resolution", "children", allow_duplicate=True),
+                  *_RANGE_INPUTS, roles=ALL_ROLES, prevent_initial_call="initial_duplicate")
+def update_battery(site_id, tab, key, start, end):
+    """Draw state of charge and cell temperatures over the picked range."""
+    if tab != "battery":
+        raise dash.exceptions.PreventUpdate
+    return _chart(site_id, key, start, end, charts.SOC_POINTS, charts.soc_temperature_figure,
+                  height=380)
+
+
+@guarded_callback(Output("site-health-graph", "figure"),
+                  Output("site-resolution", "children", allow_duplicate=True),
+                  *_RANGE_INPUTS, roles=ALL_ROLES, prevent_initial_call="initial_duplicate")
+def update_health(site_id, tab, key, start, end):
+    """Draw state of health, cell voltage spread and temperature extremes."""
+    if tab != "health":
+        raise dash.exceptions.PreventUpdate
+    return _chart(site_id, key, start, end, charts.HEALTH_POINTS, charts.health_figure,
+                  height=520)
+
+
+def _figure_card(label: str, value: str, hint: str, element_id: str) -> dbc.Col:
+    return dbc.Col(html.Div(className="kw-tile", children=[
+        html.Div(label, className="kw-kpi-label"),
+        html.Div(value, className="kw-tile-value", id=element_id),
+        html.Div(hint, className="kw-kpi-hint")]), xs=6, md=3)
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f} %"
+
+
+def _kwh(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} kWh"
+
+
+def energy_cards(totals: dict) -> list:
+    """Return the range's self-consumption and self-sufficiency, PV and consumption."""
+    ratios = history.energy_ratios(totals)
+    return [
+        _figure_card("Self-consumption", _percent(ratios["self_consumption"]),
+                     "of PV used on site", "site-ratio-consumption"),
+        _figure_card("Self-sufficiency", _percent(ratios["self_sufficiency"]),
+                     "of load not from the grid", "site-ratio-sufficiency"),
+        _figure_card("PV production", _kwh(totals.get("pv")), "over the range",
+                     "site-total-pv"),
+        _figure_card("Consumption", _kwh(totals.get("load")), "over the range",
+                     "site-total-load"),
+    ]
+
+
+@guarded_callback(Output("site-energy-graph", "figure"),
+                  Output("site-energy-months-graph", "figure"),
+                  Output("site-energy-ratios", "children"), *_RANGE_INPUTS, roles=ALL_ROLES)
+def update_energy(site_id, tab, key, start, end):
+    """Draw energy bars for the range and the last 12 months, with the ratios."""
+    if tab != "energy":
+        raise dash.exceptions.PreventUpdate
+    with connection() as conn:
+        site = fleet.get_site(conn, current_scope(), as_id(site_id))
+        try:
+            lo, hi, step = history.energy_window(*_range(site, key, start, end),
+                                                 site["timezone"])
+        except history.HistoryError as error:
+            blank = charts.empty_figure(str(error), height=340)
+            return blank, blank, []
+        bars = energy.site_energy(conn, current_scope(), site["id"], lo, hi, step)
+        year_lo, year_hi, _ = history.energy_window(datetime.now(UTC) - timedelta(days=335),
+                                                    datetime.now(UTC), site["timezone"])
+        months = energy.site_energy(conn, current_scope(), site["id"], year_lo, year_hi,
+                                    "month")
+    totals = {q: bars.total(q) for q in bars.quantities}
+    label = {"day": "Daily energy", "month": "Monthly energy"}.get(step, "Hourly energy")
+    return (charts.energy_figure(bars, title=label),
+            charts.energy_figure(months, title="Last 12 months", height=300),
+            energy_cards(totals))
+
+
+clientside(
+    "(key) => ({display: key === 'custom' ? 'block' : 'none'})",
+    Output("site-custom-col", "style"), Input("site-range", "value"))
+
+clientside(
+    """(siteId, key, start, end, points, resolution) => {
+        if (!siteId || !points || !points.length) { return ['#', '#']; }
+        const query = new URLSearchParams({range: key || 'today', points: points.join(','),
+                                           resolution: resolution || '1h'});
+        if (key === 'custom') { query.set('first', (start || '').slice(0, 10));
+                                query.set('last', (end || '').slice(0, 10)); }
+        const base = '/export/site/' + encodeURIComponent(siteId);
+        return [base + '.csv?' + query, base + '.xlsx?' + query];
+    }""",
+    Output("site-export-csv", "href"), Output("site-export-xlsx", "href"),
+    Input("site-id", "data"), Input("site-range", "value"), Input("site-custom", "start_date"),
+    Input("site-custom", "end_date"), Input("site-export-points", "value"),
+    Input("site-export-resolution", "value"))

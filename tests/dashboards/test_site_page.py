@@ -1,0 +1,138 @@
+"""Site page: its layout and every callback, for the right user and for forged requests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dashboards import seed
+from tests.dashboards.conftest import call_callback, login
+
+RANGE = {"site-tabs.active_tab": "power", "site-range.value": "today",
+         "site-custom.start_date": None, "site-custom.end_date": None}
+
+
+@pytest.fixture(scope="module")
+def devices(tenants, settings):
+    """A device with history and live values on company A's first site and on B's."""
+    import psycopg
+
+    with psycopg.connect(settings.database_url, autocommit=True,
+                         row_factory=psycopg.rows.dict_row) as conn:
+        a = seed.register(conn, tenants.a.sites[0], "PAGE-A1")
+        b = seed.register(conn, tenants.b.sites[0], "PAGE-B1")
+        seed.seed_history(conn, a, days=2)
+        seed.seed_history(conn, b, days=2, scale=3.0)
+    seed.publish_live(a, seed.live_values())
+    seed.publish_live(b, seed.live_values(scale=7.0))
+    return {"a": a, "b": b}
+
+
+def _as(app, account):
+    client = app.server.test_client()
+    assert login(client, account.email, account.password).status_code == 302
+    return client
+
+
+def _page(client, app, path: str) -> str:
+    response = call_callback(client, app, "_pages_content.children",
+                             {"_pages_location.pathname": path, "_pages_location.search": ""})
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_viewer_opens_their_granted_site(app, tenants, devices):
+    text = _page(_as(app, tenants.a.viewer), app, f"/site/{tenants.a.sites[0]}")
+    assert "Company A site 1" in text and "PAGE-A1" in text
+    assert "site-power-graph" in text and "kw-not-allowed" not in text
+
+
+@pytest.mark.parametrize("path_site", ["b0", "a1"])
+def test_viewer_gets_not_allowed_for_other_sites(app, tenants, devices, path_site):
+    site = tenants.b.sites[0] if path_site == "b0" else tenants.a.sites[1]
+    text = _page(_as(app, tenants.a.viewer), app, f"/site/{site}")
+    assert "kw-not-allowed" in text and "PAGE-B1" not in text
+
+
+def test_non_numeric_site_is_not_found(app, tenants):
+    assert "kw-not-found" in _page(_as(app, tenants.a.admin), app, "/site/abc")
+
+
+def test_live_callback_sums_the_site_devices(app, tenants, devices):
+    response = call_callback(_as(app, tenants.a.viewer), app, "site-flow.figure",
+                             {"site-id.data": tenants.a.sites[0]})
+    assert response.status_code == 200
+    body = json.dumps(response.get_json())
+    assert "20.0 kW" in body  # PV
+    assert "Discharging" in body and "Importing" in body
+    assert "PAGE-A1" in body
+
+
+def _power(app, account, site_id, range_key):
+    response = call_callback(_as(app, account), app, "site-power-graph.figure",
+                             {"site-id.data": site_id, **RANGE, "site-range.value": range_key})
+    assert response.status_code == 200
+    assert len(response.get_data()) < 200_000
+    return response.get_json()["response"]
+
+
+def test_today_is_drawn_per_minute_and_seven_days_per_ten_minutes(app, tenants, devices):
+    today = _power(app, tenants.a.viewer, tenants.a.sites[0], "today")
+    assert today["site-resolution"]["children"] == "Resolution: 1 min"
+    week = _power(app, tenants.a.viewer, tenants.a.sites[0], "7d")
+    assert week["site-resolution"]["children"] == "Resolution: 10 min"
+    figure = week["site-power-graph"]["figure"]
+    assert [t["name"] for t in figure["data"]] == [
+        "PV", "Consumption", "Grid (+ import)", "Battery (+ discharge)"]
+
+
+@pytest.mark.parametrize("output", ["site-battery-graph.figure", "site-health-graph.figure",
+                                    "site-energy-graph.figure"])
+def test_each_tab_draws_its_chart(app, tenants, devices, output):
+    tab = output.split("-")[1]
+    response = call_callback(_as(app, tenants.a.viewer), app, output,
+                             {"site-id.data": tenants.a.sites[0], **RANGE,
+                              "site-tabs.active_tab": tab, "site-range.value": "30d"})
+    assert response.status_code == 200
+    assert len(response.get_data()) < 200_000
+    figure = response.get_json()["response"][output.split(".")[0]]["figure"]
+    assert figure["data"], f"{output} drew nothing"
+
+
+CALLBACK_OUTPUTS = ["site-flow.figure", "site-power-graph.figure", "site-battery-graph.figure",
+                    "site-health-graph.figure", "site-energy-graph.figure"]
+
+
+@pytest.mark.parametrize("output", CALLBACK_OUTPUTS)
+def test_forged_site_id_of_another_company_is_refused(app, tenants, devices, output):
+    tab = {"site-battery-graph.figure": "battery", "site-health-graph.figure": "health",
+           "site-energy-graph.figure": "energy"}.get(output, "power")
+    client = _as(app, tenants.a.viewer)
+    for forged in (tenants.b.sites[0], tenants.a.sites[1], 999_999):
+        response = call_callback(client, app, output, {
+            "site-id.data": forged, **RANGE, "site-tabs.active_tab": tab})
+        assert response.status_code == 204, (output, forged)
+        assert b"PAGE-B1" not in response.get_data()
+
+
+@pytest.mark.parametrize("forged", ["1; DROP TABLE sites", None, {"id": 1}, -5])
+def test_malformed_site_ids_give_no_update(app, tenants, devices, forged):
+    response = call_callback(_as(app, tenants.a.admin), app, "site-flow.figure",
+                             {"site-id.data": forged})
+    assert response.status_code in (204, 400)
+
+
+def test_bad_custom_dates_give_a_message_not_a_traceback(app, tenants, devices):
+    response = call_callback(_as(app, tenants.a.viewer), app, "site-power-graph.figure", {
+        "site-id.data": tenants.a.sites[0], **RANGE, "site-range.value": "custom",
+        "site-custom.start_date": "2026-13-45", "site-custom.end_date": "yesterday"})
+    assert response.status_code == 200
+    assert "pick valid days" in response.get_data(as_text=True)
+
+
+def test_support_reads_every_company_site(app, tenants, devices):
+    response = call_callback(_as(app, tenants.support), app, "site-flow.figure",
+                             {"site-id.data": tenants.b.sites[0]})
+    assert response.status_code == 200
+    assert "140.0 kW" in json.dumps(response.get_json())  # B's PV at scale 7
