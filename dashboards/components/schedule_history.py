@@ -1,0 +1,136 @@
+"""Revision history, differences between revisions, and delivery state of a schedule (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+from kilowatch import schedules
+
+
+def local_time(moment: dt.datetime | None, timezone: str) -> str:
+    """Format a time in the site's zone: ``2026-11-22 17:05 CET``."""
+    if moment is None:
+        return ""
+    return f"{moment.astimezone(schedules.zone(timezone)):%Y-%m-%d %H:%M %Z}"
+
+
+def _delivery_cell(row: dict) -> html.Span:
+    parts = []
+    if row["applied"]:
+        parts.append(dbc.Badge(f"applied {row['applied']}", color="success", className="me-1"))
+    if row["pending"]:
+        parts.append(dbc.Badge(f"pending {row['pending']}", color="warning", text_color="dark",
+                               className="me-1"))
+    if row["rejected"]:
+        parts.append(dbc.Badge(f"rejected {row['rejected']}", color="danger", className="me-1"))
+    return html.Span(parts or "—")
+
+
+def history_table(rows: list[dict], timezone: str) -> dbc.Table | html.Div:
+    """List revisions newest first: number, time, author, comment and what devices answered."""
+    if not rows:
+        return html.Div("No schedule has been saved for this site yet.",
+                        className="text-muted small", id="schedule-no-history")
+    head = html.Thead(html.Tr([html.Th(t) for t in
+                               ("Rev.", "Saved", "By", "Comment", "Devices")]))
+    body = []
+    for row in rows:
+        comment = row["comment"] or html.Span("no comment", className="text-muted")
+        if row["restored_from"]:
+            comment = html.Span([dbc.Badge(f"restores {row['restored_from']}", color="light",
+                                           text_color="dark", className="me-1 border"),
+                                 comment])
+        body.append(html.Tr([html.Td(html.Strong(row["revision"])),
+                             html.Td(local_time(row["created_at"], timezone),
+                                     className="text-nowrap"),
+                             html.Td(row["author"]), html.Td(comment),
+                             html.Td(_delivery_cell(row), className="text-nowrap")],
+                            id={"type": "schedule-history-row", "index": row["revision"]}))
+    return dbc.Table([head, html.Tbody(body)], size="sm", hover=True, responsive=True,
+                     className="mb-0 small", id="schedule-history-table")
+
+
+def revision_options(rows: list[dict], timezone: str) -> list[dict]:
+    """Return dropdown choices for revisions: ``7 · 2026-11-22 17:05 CET · comment``."""
+    options = []
+    for row in rows:
+        comment = f" · {row['comment'][:40]}" if row["comment"] else ""
+        options.append({"label": f"{row['revision']} · {local_time(row['created_at'], timezone)}"
+                                 f"{comment}", "value": row["revision"]})
+    return options
+
+
+def diff_view(lines: list[str], old: int, new: int) -> html.Div:
+    """Show what changed between two revisions, one line each."""
+    if old == new:
+        return html.Div("Choose two different revisions.", className="text-muted small")
+    if not lines:
+        return html.Div(f"Revisions {old} and {new} are the same schedule.",
+                        className="text-muted small", id="schedule-diff-same")
+    items = [html.Li(line.strip(), className="ps-3" if line.startswith("  ") else "",
+                     style={"color": _line_color(line.strip())}) for line in lines]
+    return html.Div([html.Div(f"From revision {old} to {new}:", className="small text-muted"),
+                     html.Ul(items, className="small mb-0 kw-diff", id="schedule-diff-lines")])
+
+
+def _line_color(line: str) -> str:
+    if line.startswith("added"):
+        return "#15803d"
+    if line.startswith("removed"):
+        return "#b91c1c"
+    return "#1f2937"
+
+
+STATUS_COLORS = {"applied": "success", "pending": "warning", "rejected": "danger"}
+
+
+def delivery_summary(rows: list[dict], timezone: str) -> tuple[str, str]:
+    """Sum up the latest revision's delivery in words and a colour (Bootstrap name)."""
+    if not rows:
+        return "No storage device on this site", "secondary"
+    revision = rows[0]["revision"]
+    if revision is None:
+        return "No schedule yet", "secondary"
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    if rejected:
+        reasons = "; ".join(r["reason"] or "no reason given" for r in rejected)
+        return f"Revision {revision} rejected: {reasons}", "danger"
+    pending = [r for r in rows if r["status"] == "pending"]
+    if pending:
+        since = local_time(min(r["pending_since"] for r in pending), timezone)
+        waiting = (" (not yet published: the broker could not be reached)"
+                   if any(r["published_at"] is None for r in pending) else "")
+        return f"Revision {revision} pending since {since}{waiting}", "warning"
+    return f"Applied revision {revision}", "success"
+
+
+def delivery_panel(rows: list[dict], timezone: str) -> html.Div:
+    """Show the delivery summary and, per storage device, what it answered."""
+    text, color = delivery_summary(rows, timezone)
+    summary = dbc.Alert(text, color=color, className="py-2 mb-2", id="schedule-delivery-text")
+    if not rows or rows[0]["revision"] is None:
+        return html.Div(summary)
+    lines = []
+    for row in rows:
+        detail = _device_detail(row, timezone)
+        lines.append(html.Li([html.Code(row["serial"], className="me-2"),
+                              dbc.Badge(row["status"], color=STATUS_COLORS[row["status"]],
+                                        text_color="dark" if row["status"] == "pending"
+                                        else None, className="me-2"),
+                              html.Span(detail, className="text-muted")]))
+    return html.Div([summary, html.Ul(lines, className="list-unstyled small mb-0")])
+
+
+def _device_detail(row: dict, timezone: str) -> str:
+    if row["status"] == "rejected":
+        return f"{row['reason'] or 'no reason given'} ({local_time(row['acked_at'], timezone)})"
+    if row["status"] == "applied":
+        return f"applied {local_time(row['acked_at'], timezone)}"
+    if row["published_at"] is None:
+        return f"not yet published: {row['publish_error'] or 'waiting for the broker'}"
+    applied = (f"; still runs revision {row['applied_revision']}"
+               if row["applied_revision"] else "")
+    return f"sent {local_time(row['published_at'], timezone)}, waiting for the device{applied}"

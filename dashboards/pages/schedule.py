@@ -1,0 +1,574 @@
+"""The schedule editor of one site: week timeline, periods, exceptions, save, history, preview.
+
+Operators of the site, its company's admins and superadmins edit; everyone else
+who may see the site reads the same page with every input disabled and no
+buttons, and the server refuses their saves whatever the browser sends. Each
+callback takes the site id from the page's store and checks it against the
+caller's scope in ``kilowatch`` (``AccessDenied`` → no update).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from auth.callbacks import (
+    ALL_ROLES,
+    EDITOR_ROLES,
+    connection,
+    current_scope,
+    guarded_callback,
+    guarded_clientside_callback,
+)
+from dashboards.components import schedule_editor as editor
+from dashboards.components import schedule_history as history_view
+from dashboards.components import schedule_preview_chart as preview_view
+from dashboards.components.schedule_timeline import week_figure
+from kilowatch import fleet, schedule_delivery, schedule_preview, schedule_store, schedules
+from kilowatch.access import AccessDenied
+
+dash.register_page(__name__, path_template="/site/<site_id>/schedule", name="Schedule",
+                   title="Schedule · Kilowatch", roles=ALL_ROLES)
+
+REFRESH_MS = 5000
+PERIOD_COLUMNS = 9
+EXCEPTION_COLUMNS = 10
+
+
+def _site_id(value) -> int:
+    """Return a site id from the URL or the browser as an int (AccessDenied when it is not one)."""
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise AccessDenied(f"not a site id: {value!r}")
+    return int(value)
+
+
+def _site(conn, site_id) -> dict:
+    return fleet.get_site(conn, current_scope(), _site_id(site_id))
+
+
+def _editable(site: dict) -> bool:
+    return current_scope().may_edit_site(site["company_id"], site["id"])
+
+
+def _editor_schedule(site: dict, revision: dict | None) -> dict:
+    """The latest revision as the editor starts from it (past exceptions dropped)."""
+    if revision is None:
+        return {"timezone": site["timezone"], "default_mode": "idle", "periods": [],
+                "exceptions": []}
+    body = schedules.canonical(revision["body"])
+    today = schedules.local_today(site["timezone"]).isoformat()
+    return {**body, "exceptions": [e for e in body["exceptions"] if e["date"] >= today]}
+
+
+# ---- layout ----------------------------------------------------------------------------------
+
+def _period_rows(rows: list[dict], site: dict, editable: bool) -> list:
+    built = [tr for i, row in enumerate(rows) for tr in editor.period_row(
+        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
+    return editor.rows_or_empty(built, "No period: the default mode runs all week.",
+                                PERIOD_COLUMNS)
+
+
+def _exception_rows(rows: list[dict], site: dict, editable: bool) -> list:
+    built = [tr for i, row in enumerate(rows) for tr in editor.exception_row(
+        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
+    return editor.rows_or_empty(built, "No exception: every date follows the weekly program.",
+                                EXCEPTION_COLUMNS)
+
+
+def _default_mode_form(schedule: dict, site: dict, editable: bool) -> dbc.Row:
+    mode = schedule.get("default_mode")
+    params = schedule.get("default_params") or {}
+    disabled = editor.disabled_params(mode, editable)
+    inputs = [dbc.Col(dbc.InputGroup([
+        dbc.InputGroupText(editor.PARAM_HEADERS[key], className="small"),
+        dbc.Input(id=f"schedule-default-{key}", type="number", value=params.get(key),
+                  disabled=off, min=0, step="any")], size="sm"), xs=6, md="auto")
+        for key, off in zip(editor.PARAMS, disabled, strict=True)]
+    return dbc.Row(className="g-2 align-items-center mb-3", children=[
+        dbc.Col(dbc.Label("Outside every period", className="mb-0 small fw-semibold"),
+                xs=12, md="auto"),
+        dbc.Col(dbc.Select(id="schedule-default-mode", value=mode, size="sm",
+                           options=editor.mode_options(site["has_optimizer"]),
+                           disabled=not editable), xs=12, md=2),
+        *inputs,
+    ])
+
+
+def _copy_day_form() -> dbc.Row:
+    targets = [{"label": schedules.DAY_NAMES[d][:3], "value": d} for d in schedules.DAYS]
+    return dbc.Row(className="g-2 align-items-center", children=[
+        dbc.Col(dbc.Button("+ Add period", id="schedule-add-period", color="primary",
+                           outline=True, size="sm"), xs="auto"),
+        dbc.Col(html.Span("Copy", className="small text-muted ms-md-3"), xs="auto"),
+        dbc.Col(dbc.Select(id="schedule-copy-from", options=editor.DAY_OPTIONS, value="mon",
+                           size="sm"), xs="auto"),
+        dbc.Col(html.Span("to", className="small text-muted"), xs="auto"),
+        dbc.Col(dbc.Checklist(id="schedule-copy-to", options=targets, value=[], inline=True,
+                              className="small"), xs="auto"),
+        dbc.Col(dbc.Button("Copy day", id="schedule-copy", color="secondary", outline=True,
+                           size="sm"), xs="auto"),
+    ])
+
+
+def _program_card(schedule: dict, site: dict, editable: bool) -> dbc.Card:
+    table = editor.table(["Day", "Start", "End"], "schedule-periods",
+                         _period_rows(editor.period_rows(schedule), site, editable))
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader("Weekly program"),
+        dbc.CardBody([_default_mode_form(schedule, site, editable),
+                      html.Div(table, className="table-responsive"),
+                      _copy_day_form() if editable else None]),
+    ])
+
+
+def _exceptions_card(schedule: dict, site: dict, editable: bool) -> dbc.Card:
+    table = editor.table(["Date", "Name", "Start", "End"], "schedule-exceptions",
+                         _exception_rows(editor.exception_rows(schedule), site, editable))
+    add = dbc.Button("+ Add exception", id="schedule-add-exception", color="primary",
+                     outline=True, size="sm") if editable else None
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader("Exceptions (holidays, maintenance days)"),
+        dbc.CardBody([html.P("An exception replaces the weekly program on its date. Leave a "
+                             "date with “Default mode all day” to run only the default mode.",
+                             className="small text-muted"),
+                      html.Div(table, className="table-responsive"), add]),
+    ])
+
+
+def _save_card(editable: bool) -> dbc.Card | dbc.Alert:
+    if not editable:
+        return dbc.Alert("You can read this schedule. Only the site's operators and "
+                         "administrators can change it.", color="secondary",
+                         id="schedule-read-only", className="mb-3")
+    return dbc.Card(className="mb-3", children=[dbc.CardBody([
+        dbc.Row(className="g-2", children=[
+            dbc.Col(dbc.Input(id="schedule-comment", placeholder="What changes, and why "
+                              "(shown in the history)", maxLength=500), md=9),
+            dbc.Col(dbc.Button("Save and send", id="schedule-save", color="primary",
+                               className="w-100"), md=3),
+        ]),
+        html.Div(id="schedule-message", className="mt-2"),
+    ])])
+
+
+def _history_card(editable: bool) -> dbc.Card:
+    restore = html.Div(className="mt-3", children=[
+        html.Div("Restore an older revision as a new one", className="small fw-semibold mb-1"),
+        dbc.Row(className="g-2", children=[
+            dbc.Col(dbc.Select(id="schedule-restore-revision", placeholder="Revision",
+                               size="sm"), xs=12),
+            dbc.Col(dbc.Input(id="schedule-restore-comment", placeholder="Comment (optional)",
+                              size="sm", maxLength=500), xs=8),
+            dbc.Col(dbc.Button("Restore", id="schedule-restore", color="secondary",
+                               outline=True, size="sm", className="w-100"), xs=4),
+        ]),
+    ]) if editable else None
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader("Revisions"),
+        dbc.CardBody([
+            html.Div(id="schedule-history", className="kw-history mb-3",
+                     style={"maxHeight": "22rem", "overflowY": "auto"}),
+            html.Div("Compare", className="small fw-semibold mb-1"),
+            dbc.Row(className="g-2 mb-2", children=[
+                dbc.Col(dbc.Select(id="schedule-diff-from", placeholder="From", size="sm"),
+                        xs=6),
+                dbc.Col(dbc.Select(id="schedule-diff-to", placeholder="To", size="sm"), xs=6),
+            ]),
+            html.Div(id="schedule-diff"),
+            restore,
+        ]),
+    ])
+
+
+def _preview_card() -> dbc.Card:
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader(dbc.Row(className="align-items-center", children=[
+            dbc.Col("Preview: the next 7 days"),
+            dbc.Col(dbc.Button("Preview this draft", id="schedule-preview-run", size="sm",
+                               color="primary", outline=True), width="auto"),
+        ])),
+        dbc.CardBody(dcc.Loading(html.Div(id="schedule-preview", children=html.Div(
+            "Simulates the schedule in the editor on the site's load and PV of the last "
+            "7 days.", className="small text-muted")), type="dot")),
+    ])
+
+
+def _header(site: dict) -> html.Div:
+    return html.Div(className="d-flex flex-wrap align-items-baseline gap-3 mb-3", children=[
+        html.H1(["Schedule · ", html.Span(site["name"], id="schedule-site-name")],
+                className="h4 mb-0"),
+        html.Span(f"{site['company_name']} · times in {site['timezone']}",
+                  className="text-muted small"),
+        dcc.Link("← Site overview", href=f"/site/{site['id']}", className="small ms-auto"),
+    ])
+
+
+def layout(site_id=None, **_query) -> html.Div:
+    """Show a visible site's schedule; editable for those who may change it."""
+    with connection() as conn:
+        site = _site(conn, site_id)
+        revision = schedule_store.latest_revision(conn, current_scope(), site["id"])
+    editable = _editable(site)
+    schedule = _editor_schedule(site, revision)
+    return html.Div(className="kw-schedule-page", children=[
+        dcc.Store(id="schedule-site-id", data=site["id"]),
+        dcc.Store(id="schedule-editable", data=editable),
+        dcc.Store(id="schedule-changed", data=0),
+        dcc.Interval(id="schedule-refresh", interval=REFRESH_MS),
+        _header(site),
+        dbc.Row([
+            dbc.Col(lg=8, children=[
+                dbc.Card(className="mb-3", children=[
+                    dbc.CardHeader("Week at a glance"),
+                    dbc.CardBody(dcc.Graph(id="schedule-timeline",
+                                           figure=week_figure(schedule),
+                                           config={"displayModeBar": False}), className="p-2"),
+                ]),
+                _program_card(schedule, site, editable),
+                _exceptions_card(schedule, site, editable),
+                html.Div(id="schedule-errors"),
+                _save_card(editable),
+            ]),
+            dbc.Col(lg=4, children=[
+                dbc.Card(className="mb-3", children=[
+                    dbc.CardHeader("Delivery to the storage devices"),
+                    dbc.CardBody(html.Div(id="schedule-delivery")),
+                ]),
+                _history_card(editable),
+            ]),
+        ]),
+        _preview_card(),
+    ])
+
+
+# ---- the editor's rows -----------------------------------------------------------------------
+
+def _values(kind: str, fields: tuple[str, ...], dependency=State) -> dict:
+    return {field: dependency({"type": f"schedule-{kind}-{field}", "index": ALL}, "value")
+            for field in fields}
+
+
+def _draft_dependencies(dependency=State) -> dict:
+    return {"periods": _values("period", editor.PERIOD_FIELDS, dependency),
+            "exceptions": _values("exception", editor.EXCEPTION_FIELDS, dependency),
+            "default_mode": dependency("schedule-default-mode", "value"),
+            "default_params": {key: dependency(f"schedule-default-{key}", "value")
+                               for key in editor.PARAMS}}
+
+
+def _rows(values: dict) -> tuple[list[dict], list[dict]]:
+    return (editor.rows_from_values(values.get("periods") or {}, editor.PERIOD_FIELDS),
+            editor.rows_from_values(values.get("exceptions") or {}, editor.EXCEPTION_FIELDS))
+
+
+def _draft(site: dict, values: dict) -> tuple[editor.Draft, list[dict], list[dict]]:
+    periods, exceptions = _rows(values)
+    mode = values.get("default_mode")
+    params = editor.default_params(mode, values.get("default_params") or {})
+    return editor.draft(site["timezone"], mode, params, periods, exceptions), periods, exceptions
+
+
+def _clicked() -> bool:
+    return any(bool(item.get("value")) for item in ctx.triggered)
+
+
+def _new_rows(trigger, periods: list[dict], exceptions: list[dict], copy: dict,
+              today: dt.date) -> tuple[list[dict], list[dict]]:
+    kind = trigger.get("type") if isinstance(trigger, dict) else trigger
+    if kind == "schedule-add-period":
+        last = periods[-1] if periods else {"day": "mon"}
+        periods = [*periods, {"day": last.get("day") or "mon", "start": "", "end": "",
+                              "mode": "discharge"}]
+    elif kind == "schedule-period-delete":
+        periods = [r for i, r in enumerate(periods) if i != trigger.get("index")]
+    elif kind == "schedule-copy":
+        periods = editor.copy_day(periods, copy["source"], copy["targets"] or [])
+    elif kind == "schedule-add-exception":
+        exceptions = [*exceptions, {"date": today.isoformat(), "name": "", "start": "",
+                                    "end": "", "mode": editor.ALL_DAY}]
+    elif kind == "schedule-exception-delete":
+        exceptions = [r for i, r in enumerate(exceptions) if i != trigger.get("index")]
+    return periods, exceptions
+
+
+@guarded_callback(
+    output=[Output("schedule-periods", "children"), Output("schedule-exceptions", "children")],
+    inputs={"clicks": [Input("schedule-add-period", "n_clicks"),
+                       Input("schedule-copy", "n_clicks"),
+                       Input({"type": "schedule-period-delete", "index": ALL}, "n_clicks"),
+                       Input("schedule-add-exception", "n_clicks"),
+                       Input({"type": "schedule-exception-delete", "index": ALL}, "n_clicks")],
+            "changed": Input("schedule-changed", "data")},
+    state={"site_id": State("schedule-site-id", "data"), "values": _draft_dependencies(),
+           "copy": {"source": State("schedule-copy-from", "value"),
+                    "targets": State("schedule-copy-to", "value")}},
+    roles=EDITOR_ROLES, prevent_initial_call=True)
+def edit_rows(clicks, changed, site_id, values, copy):
+    """Add, delete or copy rows; reload the latest revision after a save or restore."""
+    trigger = ctx.triggered_id
+    with connection() as conn:
+        site = _site(conn, site_id)
+        if not _editable(site):
+            raise AccessDenied("read-only user tried to edit rows")
+        if trigger == "schedule-changed":
+            schedule = _editor_schedule(site, schedule_store.latest_revision(
+                conn, current_scope(), site["id"]))
+            periods, exceptions = editor.period_rows(schedule), editor.exception_rows(schedule)
+        elif not _clicked():
+            raise PreventUpdate
+        else:
+            periods, exceptions = _new_rows(trigger, *_rows(values), copy,
+                                            schedules.local_today(site["timezone"]))
+    return _period_rows(periods, site, True), _exception_rows(exceptions, site, True)
+
+
+def _sized(items: list, outputs) -> list:
+    """Fit a list of per-row values to the rows the browser has (it decides how many)."""
+    count = len(outputs) if isinstance(outputs, list) else 0
+    return (items + [None] * count)[:count]
+
+
+def _error_lines(messages: list[str]) -> list | None:
+    return [html.Div(m) for m in messages] or None
+
+
+@guarded_callback(
+    output=[Output("schedule-timeline", "figure"),
+            Output({"type": "schedule-period-error", "index": ALL}, "children"),
+            Output({"type": "schedule-exception-error", "index": ALL}, "children"),
+            Output("schedule-errors", "children")],
+    inputs={"values": _draft_dependencies(Input)},
+    state={"site_id": State("schedule-site-id", "data")},
+    roles=ALL_ROLES)
+def check_draft(values, site_id):
+    """Redraw the timeline from the editor and show each validation error next to its row."""
+    with connection() as conn:
+        site = _site(conn, site_id)
+        limits = schedule_store.site_limits(conn, current_scope(), site["id"])
+    draft, periods, exceptions = _draft(site, values)
+    errors = _validation_errors(draft, limits)
+    found = editor.row_errors(errors, periods, exceptions, draft.exception_groups)
+    today = schedules.local_today(site["timezone"])
+    now_local = dt.datetime.now(schedules.zone(site["timezone"]))
+    figure = week_figure(draft.merged, today=today, now_local=now_local)
+    return (figure, _sized([_error_lines(m) for m in found.periods], ctx.outputs_list[1]),
+            _sized([_error_lines(m) for m in found.exceptions], ctx.outputs_list[2]),
+            _summary(found))
+
+
+def _validation_errors(draft: editor.Draft, limits) -> list[str]:
+    body = draft.per_row
+    if len(body["periods"]) > schedules.MAX_PERIODS:
+        body = draft.merged  # the rule counts periods, not rows
+    try:
+        schedules.validate(body, limits)
+    except schedules.ScheduleInvalid as invalid:
+        return invalid.errors
+    return []
+
+
+def _summary(found: editor.RowErrors) -> dbc.Alert | None:
+    if not found.count:
+        return None
+    rows = found.count - len(found.general)
+    text = (f"{found.count} problem{'s' if found.count > 1 else ''} to fix before saving"
+            + (" (marked under the rows)" if rows else "") + ".")
+    return dbc.Alert([html.Div(text, className="fw-semibold"),
+                      html.Ul([html.Li(m) for m in found.general], className="mb-0")
+                      if found.general else None],
+                     color="danger", className="py-2", id="schedule-error-summary")
+
+
+for _kind in ("period", "exception"):
+    guarded_clientside_callback(
+        """function(mode, editable) {
+            const wanted = {idle: [], optimized: [], charge: ['power_kw', 'soc_max'],
+                discharge: ['power_kw', 'soc_min'], peak_shaving: ['grid_limit_kw', 'soc_min'],
+                self_consumption: ['soc_min', 'soc_max']}[mode] || [];
+            return ['power_kw', 'grid_limit_kw', 'soc_min', 'soc_max'].map(
+                key => !editable || !wanted.includes(key));
+        }""",
+        [Output({"type": f"schedule-{_kind}-{key}", "index": MATCH}, "disabled")
+         for key in editor.PARAMS],
+        Input({"type": f"schedule-{_kind}-mode", "index": MATCH}, "value"),
+        State("schedule-editable", "data"),
+        prevent_initial_call=True)
+
+guarded_clientside_callback(
+    """function(mode, editable) {
+        const wanted = {charge: ['power_kw', 'soc_max'], discharge: ['power_kw', 'soc_min'],
+            peak_shaving: ['grid_limit_kw', 'soc_min'],
+            self_consumption: ['soc_min', 'soc_max']}[mode] || [];
+        return ['power_kw', 'grid_limit_kw', 'soc_min', 'soc_max'].map(
+            key => !editable || !wanted.includes(key));
+    }""",
+    [Output(f"schedule-default-{key}", "disabled") for key in editor.PARAMS],
+    Input("schedule-default-mode", "value"), State("schedule-editable", "data"),
+    prevent_initial_call=True)
+
+
+# ---- save and restore --------------------------------------------------------------------------
+
+def _published(revision: dict, result) -> dbc.Alert:
+    number = revision["revision"]
+    if result is None or not (result.published or result.failed):
+        return dbc.Alert(f"Saved revision {number}. The site has no storage device to send it "
+                         "to yet.", color="success", dismissable=True)
+    if result.ok:
+        devices = len(result.published)
+        return dbc.Alert(f"Saved revision {number} and sent it to {devices} storage "
+                         f"device{'s' if devices > 1 else ''}; waiting for "
+                         f"{'their' if devices > 1 else 'its'} answer.",
+                         color="success", dismissable=True, id="schedule-saved")
+    return dbc.Alert(f"Saved revision {number}, but it could not be sent yet ({result.error}). "
+                     "It will be sent automatically when the broker answers.",
+                     color="warning", dismissable=True, id="schedule-saved")
+
+
+def _invalid(invalid: schedules.ScheduleInvalid) -> dbc.Alert:
+    return dbc.Alert([html.Div("Not saved: fix these problems first.", className="fw-semibold"),
+                      html.Ul([html.Li(editor.sentence(e)) for e in invalid.errors[:20]],
+                              className="mb-0")], color="danger", dismissable=True)
+
+
+def _save(conn, site: dict, values: dict, comment) -> tuple:
+    draft, _, _ = _draft(site, values)
+    revision, result = schedule_delivery.save_and_publish(
+        conn, current_scope(), site["id"], draft.merged, comment=_comment(comment))
+    return _published(revision, result), ""
+
+
+def _restore(conn, site: dict, revision, comment) -> tuple:
+    if isinstance(revision, bool) or not str(revision).isdigit():
+        return dbc.Alert("Choose the revision to restore.", color="warning",
+                         dismissable=True), no_update
+    row, result = schedule_delivery.restore_and_publish(
+        conn, current_scope(), site["id"], int(revision), comment=_comment(comment) or None)
+    return _published(row, result), no_update
+
+
+def _comment(value) -> str:
+    return value[:500] if isinstance(value, str) else ""
+
+
+@guarded_callback(
+    output=[Output("schedule-message", "children"), Output("schedule-changed", "data"),
+            Output("schedule-comment", "value")],
+    inputs={"save": Input("schedule-save", "n_clicks"),
+            "restore": Input("schedule-restore", "n_clicks")},
+    state={"site_id": State("schedule-site-id", "data"), "values": _draft_dependencies(),
+           "comment": State("schedule-comment", "value"),
+           "restore_revision": State("schedule-restore-revision", "value"),
+           "restore_comment": State("schedule-restore-comment", "value"),
+           "changed": State("schedule-changed", "data")},
+    roles=EDITOR_ROLES, prevent_initial_call=True)
+def change_schedule(save, restore, site_id, values, comment, restore_revision, restore_comment,
+                    changed):
+    """Save the editor as a new revision, or restore an older one, and send it."""
+    if not _clicked() or ctx.triggered_id not in ("schedule-save", "schedule-restore"):
+        raise PreventUpdate
+    counter = (changed if isinstance(changed, int) else 0) + 1
+    try:
+        with connection() as conn:
+            site = _site(conn, site_id)
+            if ctx.triggered_id == "schedule-save":
+                message, comment_value = _save(conn, site, values or {}, comment)
+            else:
+                message, comment_value = _restore(conn, site, restore_revision, restore_comment)
+    except schedules.ScheduleInvalid as invalid:
+        return _invalid(invalid), no_update, no_update
+    except schedule_store.ScheduleNotFound as missing:
+        return dbc.Alert(editor.sentence(str(missing)) + ".", color="warning"), no_update, no_update
+    return message, counter, comment_value
+
+
+# ---- history, differences, delivery -----------------------------------------------------------
+
+@guarded_callback(
+    output=[Output("schedule-history", "children"), Output("schedule-diff-from", "options"),
+            Output("schedule-diff-to", "options"), Output("schedule-diff-from", "value"),
+            Output("schedule-diff-to", "value")],
+    inputs=[Input("schedule-site-id", "data"), Input("schedule-changed", "data"),
+            Input("schedule-refresh", "n_intervals")],
+    roles=ALL_ROLES)
+def show_history(site_id, _changed, _tick):
+    """List the revisions; after a save, compare the two newest."""
+    with connection() as conn:
+        site = _site(conn, site_id)
+        rows = schedule_store.history(conn, current_scope(), site["id"])
+    options = history_view.revision_options(rows, site["timezone"])
+    if ctx.triggered_id == "schedule-refresh":
+        old, new = no_update, no_update
+    else:
+        new = rows[0]["revision"] if rows else None
+        old = rows[1]["revision"] if len(rows) > 1 else new
+    return history_view.history_table(rows, site["timezone"]), options, options, old, new
+
+
+@guarded_callback(Output("schedule-restore-revision", "options"),
+                  Input("schedule-diff-to", "options"), roles=EDITOR_ROLES,
+                  prevent_initial_call=True)
+def restore_choices(options):
+    """Offer every revision but the newest for restoring."""
+    return (options or [])[1:]
+
+
+@guarded_callback(Output("schedule-diff", "children"),
+                  Input("schedule-diff-from", "value"), Input("schedule-diff-to", "value"),
+                  State("schedule-site-id", "data"), roles=ALL_ROLES)
+def show_diff(old, new, site_id):
+    """Say what changed between two revisions."""
+    if not (str(old).isdigit() and str(new).isdigit()):
+        return None
+    with connection() as conn:
+        site = _site(conn, site_id)
+        scope = current_scope()
+        try:
+            first = schedule_store.get_revision(conn, scope, site["id"], int(old))
+            second = schedule_store.get_revision(conn, scope, site["id"], int(new))
+        except schedule_store.ScheduleNotFound:
+            return html.Div("No such revision.", className="text-muted small")
+    lines = schedules.diff(first["body"], second["body"])
+    return history_view.diff_view(lines, int(old), int(new))
+
+
+@guarded_callback(Output("schedule-delivery", "children"),
+                  Input("schedule-refresh", "n_intervals"), Input("schedule-changed", "data"),
+                  State("schedule-site-id", "data"), roles=ALL_ROLES)
+def show_delivery(_tick, _changed, site_id):
+    """Show whether the storage devices applied the latest revision (refreshed every 5 s)."""
+    with connection() as conn:
+        site = _site(conn, site_id)
+        rows = schedule_store.delivery_state(conn, current_scope(), site["id"])
+    return history_view.delivery_panel(rows, site["timezone"])
+
+
+# ---- preview ----------------------------------------------------------------------------------
+
+@guarded_callback(Output("schedule-preview", "children"),
+                  inputs={"run": Input("schedule-preview-run", "n_clicks")},
+                  state={"site_id": State("schedule-site-id", "data"),
+                         "values": _draft_dependencies()},
+                  roles=ALL_ROLES)
+def show_preview(run, site_id, values):
+    """Simulate the editor's schedule over the next 7 days and chart SoC and grid power."""
+    with connection() as conn:
+        site = _site(conn, site_id)
+        draft, _, _ = _draft(site, values or {})
+        try:
+            result = schedule_preview.preview(conn, current_scope(), site["id"], draft.merged)
+        except schedules.ScheduleInvalid:
+            return dbc.Alert("Fix the schedule's problems first; the preview runs a valid "
+                             "schedule.", color="warning", className="mb-0")
+        except schedule_preview.NoStorage as error:
+            return dbc.Alert(editor.sentence(str(error)) + ".", color="secondary",
+                             className="mb-0")
+    return html.Div([preview_view.preview_summary(result),
+                     dcc.Graph(id="schedule-preview-graph",
+                               figure=preview_view.preview_figure(result),
+                               config={"displayModeBar": False})])
