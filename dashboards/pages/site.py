@@ -159,6 +159,8 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
             dcc.Link("← Fleet", href="/", className="btn btn-sm btn-light"),
             html.H1(site["name"], className="h4 mb-0", id="site-name"),
             html.Span(id="site-status"),
+            dcc.Link("Schedule", href=f"/site/{site['id']}/schedule", id="site-schedule-link",
+                     className="btn btn-sm btn-outline-primary ms-auto"),
             html.Small(subtitle, className="text-muted w-100"),
         ]),
         _live_row(),
