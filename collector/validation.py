@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import re
 from functools import cache
 from importlib import resources
@@ -143,35 +142,34 @@ class Validator:
         return Telemetry(seq, parsed, points, min(times), max(times))
 
     def _values(self, raw: dict) -> dict[str, float]:
+        """Check names and values; convert ints/booleans to floats and drop nulls, in place."""
         names = self._good_names
-        for name in raw:
-            if name not in names:
-                if type(name) is not str or len(name) > 64 or not POINT_NAME.match(name):
-                    raise Invalid("bad_point_name", f"{str(name)[:80]!r}")
-                if len(names) >= _NAME_CACHE_MAX:
-                    names.clear()
-                names.add(name)
-        values: dict[str, float] | None = None
+        if not raw.keys() <= names:
+            for name in raw:
+                if name not in names:
+                    if type(name) is not str or len(name) > 64 or not POINT_NAME.match(name):
+                        raise Invalid("bad_point_name", f"{str(name)[:80]!r}")
+                    if len(names) >= _NAME_CACHE_MAX:
+                        names.clear()
+                    names.add(name)
+        nulls: list[str] = []
         for name, value in raw.items():
             kind = type(value)
             if kind is float:
-                if not math.isfinite(value):
+                if value - value != 0.0:  # NaN or ±infinity
                     raise Invalid("bad_value", f"{name}: {value} is not a finite number")
-                continue
-            values = values if values is not None else {}
-            if kind is int or kind is bool:
+            elif kind is int or kind is bool:
                 try:
-                    values[name] = float(value)
+                    raw[name] = float(value)  # replacing a value while iterating is safe
                 except OverflowError:
                     raise Invalid("bad_value", f"{name}: integer too large") from None
             elif value is None:
-                values[name] = None
+                nulls.append(name)
             else:
                 raise Invalid("bad_value", f"{name}: {str(value)[:40]!r} is not a number")
-        if values is None:
-            return raw
-        merged = {**raw, **values}
-        return {k: v for k, v in merged.items() if v is not None}
+        for name in nulls:
+            del raw[name]
+        return raw
 
     def small(self, kind: str, body: Any, now: dt.datetime) -> dict:
         """Validate an alarm, status or schedule-ack message; return it with ``at`` parsed."""

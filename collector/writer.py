@@ -193,7 +193,8 @@ class Writer(threading.Thread):
             device_id = self._devices[item.serial].id
             known = self._points[device_id]
             for _, values in item.body.samples:
-                wanted[device_id].extend(n for n in values if n not in known)
+                if not values.keys() <= known.keys():
+                    wanted[device_id].extend(n for n in values if n not in known)
         wanted = {d: names for d, names in wanted.items() if names}
         if wanted:
             self._points.update(ingest.register_points(
@@ -201,8 +202,9 @@ class Writer(threading.Thread):
         for index, item in enumerate(batch):
             if item.kind != "telemetry" or index in result.refused:
                 continue
-            known = self._points[self._devices[item.serial].id]
-            unknown = {n for _, values in item.body.samples for n in values if n not in known}
+            known = self._points[self._devices[item.serial].id].keys()
+            unknown = {n for _, values in item.body.samples if not values.keys() <= known
+                       for n in values if n not in known}
             if unknown:
                 result.refused[index] = (
                     "too_many_points",
@@ -211,8 +213,7 @@ class Writer(threading.Thread):
 
     def _store_telemetry(self, conn, batch: list[Item], result: BatchResult,
                          watermarks: dict) -> None:
-        rows: list[telemetry.Row] = []
-        append = rows.append
+        encoder = telemetry.CopyEncoder()
         seqs: dict[int, list[int]] = defaultdict(list)
         dirty: dict[str, set] = defaultdict(set)
         for index, item in enumerate(batch):
@@ -222,12 +223,12 @@ class Writer(threading.Thread):
             ids = self._points[device_id]
             seqs[device_id].append(item.body.seq)
             for ts, values in item.body.samples:
-                for name, value in values.items():
-                    append((ts, device_id, ids[name], value))
+                encoder.add(ts, device_id, values, ids)
             self._mark(item, device_id, watermarks, dirty)
         try_direct = time.monotonic() >= self._direct_after
-        result.inserted, duplicates = telemetry.store_samples(conn, rows, try_direct=try_direct)
-        result.rows = len(rows)
+        result.inserted, duplicates = telemetry.store_samples(conn, encoder,
+                                                              try_direct=try_direct)
+        result.rows = encoder.rows
         if duplicates:
             self._direct_after = time.monotonic() + _DIRECT_PAUSE_S
         for rollup, pairs in dirty.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import struct
 import time
 from collections.abc import Iterable, Sequence
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 Row = tuple[dt.datetime, int, int, float]  # time, device_id, point_id, value
 
 WATERMARK_LOCK = (7_120_300, 1)  # advisory lock guarding rollup watermarks
-_COPY_TYPES = ["timestamptz", "int4", "int4", "float8"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,54 +60,99 @@ ROLLUP_BY_NAME = {r.name: r for r in ROLLUPS}
 
 # ---- writing raw rows ---------------------------------------------------------------
 
-def _copy(cur: psycopg.Cursor, table: str, rows: Iterable[Row]) -> None:
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
+_COPY_TRAILER = b"\xff\xff"
+# One row: 4 fields, each length-prefixed: timestamptz (µs since 2000), int4, int4, float8.
+_ROW = struct.Struct(">hiqiiiiid")
+
+
+class CopyEncoder:
+    """Build a binary COPY stream of telemetry rows, sample by sample.
+
+    Equivalent to psycopg's ``write_row`` with types timestamptz/int4/int4/float8,
+    several times cheaper per row, which matters at hundreds of thousands of rows
+    a second.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = [_COPY_HEADER]
+        self.rows = 0
+
+    def add(self, ts: dt.datetime, device_id: int, values: dict[str, float],
+            point_ids: dict[str, int]) -> None:
+        """Add one sample: every (point name → value) of one device at one time."""
+        micros = (ts - _PG_EPOCH) // _MICROSECOND
+        pack = _ROW.pack
+        append = self._parts.append
+        for name, value in values.items():
+            append(pack(4, 8, micros, 4, device_id, 4, point_ids[name], 8, value))
+        self.rows += len(values)
+
+    def add_rows(self, rows: Iterable[Row]) -> None:
+        """Add (time, device_id, point_id, value) rows."""
+        pack = _ROW.pack
+        append = self._parts.append
+        for ts, device_id, point_id, value in rows:
+            append(pack(4, 8, (ts - _PG_EPOCH) // _MICROSECOND, 4, device_id, 4, point_id, 8,
+                        value))
+            self.rows += 1
+
+    def data(self) -> bytes:
+        """Return the complete stream (header, rows, trailer)."""
+        return b"".join([*self._parts, _COPY_TRAILER])
+
+
+def _copy(cur: psycopg.Cursor, table: str, data: bytes) -> None:
     statement = sql.SQL("COPY {} (time, device_id, point_id, value) FROM STDIN "
                         "(FORMAT BINARY)").format(sql.Identifier(table))
     with cur.copy(statement) as copy:
-        copy.set_types(_COPY_TYPES)
-        for row in rows:
-            copy.write_row(row)
+        copy.write(data)
 
 
 def copy_samples(conn: psycopg.Connection, rows: Sequence[Row]) -> int:
     """COPY rows straight into ``telemetry``; raises UniqueViolation if any is stored already."""
+    encoder = CopyEncoder()
+    encoder.add_rows(rows)
     with conn.cursor() as cur:
-        _copy(cur, "telemetry", rows)
-    return len(rows)
+        _copy(cur, "telemetry", encoder.data())
+    return encoder.rows
 
 
-def insert_samples_dedup(conn: psycopg.Connection, rows: Sequence[Row]) -> int:
-    """COPY rows into a temporary table and insert the new ones; return how many were new."""
+def insert_dedup(conn: psycopg.Connection, data: bytes) -> int:
+    """COPY a stream into a temporary table and insert the new rows; return how many."""
     with conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_telemetry "
                     "(time timestamptz, device_id int, point_id int, value float8) "
                     "ON COMMIT DELETE ROWS")
         cur.execute("TRUNCATE incoming_telemetry")
-        _copy(cur, "incoming_telemetry", rows)
+        _copy(cur, "incoming_telemetry", data)
         cur.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
                     "SELECT time, device_id, point_id, value FROM incoming_telemetry "
                     "ON CONFLICT DO NOTHING")
         return max(cur.rowcount, 0)
 
 
-def store_samples(conn: psycopg.Connection, rows: Sequence[Row], *,
+def store_samples(conn: psycopg.Connection, encoder: CopyEncoder, *,
                   try_direct: bool = True) -> tuple[int, bool]:
-    """Store rows exactly once inside the caller's transaction.
+    """Store an encoder's rows exactly once inside the caller's transaction.
 
     Returns (rows inserted, whether duplicates were found). ``try_direct=False``
-    skips the fast path, e.g. right after a collector restart when redeliveries
-    are likely.
+    skips the fast path, e.g. right after duplicates when more redeliveries are likely.
     """
-    if not rows:
+    if not encoder.rows:
         return 0, False
+    data = encoder.data()
     if try_direct:
         try:
-            with conn.transaction():
-                return copy_samples(conn, rows), False
+            with conn.transaction(), conn.cursor() as cur:
+                _copy(cur, "telemetry", data)
+            return encoder.rows, False
         except psycopg.errors.UniqueViolation:
             pass
-    inserted = insert_samples_dedup(conn, rows)
-    return inserted, inserted < len(rows)
+    inserted = insert_dedup(conn, data)
+    return inserted, inserted < encoder.rows
 
 
 def read_watermarks(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
