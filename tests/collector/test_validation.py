@@ -153,3 +153,13 @@ def test_schemas_are_valid_json_schema_documents():
     for kind in ("telemetry", "alarms", "status", "schedule/ack"):
         Draft202012Validator.check_schema(schema_validator(kind).schema)
     assert json.dumps(schema_validator("telemetry").schema)
+
+
+def test_readme_publishes_the_device_schemas_as_they_are():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    for name in ("telemetry.json", "alarm.json", "status.json", "schedule_ack.json"):
+        schema = (root / "kilowatch" / "schemas" / name).read_text().strip()
+        assert f"```json\n{schema}\n```" in readme, name
