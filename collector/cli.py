@@ -7,10 +7,11 @@ import logging
 
 import click
 
-from collector.service import Collector, default_client_id
+from collector.service import Collector, CollectorError, default_client_id
 from collector.validation import REASONS
 from kilowatch import db, ingest
 from kilowatch.access import system_scope
+from kilowatch.cli import UserError
 from kilowatch.settings import get_settings
 
 
@@ -43,7 +44,10 @@ def collector_command(client_id, receive_maximum, session_expiry, batch_points, 
                         linger_s=linger, dead_letter_limit=dead_letter_limit,
                         metrics_port=port or None)
     logging.getLogger("collector").info("starting collector %s", service.client_id)
-    service.run_forever()
+    try:
+        service.run_forever()
+    except CollectorError as error:
+        raise UserError(str(error)) from None
 
 
 @click.group("deadletter")

@@ -40,6 +40,10 @@ def default_client_id() -> str:
     return f"kilowatch-collector-{socket.gethostname()}"[:64]
 
 
+class CollectorError(RuntimeError):
+    """The collector cannot start as configured."""
+
+
 class Collector:
     """Receive device messages and hand them to the writer; stop cleanly on request."""
 
@@ -57,6 +61,7 @@ class Collector:
         self.backlog = Backlog(max_backlog_points)
         self.validator = Validator(retention_days=settings.raw_retention_days)
         self.refusals = RateLimitedLog(log, interval_s=60)
+        self._broker_log = RateLimitedLog(log, interval_s=30)
         self.stop_event = threading.Event()
         self._accepting = True
         self._generation = 0
@@ -87,8 +92,13 @@ class Collector:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         client.reconnect_delay_set(1, 30)
         return client
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._broker_log.warning("connect", "cannot reach the broker at %s; retrying",
+                                 self.settings.mqtt_url)
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
@@ -170,7 +180,11 @@ class Collector:
     def start(self) -> None:
         """Start the metrics server, the writer and the MQTT network thread."""
         if self.metrics_port:
-            self.metrics.serve(self.metrics_port)
+            try:
+                self.metrics.serve(self.metrics_port)
+            except OSError as error:
+                raise CollectorError(f"cannot serve /metrics on port {self.metrics_port}: "
+                                     f"{error.strerror or error}") from None
         self.writer.start()
         url = urlsplit(self.settings.mqtt_url)
         default_port = 8883 if url.scheme in ("mqtts", "ssl") else 1883

@@ -68,6 +68,8 @@ class Writer(threading.Thread):
         self._points: dict[int, dict[str, int]] = {}
         self._direct_after = 0.0
         self._last_trim = 0.0
+        self._totals = [0, 0, 0]  # messages, rows stored, refused since the last stats line
+        self._last_stats = time.time()
         self.live = LiveUpdater(redis_client, metrics) if redis_client is not None else None
         self._db_log = RateLimitedLog(log, interval_s=30)
 
@@ -327,6 +329,16 @@ class Writer(threading.Thread):
             log.warning("seq gap device=%s missing=%s..%s", device_id, first, last)
         log.debug("batch stored messages=%d rows=%d new=%d refused=%d", len(batch),
                   result.rows, result.inserted, len(result.refused))
+        totals = self._totals
+        totals[0] += len(batch)
+        totals[1] += result.inserted
+        totals[2] += len(result.refused)
+        if committed_at - self._last_stats >= 60:
+            queued, points = self.backlog.sizes()
+            log.info("ingest messages=%d rows_stored=%d refused=%d backlog_messages=%d "
+                     "backlog_points=%d (last %.0f s)", *totals, queued, points,
+                     committed_at - self._last_stats)
+            self._totals, self._last_stats = [0, 0, 0], committed_at
 
     def _write_live(self, batch: list[Item], result: BatchResult, committed_at: float) -> None:
         if self.live is not None:

@@ -1,0 +1,49 @@
+"""The collector's start-up failures are one clear line; an absent broker is waited for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+from tests.collector.servers import free_port
+
+
+def test_metrics_port_in_use_is_a_one_line_error(kw_env):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))  # noqa: S104 - the collector binds every interface too
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(["kilowatch", "collector", "--client-id", "kwtest-busy",
+                                 "--metrics-port", str(port)],
+                                env={**os.environ, **kw_env}, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode != 0
+    assert f"Error: cannot serve /metrics on port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_broker_is_retried_without_crashing(kw_env, tmp_path):
+    env = {**os.environ, **kw_env, "KILOWATCH_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}
+    log_path = tmp_path / "collector.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(["kilowatch", "collector", "--client-id", "kwtest-nobroker"],
+                                   env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot reach the broker" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_bad_option_is_a_usage_error(kw_env):
+    result = subprocess.run(["kilowatch", "collector", "--receive-maximum", "0"],
+                            env={**os.environ, **kw_env}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "receive-maximum" in result.stderr
