@@ -36,7 +36,8 @@ _EXCEPTION_PERIOD = re.compile(r"^exception (\d{4}-\d\d-\d\d), period (\d+)(?: \
 _EXCEPTION_DATE = re.compile(r"^exception (\d{4}-\d\d-\d\d)(?::| is) (.+)$", re.S)
 _OVERLAP = re.compile(r"^(\S+) (\d\d:\d\d)–(\d\d:\d\d) overlaps \1 (\d\d:\d\d)–(\d\d:\d\d)$")
 _WORDS = {"power_kw": "power", "grid_limit_kw": "grid limit", "soc_min": "SoC min",
-          "soc_max": "SoC max"}
+          "soc_max": "SoC max", "peak_shaving": "peak shaving",
+          "self_consumption": "self-consumption"}
 
 
 def period_rows(schedule: dict | None) -> list[dict]:
@@ -286,12 +287,12 @@ def _cell(component, width: str | None = None) -> html.Td:
 
 
 def _param_cells(kind: str, index: int, row: dict, editable: bool) -> list[html.Td]:
-    disabled = disabled_params(row.get("mode"), editable)
+    applies = [not off for off in disabled_params(row.get("mode"), True)]
     return [_cell(dbc.Input(id={"type": f"schedule-{kind}-{key}", "index": index},
-                            type="number", value=None if off else row.get(key), disabled=off,
-                            size="sm", min=0, step="any", placeholder="—" if off else "",
-                            className="kw-param"), "5.5rem")
-            for key, off in zip(PARAMS, disabled, strict=True)]
+                            type="number", value=row.get(key) if used else None,
+                            disabled=not (used and editable), size="sm", min=0, step="any",
+                            placeholder="" if used else "—", className="kw-param"), "5.5rem")
+            for key, used in zip(PARAMS, applies, strict=True)]
 
 
 def _time_cell(kind: str, field: str, index: int, value, editable: bool) -> html.Td:
@@ -325,7 +326,7 @@ def period_row(index: int, row: dict, *, editable: bool, has_optimizer: bool) ->
     """Return one editable row of the weekly program and the line for its errors."""
     cells = [
         _cell(dbc.Select(id={"type": "schedule-period-day", "index": index}, options=DAY_OPTIONS,
-                         value=row.get("day"), size="sm", disabled=not editable), "8rem"),
+                         value=row.get("day"), size="sm", disabled=not editable), "9.5rem"),
         _time_cell("period", "start", index, row.get("start"), editable),
         _time_cell("period", "end", index, row.get("end"), editable),
         _mode_cell("period", index, row.get("mode"), has_optimizer, editable),

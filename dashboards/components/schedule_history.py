@@ -17,40 +17,37 @@ def local_time(moment: dt.datetime | None, timezone: str) -> str:
     return f"{moment.astimezone(schedules.zone(timezone)):%Y-%m-%d %H:%M %Z}"
 
 
-def _delivery_cell(row: dict) -> html.Span:
-    parts = []
-    if row["applied"]:
-        parts.append(dbc.Badge(f"applied {row['applied']}", color="success", className="me-1"))
-    if row["pending"]:
-        parts.append(dbc.Badge(f"pending {row['pending']}", color="warning", text_color="dark",
-                               className="me-1"))
-    if row["rejected"]:
-        parts.append(dbc.Badge(f"rejected {row['rejected']}", color="danger", className="me-1"))
-    return html.Span(parts or "—")
+def _delivery_badges(row: dict) -> list:
+    badges = []
+    for status, color in (("applied", "success"), ("pending", "warning"),
+                          ("rejected", "danger")):
+        if row[status]:
+            badges.append(dbc.Badge(f"{status} {row[status]}", color=color, className="me-1",
+                                    text_color="dark" if status == "pending" else None))
+    return badges
 
 
-def history_table(rows: list[dict], timezone: str) -> dbc.Table | html.Div:
+def history_table(rows: list[dict], timezone: str) -> dbc.ListGroup | html.Div:
     """List revisions newest first: number, time, author, comment and what devices answered."""
     if not rows:
         return html.Div("No schedule has been saved for this site yet.",
                         className="text-muted small", id="schedule-no-history")
-    head = html.Thead(html.Tr([html.Th(t) for t in
-                               ("Rev.", "Saved", "By", "Comment", "Devices")]))
-    body = []
+    items = []
     for row in rows:
-        comment = row["comment"] or html.Span("no comment", className="text-muted")
-        if row["restored_from"]:
-            comment = html.Span([dbc.Badge(f"restores {row['restored_from']}", color="light",
-                                           text_color="dark", className="me-1 border"),
-                                 comment])
-        body.append(html.Tr([html.Td(html.Strong(row["revision"])),
-                             html.Td(local_time(row["created_at"], timezone),
-                                     className="text-nowrap"),
-                             html.Td(row["author"]), html.Td(comment),
-                             html.Td(_delivery_cell(row), className="text-nowrap")],
-                            id={"type": "schedule-history-row", "index": row["revision"]}))
-    return dbc.Table([head, html.Tbody(body)], size="sm", hover=True, responsive=True,
-                     className="mb-0 small", id="schedule-history-table")
+        restored = (dbc.Badge(f"restores {row['restored_from']}", color="light",
+                              text_color="dark", className="border ms-1")
+                    if row["restored_from"] else None)
+        items.append(dbc.ListGroupItem(className="px-2 py-2", children=[
+            html.Div(className="d-flex justify-content-between align-items-baseline", children=[
+                html.Span([html.Strong(f"Revision {row['revision']}"), restored]),
+                html.Span(_delivery_badges(row)),
+            ]),
+            html.Div(row["comment"] or "no comment",
+                     className="" if row["comment"] else "text-muted fst-italic"),
+            html.Div(f"{row['author']} · {local_time(row['created_at'], timezone)}",
+                     className="text-muted"),
+        ], id={"type": "schedule-history-row", "index": row["revision"]}))
+    return dbc.ListGroup(items, flush=True, className="small", id="schedule-history-table")
 
 
 def revision_options(rows: list[dict], timezone: str) -> list[dict]:

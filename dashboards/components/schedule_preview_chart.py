@@ -35,7 +35,8 @@ def preview_figure(preview: Preview) -> go.Figure:
     shown: set[str] = set()
     for mode, start, end in _mode_bands(preview, times):
         figure.add_vrect(x0=start, x1=end, fillcolor=MODE_COLORS.get(mode, "#e5e7eb"),
-                         opacity=0.18, line_width=0, layer="below", row=1, col=1)
+                         opacity=0.18, line_width=0, layer="below", row=1, col=1,
+                         exclude_empty_subplots=False)
         if mode not in shown:  # legend entries for the bands
             shown.add(mode)
             figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=mode_label(mode),
@@ -68,7 +69,10 @@ def preview_figure(preview: Preview) -> go.Figure:
     figure.update_yaxes(title_text="kW (grid > 0 import, battery > 0 discharge)",
                         title_font={"size": 11}, gridcolor="#eef2f7", zerolinecolor="#94a3b8",
                         row=2, col=1)
-    figure.update_xaxes(gridcolor="#eef2f7", tickformat="%a %d %b\n%H:%M", dtick=86_400_000 / 2)
+    # type: the legend-only traces have no x, which would make the SoC axis linear.
+    figure.update_xaxes(type="date", gridcolor="#cbd5e1", tickformat="%a %d %b", dtick=86_400_000,
+                        tick0=times[0].replace(hour=0, minute=0) if times else None,
+                        minor={"dtick": 6 * 3_600_000, "showgrid": True, "gridcolor": "#f1f5f9"})
     return figure
 
 

@@ -80,21 +80,21 @@ def _exception_rows(rows: list[dict], site: dict, editable: bool) -> list:
                                 EXCEPTION_COLUMNS)
 
 
-def _default_mode_form(schedule: dict, site: dict, editable: bool) -> dbc.Row:
+def _default_mode_form(schedule: dict, site: dict, editable: bool) -> html.Div:
     mode = schedule.get("default_mode")
     params = schedule.get("default_params") or {}
     disabled = editor.disabled_params(mode, editable)
-    inputs = [dbc.Col(dbc.InputGroup([
-        dbc.InputGroupText(editor.PARAM_HEADERS[key], className="small"),
+    inputs = [dbc.InputGroup([
+        dbc.InputGroupText(editor.PARAM_HEADERS[key]),
         dbc.Input(id=f"schedule-default-{key}", type="number", value=params.get(key),
-                  disabled=off, min=0, step="any")], size="sm"), xs=6, md="auto")
+                  disabled=off, min=0, step="any")], size="sm", style={"width": "11rem"})
         for key, off in zip(editor.PARAMS, disabled, strict=True)]
-    return dbc.Row(className="g-2 align-items-center mb-3", children=[
-        dbc.Col(dbc.Label("Outside every period", className="mb-0 small fw-semibold"),
-                xs=12, md="auto"),
-        dbc.Col(dbc.Select(id="schedule-default-mode", value=mode, size="sm",
-                           options=editor.mode_options(site["has_optimizer"]),
-                           disabled=not editable), xs=12, md=2),
+    return html.Div(className="d-flex flex-wrap align-items-center gap-2 mb-3", children=[
+        dbc.Label("Outside every period", html_for="schedule-default-mode",
+                  className="mb-0 small fw-semibold me-1"),
+        dbc.Select(id="schedule-default-mode", value=mode, size="sm",
+                   options=editor.mode_options(site["has_optimizer"]),
+                   disabled=not editable, style={"width": "11rem"}),
         *inputs,
     ])
 

@@ -69,18 +69,22 @@ def find_callback(app, output: str) -> str:
     raise AssertionError(f"no callback writes {output}")
 
 
+def callback_body(key: str, entry: dict, values: dict | None = None, *,
+                  triggered: str | None = None, rows: int | dict = 0) -> dict:
+    """Return the JSON a browser posts for the callback ``key`` (inputs/state as in ``entry``)."""
+    values = values or {}
+    outputs = [_output(part, rows) for part in key.strip(".").split("...")]
+    return {"output": key, "outputs": outputs if key.startswith("..") else outputs[0],
+            "inputs": [_dependency(item, values) for item in entry["inputs"]],
+            "state": [_dependency(item, values) for item in entry["state"]],
+            "changedPropIds": [triggered] if triggered else []}
+
+
 def post(client, app, output: str, values: dict | None = None, *, triggered: str | None = None,
          rows: int | dict = 0):
     """Post the callback writing ``output`` with these values; return the response."""
-    values = values or {}
     key = find_callback(app, output)
-    entry = app.callback_map[key]
-    parts = key.strip(".").split("...")
-    outputs = [_output(part, rows) for part in parts]
-    inputs = [_dependency(item, values) for item in entry["inputs"]]
-    body = {"output": key, "outputs": outputs if key.startswith("..") else outputs[0],
-            "inputs": inputs, "state": [_dependency(item, values) for item in entry["state"]],
-            "changedPropIds": [triggered] if triggered else []}
+    body = callback_body(key, app.callback_map[key], values, triggered=triggered, rows=rows)
     return client.post("/_dash-update-component", json=body)
 
 
