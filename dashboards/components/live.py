@@ -15,10 +15,13 @@ from dashboards.components.charts import COLORS, FONT
 
 IDLE_KW = 0.05  # below this a flow is drawn idle (no arrow)
 
-# node: (x, y, label, colour key); the hub sits at (0.5, 0.5)
-NODES = {"pv": (0.5, 0.9, "PV", "pv"), "grid": (0.1, 0.5, "Grid", "grid"),
-         "load": (0.9, 0.5, "Load", "load"), "battery": (0.5, 0.1, "Battery", "battery")}
+# node: (x, y, label, colour key, where its kW goes: x offset, y offset)
+NODES = {"pv": (0.5, 0.84, "PV", "pv", (0.2, 0.0)),
+         "grid": (0.13, 0.5, "Grid", "grid", (0.0, -0.15)),
+         "load": (0.87, 0.5, "Load", "load", (0.0, -0.15)),
+         "battery": (0.5, 0.16, "Battery", "battery", (0.2, 0.0))}
 HUB = (0.5, 0.5)
+RADIUS = 0.095
 
 
 def format_kw(value: float | None) -> str:
@@ -42,22 +45,27 @@ def flows(live: dict) -> dict[str, tuple[float | None, bool]]:
     }
 
 
-def _node(figure: go.Figure, name: str, kw: float | None) -> None:
-    x, y, label, color = NODES[name]
-    figure.add_shape(type="circle", xref="x", yref="y", x0=x - 0.075, y0=y - 0.075,
-                     x1=x + 0.075, y1=y + 0.075, line={"color": COLORS[color], "width": 3},
+def _node(figure: go.Figure, name: str, kw: float | None, soc: float | None) -> None:
+    x, y, label, color, (dx, dy) = NODES[name]
+    figure.add_shape(type="circle", xref="x", yref="y", x0=x - RADIUS, y0=y - RADIUS,
+                     x1=x + RADIUS, y1=y + RADIUS, line={"color": COLORS[color], "width": 3},
                      fillcolor="#ffffff", layer="above")
-    figure.add_annotation(x=x, y=y + 0.015, text=f"<b>{label}</b>", showarrow=False,
-                          font={"size": 13, "color": COLORS[color]})
-    figure.add_annotation(x=x, y=y - 0.03, text=format_kw(kw), showarrow=False,
-                          font={"size": 11, "color": "#374151"})
+    figure.add_annotation(x=x, y=y, text=f"<b>{label}</b>", showarrow=False,
+                          font={"size": 12, "color": COLORS[color]})
+    text = f"<b>{format_kw(kw)}</b>"
+    if name == "battery" and soc is not None and math.isfinite(soc):
+        text += f"<br>{soc:.0f} %"
+    figure.add_annotation(x=x + dx, y=y + dy, text=text, showarrow=False,
+                          font={"size": 13, "color": "#111827"})
 
 
 def _edge(figure: go.Figure, name: str, kw: float | None, inward: bool) -> None:
-    x, y, _, color = NODES[name]
-    # Shorten the line so it stops at the circles' edges.
-    sx, sy = x + (HUB[0] - x) * 0.24, y + (HUB[1] - y) * 0.24
-    ex, ey = x + (HUB[0] - x) * 0.82, y + (HUB[1] - y) * 0.82
+    x, y, _, color, _ = NODES[name]
+    # The line runs from the node's circle to just before the hub.
+    length = math.hypot(HUB[0] - x, HUB[1] - y)
+    ux, uy = (HUB[0] - x) / length, (HUB[1] - y) / length
+    sx, sy = x + ux * (RADIUS + 0.02), y + uy * (RADIUS + 0.02)
+    ex, ey = HUB[0] - ux * 0.05, HUB[1] - uy * 0.05
     active = kw is not None and kw >= IDLE_KW
     if not active:
         figure.add_shape(type="line", x0=sx, y0=sy, x1=ex, y1=ey,
@@ -75,11 +83,11 @@ def energy_flow_figure(live: dict) -> go.Figure:
     for name, (kw, inward) in flows(live).items():
         _edge(figure, name, kw, inward)
     for name, (kw, _) in flows(live).items():
-        _node(figure, name, kw)
-    figure.add_shape(type="circle", x0=HUB[0] - 0.03, y0=HUB[1] - 0.03, x1=HUB[0] + 0.03,
-                     y1=HUB[1] + 0.03, fillcolor="#374151", line={"width": 0})
+        _node(figure, name, kw, live.get("soc"))
+    figure.add_shape(type="circle", x0=HUB[0] - 0.035, y0=HUB[1] - 0.035, x1=HUB[0] + 0.035,
+                     y1=HUB[1] + 0.035, fillcolor="#374151", line={"width": 0})
     figure.update_layout(
-        height=300, margin={"l": 4, "r": 4, "t": 4, "b": 4}, showlegend=False,
+        height=320, margin={"l": 4, "r": 4, "t": 4, "b": 4}, showlegend=False,
         font={"family": FONT}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
         xaxis={"visible": False, "range": [0, 1], "fixedrange": True},
         yaxis={"visible": False, "range": [0, 1], "fixedrange": True, "scaleanchor": "x"},

@@ -31,34 +31,35 @@ GRID_THEME = ("themeQuartz.withParams({accentColor: '#0f766e', headerBackgroundC
               " fontFamily: 'inherit', fontSize: 13, rowHeight: 40, headerHeight: 40,"
               " borderColor: '#e5e7eb', wrapperBorderRadius: 8})")
 
-_NUMBER = {"type": "numericColumn", "filter": "agNumberColumnFilter", "width": 110}
+_NUMBER = {"type": "numericColumn", "width": 92, "minWidth": 80}
 COLUMNS = [
-    {"field": "status_text", "headerName": "Status", "width": 190, "sortable": True,
+    {"field": "status_text", "headerName": "Status", "width": 180, "pinned": "left",
      "cellClassRules": {"kw-cell-offline": "params.data.status == 'offline'",
                         "kw-cell-partial": "params.data.status == 'partial'",
                         "kw-cell-online": "params.data.status == 'online'"},
-     "comparator": {"function": "(a, b, nodeA, nodeB) => "
-                                "nodeA.data.rank - nodeB.data.rank"}},
-    {"field": "name", "headerName": "Site", "minWidth": 180, "flex": 1,
-     "cellClass": "kw-cell-site"},
-    {"field": "company", "headerName": "Company", "minWidth": 140, "flex": 1},
-    {"field": "alarms", "headerName": "Active alarms", "width": 170,
+     "comparator": {"function": "(a, b, nodeA, nodeB) => nodeA.data.rank - nodeB.data.rank"}},
+    {"field": "name", "headerName": "Site", "minWidth": 200, "flex": 2,
+     "cellClass": "kw-cell-site", "tooltipField": "name"},
+    {"field": "company", "headerName": "Company", "minWidth": 130, "flex": 1},
+    {"field": "alarms", "headerName": "Active alarms", "width": 150,
      "cellClassRules": {"kw-sev-critical": "params.data.worst == 'critical'",
                         "kw-sev-major": "params.data.worst == 'major'",
                         "kw-sev-minor": "params.data.worst == 'minor'",
                         "kw-sev-warning": "params.data.worst == 'warning'"},
      "comparator": {"function": "(a, b, nodeA, nodeB) => nodeA.data.rank - nodeB.data.rank"}},
-    {"field": "soc", "headerName": "SoC %", **_NUMBER, "width": 95},
-    {"field": "battery_kw", "headerName": "Battery kW", **_NUMBER,
-     "headerTooltip": "> 0 discharging, < 0 charging"},
-    {"field": "pv_kw", "headerName": "PV kW", **_NUMBER},
-    {"field": "load_kw", "headerName": "Load kW", **_NUMBER},
-    {"field": "grid_kw", "headerName": "Grid kW", **_NUMBER,
-     "headerTooltip": "> 0 import, < 0 export"},
-    {"field": "pv_kwh", "headerName": "PV today kWh", **_NUMBER, "width": 130},
-    {"field": "load_kwh", "headerName": "Load today kWh", **_NUMBER, "width": 140},
-    {"field": "import_kwh", "headerName": "Import today kWh", **_NUMBER, "width": 150},
-    {"field": "last_seen", "headerName": "Last seen", "width": 120, "sortable": False},
+    {"field": "soc", "headerName": "SoC %", **_NUMBER, "width": 84},
+    {"headerName": "Now (kW)", "children": [
+        {"field": "battery_kw", "headerName": "Battery", **_NUMBER,
+         "headerTooltip": "> 0 discharging, < 0 charging"},
+        {"field": "pv_kw", "headerName": "PV", **_NUMBER},
+        {"field": "load_kw", "headerName": "Load", **_NUMBER},
+        {"field": "grid_kw", "headerName": "Grid", **_NUMBER,
+         "headerTooltip": "> 0 import, < 0 export"}]},
+    {"headerName": "Today (kWh)", "children": [
+        {"field": "pv_kwh", "headerName": "PV", **_NUMBER},
+        {"field": "load_kwh", "headerName": "Load", **_NUMBER},
+        {"field": "import_kwh", "headerName": "Import", **_NUMBER}]},
+    {"field": "last_seen", "headerName": "Last seen", "width": 110, "sortable": False},
 ]
 
 
@@ -75,6 +76,7 @@ def grid_rows(sites: list[dict], status_filter: str = "all", *,
     for rank, site in enumerate(sites):
         row = fleet_row(site, now=now)
         row["rank"] = rank
+        row["row_id"] = str(row["id"])  # AG Grid row ids are strings
         if _keep(row, status_filter):
             rows.append(row)
     return rows
@@ -131,10 +133,11 @@ def layout(**_query) -> html.Div:
         ]),
         dag.AgGrid(
             id="fleet-grid", rowData=grid_rows(sites, now=now), columnDefs=COLUMNS,
-            defaultColDef={"sortable": True, "resizable": True, "filter": True},
-            getRowId="params.data.id", className="kw-grid",
+            defaultColDef={"sortable": True, "resizable": True, "filter": False,
+                           "suppressHeaderMenuButton": True},
+            getRowId="params.data.row_id", className="kw-grid",
             dashGridOptions={"theme": {"function": GRID_THEME}, "animateRows": False,
-                             "rowSelection": None, "tooltipShowDelay": 300,
+                             "tooltipShowDelay": 300,
                              "domLayout": "autoHeight" if len(sites) <= 25 else "normal"},
             style={"height": None if len(sites) <= 25 else "70vh", "width": "100%"}),
         dcc.Interval(id="fleet-refresh", interval=REFRESH_MS),
