@@ -80,6 +80,31 @@ def test_valid_telemetry_is_stored_and_live(conn, collector, publisher, topic, d
     assert live.read_live(conn, client, other, device_ids=[device_id]) == {}
 
 
+def test_published_points_reach_the_rollups(kw_env, conn, collector, devices):
+    import os
+    import subprocess
+
+    device_id = devices["INV-1"]
+    raw = count_rows(conn, [device_id])
+    assert raw == 20 * 3 * 11
+    result = subprocess.run(["kilowatch", "worker", "--once", "--job", "rollups"],
+                            env={**os.environ, **kw_env}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    closed = {}
+    for rollup, table in (("1m", "telemetry_1m"), ("1h", "telemetry_1h")):
+        # Rollups hold closed buckets: everything before the rollup's watermark.
+        watermark = conn.execute("SELECT watermark FROM rollup_state WHERE rollup = %s",
+                                 (rollup,)).fetchone()["watermark"]
+        closed[rollup] = conn.execute(
+            "SELECT count(*) AS n FROM telemetry WHERE device_id = %s AND time < %s",
+            (device_id, watermark)).fetchone()["n"]
+        total = conn.execute(f"SELECT coalesce(sum(count), 0) AS n FROM {table} "
+                             "WHERE device_id = %s", (device_id,)).fetchone()["n"]
+        assert total == closed[rollup], table
+    assert closed["1m"] == raw  # the samples are minutes old: every minute bucket is closed
+
+
 def test_same_message_twice_stores_one_row(conn, collector, publisher, topic, devices):
     payload = telemetry(1, now() - dt.timedelta(minutes=5), samples=2, points=4)
     publisher.publish(topic("INV-2"), payload)
