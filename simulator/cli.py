@@ -12,7 +12,9 @@ from kilowatch.cli import UserError
 from kilowatch.fleet import SERIAL_PATTERN
 from kilowatch.settings import get_settings
 from simulator import register, runner
+from simulator.controller import default_controller
 from simulator.link import LinkError, MqttLink
+from simulator.schedule_follower import following_controller
 from simulator.sites import SiteSpec, make_sites
 
 log = logging.getLogger(__name__)
@@ -47,9 +49,11 @@ log = logging.getLogger(__name__)
               help="Company that owns the registered sites.")
 @click.option("--serial-prefix", default="SIM", show_default=True,
               help="Serials are PREFIX-0001, PREFIX-0002 …")
+@click.option("--ignore-schedules", is_flag=True,
+              help="Run the built-in program only; do not follow (nor ack) the schedules sent.")
 def simulate(site_count, interval, seed, backfill_days, backfill_interval, duration, fault_rate,
              drop_rate, extra_points, outage, outage_after, do_register, company,
-             serial_prefix) -> None:
+             serial_prefix, ignore_schedules) -> None:
     """Simulate a fleet of BESS sites publishing telemetry, alarms and status over MQTT."""
     settings = get_settings()
     if backfill_days >= settings.raw_retention_days:
@@ -63,7 +67,8 @@ def simulate(site_count, interval, seed, backfill_days, backfill_interval, durat
         duration_s=duration, fault_rate=fault_rate, drop_rate=drop_rate,
         extra_points=extra_points, outage_s=outage, outage_after_s=outage_after)
     links = _connect(sites, settings.mqtt_url, settings.mqtt_prefix)
-    devices = runner.make_devices(sites, links, options)
+    factory = default_controller if ignore_schedules else following_controller
+    devices = runner.make_devices(sites, links, options, factory)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

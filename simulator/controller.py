@@ -1,7 +1,11 @@
 """Controllers: what operating mode a simulated storage system runs at a given time.
 
 A site's battery asks its controller ``mode_at(t)`` at every step. The default
-controller keeps one mode forever (self-consumption between 10 and 95 % SoC).
+controller is the device's built-in program (:class:`BuiltInProgram`): PV
+self-consumption by day, peak shaving of the evening load, and a slow charge
+from the grid at night on weekdays. ``kilowatch simulate`` wraps it in a
+schedule follower (:mod:`simulator.schedule_follower`) that runs the schedules
+the platform sends and falls back to the built-in program until one arrives.
 
 A controller that needs the device's MQTT link (for example one that follows
 the schedules received on ``{prefix}/{serial}/schedule`` and acknowledges them
@@ -17,6 +21,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from kilowatch import battery
 from simulator.sites import SiteSpec
@@ -69,9 +74,50 @@ class ConstantController:
         return self.mode, self.params
 
 
+class BuiltInProgram:
+    """The device's own program, in the site's local time, sized from its ratings and load.
+
+    Weekdays: 00:00–06:00 charge slowly from the grid (capacity / 8 kW) up to
+    60 % SoC while energy is cheap; 06:00–16:00 self-consumption between 50 and
+    95 % (PV surplus is stored, and half the battery stays in reserve for the
+    evening); 16:00–22:00 peak shaving that keeps the grid import at or below
+    half the site's peak load, down to 10 % SoC; 22:00–24:00 idle. Weekends:
+    self-consumption between 10 and 95 % all day.
+    """
+
+    NIGHT_END_H, EVENING_START_H, EVENING_END_H = 6, 16, 22
+    NIGHT_SOC_MAX = 60.0
+    DAY_RESERVE_SOC = 50.0
+    SOC_MIN, SOC_MAX = 10.0, 95.0
+    PEAK_LIMIT_SHARE = 0.5  # of the site's peak load
+
+    def __init__(self, site: SiteSpec) -> None:
+        self._zone = ZoneInfo(site.timezone)
+        self.night_charge = {"power_kw": min(site.rated_power_kw, site.capacity_kwh / 8),
+                             "soc_max": self.NIGHT_SOC_MAX}
+        self.day = {"soc_min": self.DAY_RESERVE_SOC, "soc_max": self.SOC_MAX}
+        # soc_max = soc_min: shave only; never recharge from the grid at evening prices.
+        self.evening = {"grid_limit_kw": round(site.load_peak_kw * self.PEAK_LIMIT_SHARE, 1),
+                        "soc_min": self.SOC_MIN, "soc_max": self.SOC_MIN}
+        self.weekend = {"soc_min": self.SOC_MIN, "soc_max": self.SOC_MAX}
+
+    def mode_at(self, t: datetime) -> ModeAndParams:
+        """Return the program's mode at ``t`` (read in the site's time zone)."""
+        local = t.astimezone(self._zone)
+        if local.weekday() >= 5:
+            return "self_consumption", self.weekend
+        if local.hour < self.NIGHT_END_H:
+            return "charge", self.night_charge
+        if local.hour < self.EVENING_START_H:
+            return "self_consumption", self.day
+        if local.hour < self.EVENING_END_H:
+            return "peak_shaving", self.evening
+        return "idle", {}
+
+
 ControllerFactory = Callable[[SiteSpec], Controller]
 
 
 def default_controller(site: SiteSpec) -> Controller:
-    """Return the default controller: self-consumption between 10 and 95 % SoC."""
-    return ConstantController()
+    """Return the device's built-in program (see :class:`BuiltInProgram`)."""
+    return BuiltInProgram(site)

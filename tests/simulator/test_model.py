@@ -74,8 +74,9 @@ def test_soc_stays_in_bounds_and_follows_energy_and_efficiency(fleet_runs):
         assert max(soc_range) - min(soc_range) > 5, "the battery should actually cycle"
 
 
-def test_battery_charges_from_pv_by_day_and_discharges_at_night(fleet_runs):
-    for site, _, samples in fleet_runs:
+def test_self_consumption_charges_from_pv_by_day_and_discharges_at_night():
+    for site in make_sites(4, seed=11):
+        _, samples = simulate(site, 3 * 288, controller=ConstantController())
         states = {s.values["pcs.state"] for s in samples}
         assert {2, 3} <= states, site.name
         charging = [s for s in samples if s.values["pcs.state"] == 2]
