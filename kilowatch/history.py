@@ -181,7 +181,8 @@ def point_units(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, tup
     """Return name → (point id, unit) for the known points among ``names``."""
     rows = conn.execute("SELECT id, name, unit FROM points WHERE name = ANY(%s)",
                         (list(names),)).fetchall()
-    return {row["name"]: (row["id"], row["unit"]) for row in rows}
+    known = {row["name"]: (row["id"], row["unit"]) for row in rows}
+    return {name: known[name] for name in names if name in known}  # in the asked order
 
 
 _TIER = """

@@ -73,7 +73,8 @@ def layout(site: str | None = None, device: str | None = None, **_query) -> html
 def list_devices(site_id, chosen):
     """Offer the devices of the chosen site."""
     with connection() as conn:
-        devices = fleet.list_devices(conn, current_scope(), as_id(site_id))
+        site = fleet.get_site(conn, current_scope(), as_id(site_id))
+        devices = fleet.list_devices(conn, current_scope(), site["id"])
     options = [{"label": f"{d['serial']} ({d['model']})", "value": d["id"]} for d in devices]
     ids = [d["id"] for d in devices]
     return options, chosen if chosen in ids else (ids[0] if ids else None)
@@ -84,7 +85,8 @@ def list_devices(site_id, chosen):
 def list_points(device_id):
     """Offer the points the chosen device has sent."""
     with connection() as conn:
-        points = history.device_points(conn, current_scope(), as_id(device_id))
+        device = history.get_device(conn, current_scope(), as_id(device_id))
+        points = history.device_points(conn, current_scope(), device["id"])
     options = [{"label": f"{p['name']} ({p['unit']})" if p["unit"] else p["name"],
                 "value": p["name"]} for p in points]
     names = [p["name"] for p in points]

@@ -1,0 +1,88 @@
+"""Point explorer: admins and support only; every site or device id is checked against the scope."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.dashboards import seed
+from tests.dashboards.conftest import call_callback, login
+
+
+@pytest.fixture(scope="module")
+def devices(tenants, settings):
+    """A device with history on A's first site and one on B's."""
+    with psycopg.connect(settings.database_url, autocommit=True,
+                         row_factory=psycopg.rows.dict_row) as conn:
+        a = seed.register(conn, tenants.a.sites[0], "EXPL-A1")
+        b = seed.register(conn, tenants.b.sites[0], "EXPL-B1")
+        seed.seed_history(conn, a, days=2)
+        seed.seed_history(conn, b, days=2)
+    return {"a": a, "b": b}
+
+
+def _as(app, account):
+    client = app.server.test_client()
+    assert login(client, account.email, account.password).status_code == 302
+    return client
+
+
+def _plot(client, app, device_id, points=("bms.soc",), range_key="7d"):
+    return call_callback(client, app, "explorer-graph.figure", {
+        "explorer-device.value": device_id, "explorer-points.value": list(points),
+        "explorer-range.value": range_key})
+
+
+def test_admin_lists_devices_and_points_then_plots(app, tenants, devices):
+    client = _as(app, tenants.a.admin)
+    listing = call_callback(client, app, "explorer-device.options",
+                            {"explorer-site.value": tenants.a.sites[0]})
+    assert listing.status_code == 200
+    assert "EXPL-A1" in listing.get_data(as_text=True)
+    points = call_callback(client, app, "explorer-points.options",
+                           {"explorer-device.value": devices["a"]})
+    assert "bms.cell_v_max" in points.get_data(as_text=True)
+    plot = _plot(client, app, devices["a"], ("bms.soc", "pcs.p"))
+    payload = plot.get_json()["response"]
+    assert [t["name"] for t in payload["explorer-graph"]["figure"]["data"]] == [
+        "EXPL-A1 bms.soc", "EXPL-A1 pcs.p"]
+    assert payload["explorer-resolution"]["children"].startswith("Resolution: 10 min")
+    assert len(plot.get_data()) < 200_000
+
+
+def test_support_reads_any_company(app, tenants, devices):
+    assert _plot(_as(app, tenants.support), app, devices["b"]).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_viewers_and_operators_are_refused(app, tenants, devices, role):
+    client = _as(app, getattr(tenants.a, role))
+    assert _plot(client, app, devices["a"]).status_code == 403
+    listing = call_callback(client, app, "explorer-device.options",
+                            {"explorer-site.value": tenants.a.sites[0]})
+    assert listing.status_code == 403
+
+
+def test_forged_ids_of_another_company_are_refused(app, tenants, devices):
+    client = _as(app, tenants.a.admin)
+    listing = call_callback(client, app, "explorer-device.options",
+                            {"explorer-site.value": tenants.b.sites[0]})
+    assert listing.status_code == 204
+    points = call_callback(client, app, "explorer-points.options",
+                           {"explorer-device.value": devices["b"]})
+    assert points.status_code == 204
+    plot = _plot(client, app, devices["b"])
+    assert plot.status_code == 204
+    assert b"EXPL-B1" not in listing.get_data() + points.get_data() + plot.get_data()
+
+
+@pytest.mark.parametrize("forged", ["x", None, -1, True, 2**40])
+def test_malformed_device_ids_give_no_update(app, tenants, devices, forged):
+    response = _plot(_as(app, tenants.a.admin), app, forged)
+    assert response.status_code in (204, 400)
+
+
+def test_bad_point_names_draw_a_message(app, tenants, devices):
+    response = _plot(_as(app, tenants.a.admin), app, devices["a"], ("no.such.point", 5))
+    assert response.status_code == 200
+    assert "No data" in response.get_data(as_text=True)
