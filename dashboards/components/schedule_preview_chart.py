@@ -33,10 +33,12 @@ def preview_figure(preview: Preview) -> go.Figure:
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                            row_heights=[0.4, 0.6])
     shown: set[str] = set()
+    bands = []
     for mode, start, end in _mode_bands(preview, times):
-        figure.add_vrect(x0=start, x1=end, fillcolor=MODE_COLORS.get(mode, "#e5e7eb"),
-                         opacity=0.18, line_width=0, layer="below", row=1, col=1,
-                         exclude_empty_subplots=False)
+        # Plain dicts set at once: add_vrect re-validates every shape (quadratic).
+        bands.append({"type": "rect", "xref": "x", "yref": "y domain", "x0": start, "x1": end,
+                      "y0": 0, "y1": 1, "fillcolor": MODE_COLORS.get(mode, "#e5e7eb"),
+                      "opacity": 0.18, "line": {"width": 0}, "layer": "below"})
         if mode not in shown:  # legend entries for the bands
             shown.add(mode)
             figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=mode_label(mode),
@@ -62,7 +64,7 @@ def preview_figure(preview: Preview) -> go.Figure:
                                     legendgroup="power", legendgrouptitle_text="Power"),
                          row=2, col=1)
     figure.update_layout(
-        height=460, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white",
+        shapes=bands, height=460, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white",
         paper_bgcolor="white", hovermode="x unified",
         legend={"orientation": "v", "x": 1.01, "y": 1, "groupclick": "toggleitem"})
     figure.update_yaxes(title_text="SoC %", range=[0, 100], gridcolor="#eef2f7", row=1, col=1)
