@@ -118,7 +118,12 @@ def test_a_broker_restart_loses_no_telemetry(kw_env, broker):
                          "--serial-prefix", "RST"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.5)
+        # Stop the broker mid-stream: once both devices publish (start-up time varies).
+        deadline = time.monotonic() + 30
+        while not all(subscriber.received(s) for s in ("RST-0001", "RST-0002")) and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+        time.sleep(0.5)
         broker.stop()
         time.sleep(2.0)
         broker.start()
