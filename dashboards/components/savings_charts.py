@@ -52,6 +52,19 @@ def empty_figure(message: str, *, height: int = 300) -> go.Figure:
     return _style(figure, height=height)
 
 
+def _previous_month(label: str) -> str:
+    year, month = int(label[:4]), int(label[5:7])
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def axis_months(months: Sequence[str], minimum: int = 6) -> list[str]:
+    """Return the months to show: the given ones, led by earlier empty ones up to ``minimum``."""
+    shown = list(months)
+    while shown and len(shown) < minimum:
+        shown.insert(0, _previous_month(shown[0]))
+    return shown
+
+
 def monthly_bills_figure(rows: Sequence[dict], currency: str) -> go.Figure:
     """Draw each month's three bills as grouped bars and the savings as lines.
 
@@ -82,7 +95,9 @@ def monthly_bills_figure(rows: Sequence[dict], currency: str) -> go.Figure:
             textfont={"size": 16, "color": "#b45309"},
             hovertemplate="Data gaps this month<extra>%{x}</extra>")
     figure.update_layout(barmode="group", bargap=0.25, hovermode="x unified")
-    figure.update_xaxes(type="category")
+    figure.update_xaxes(type="category", categoryorder="array",
+                        categoryarray=axis_months(months))
+    figure.update_xaxes(range=[-0.5, len(axis_months(months)) - 0.5])
     return _style(figure, height=340, y_title=currency)
 
 
@@ -103,7 +118,14 @@ def breakdown_figure(summary: dict) -> go.Figure:
                                "line": {"width": 3}},
                        hovertemplate=f"Total: %{{y:,.2f}} {currency}<extra>%{{x}}</extra>")
     figure.update_layout(barmode="relative", bargap=0.45)
-    return _style(figure, height=340, y_title=currency)
+    _style(figure, height=340, y_title=currency)
+    figure.update_layout(legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0},
+                         margin={"t": 24, "b": 70})
+    top = max(sum(summary["bills"][s][p] for p in ("energy", "demand", "fixed"))
+              for s in SCENARIOS)
+    bottom = max(summary["bills"][s]["export_credit"] for s in SCENARIOS)
+    figure.update_yaxes(range=[-bottom * 1.15, max(top * 1.15, 1.0)])
+    return figure
 
 
 def _local(iso: str, timezone: str) -> str:
@@ -169,7 +191,9 @@ def cumulative_figure(rows: Sequence[dict], currency: str) -> go.Figure:
                            fillcolor="rgba(21,128,61,0.08)",
                            hovertemplate=f"{title}: %{{y:,.2f}} {currency}<extra>%{{x}}</extra>")
     figure.update_layout(hovermode="x unified")
-    figure.update_xaxes(type="category")
+    figure.update_xaxes(type="category", categoryorder="array",
+                        categoryarray=axis_months(months),
+                        range=[-0.5, len(axis_months(months)) - 0.5])
     return _style(figure, height=260, y_title=currency)
 
 

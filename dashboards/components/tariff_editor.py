@@ -89,9 +89,9 @@ def months_grid() -> html.Div:
                  className="small text-muted mb-1"),
         dag.AgGrid(id="tariffs-flat-months", columnDefs=defs, rowData=[{}],
                    columnSize="sizeToFit", className="ag-theme-alpine kw-rate-grid",
-                   dashGridOptions={"singleClickEdit": True, "domLayout": "autoHeight",
+                   dashGridOptions={"singleClickEdit": True,
                                     "stopEditingWhenCellsLoseFocus": True},
-                   style={"height": None}),
+                   style={"height": "92px"}),
     ])
 
 

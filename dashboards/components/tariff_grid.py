@@ -51,12 +51,14 @@ def schedule_figure(table: Sequence[Sequence[int]], labels: Mapping[int, str], t
         z=[list(row) for row in table], x=list(range(24)), y=list(range(12)),
         zmin=-0.5, zmax=count - 0.5, colorscale=_colorscale(count), showscale=False,
         text=[[str(v) for v in row] for row in table], texttemplate="%{text}",
-        textfont={"size": 10, "color": "#1f2937"}, customdata=names,
-        hovertemplate="%{customdata}<extra></extra>", xgap=1, ygap=1))
-    # Invisible cell centres make box and lasso selections report the cells they cover.
+        textfont={"size": 10, "color": "#1f2937"}, hoverinfo="skip", xgap=1, ygap=1))
+    # Invisible markers on the cell centres carry hover, clicks and box or lasso
+    # selections (a heatmap reports no selected cells).
     figure.add_scatter(x=[h for _ in range(12) for h in range(24)],
                        y=[m for m in range(12) for _ in range(24)], mode="markers",
-                       marker={"size": 14, "opacity": 0}, hoverinfo="skip", showlegend=False,
+                       marker={"size": 14, "opacity": 0}, showlegend=False,
+                       customdata=[name for row in names for name in row],
+                       hovertemplate="%{customdata}<extra></extra>",
                        selected={"marker": {"opacity": 0}},
                        unselected={"marker": {"opacity": 0}})
     figure.update_layout(

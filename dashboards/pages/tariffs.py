@@ -357,6 +357,11 @@ def _date(value, field: str) -> date | None:
         raise TariffError(f"{field}: {str(value)[:40]!r} is not a date like 2026-03-01") from None
 
 
+def _failure(error: Exception) -> dbc.Alert:
+    # Not capitalised: the message starts with the faulty field's exact name.
+    return dbc.Alert(str(error), color="danger", dismissable=True, id="tariffs-error")
+
+
 ACTIONS = {"tariffs-save": _save, "tariffs-create": _create, "tariffs-upload": _import,
            "tariffs-assign": _assign}
 
@@ -397,7 +402,7 @@ def change_tariffs(clicks, form, changed):
         with connection() as conn:
             message, selected = action(conn, current_scope(), form)
     except (TariffError, fleet.FleetError, users.AccountError) as error:
-        return admin.failure(error), no_update, no_update
+        return _failure(error), no_update, no_update
     return message, (changed if isinstance(changed, int) else 0) + 1, selected
 
 
