@@ -15,6 +15,7 @@ from kilowatch.access import system_scope
 from simulator.sites import make_sites
 from tests.collector.helpers import Publisher, running_collector, wait_for
 from tests.simulator.conftest import simulate_command
+from tests.simulator.test_mqtt import protocol_errors
 
 ROOT = system_scope("test")
 SITE = make_sites(1, seed=31, serial_prefix="FOL")[0]
@@ -104,6 +105,7 @@ def test_a_simulated_device_applies_obeys_and_rejects_schedules(kw_env, settings
         f"this device's rated power of {SITE.rated_power_kw:g} kW")
     assert rejected["applied_revision"] == revision["revision"]
     assert all(p == pytest.approx(POWER_KW, abs=1e-3) for p, _ in kept)  # the old program runs
+    assert protocol_errors(inbox.messages) == []
     acks = inbox.on("schedule/ack", SITE.serial)
     assert [(a["revision"], a["status"]) for a in acks] == [
         (revision["revision"], "applied"), (second["revision"], "rejected")]

@@ -22,7 +22,8 @@ from tests.simulator.test_model import CANONICAL, POINT_NAME
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SCHEMAS = Path(kilowatch.__file__).parent / "schemas"
-SCHEMA_FILES = {"telemetry": "telemetry.json", "status": "status.json", "alarms": "alarm.json"}
+SCHEMA_FILES = {"telemetry": "telemetry.json", "status": "status.json", "alarms": "alarm.json",
+                "schedule": "schedule.json", "ack": "schedule_ack.json"}  # by the topic's end
 
 
 def protocol_errors(messages: list[tuple[str, dict, bool]]) -> list[str]:
