@@ -82,6 +82,13 @@ def base_layout(figure: go.Figure, *, height: int = 320, y_title: str | None = N
     return figure
 
 
+def show_range(figure: go.Figure, start: datetime, end: datetime, timezone: str) -> go.Figure:
+    """Make the time axis span the whole picked range (e.g. all of today, not just until now)."""
+    low, high = local_ms([start, end], timezone)
+    figure.update_xaxes(range=[float(low), float(high)])
+    return figure
+
+
 def empty_figure(message: str, *, height: int = 320) -> go.Figure:
     """Return a blank chart that says why there is nothing to draw."""
     figure = go.Figure()

@@ -232,14 +232,17 @@ def _chart(site_id, key, start, end, points, build, *, height: int):
         try:
             lo, hi = _range(site, key, start, end)
             resolution = history.choose_resolution(lo, hi)  # of the whole range, e.g. a day
-            hi = min(hi, datetime.now(UTC))
+            full_end, hi = hi, min(hi, datetime.now(UTC))
             if hi <= lo:
                 raise history.HistoryError("Nothing to show yet: this range has not begun")
             data = history.site_history(conn, current_scope(), site["id"], points, lo, hi,
                                         resolution=resolution)
         except history.HistoryError as error:
             return charts.empty_figure(str(error), height=height), str(error)
-    return build(data), f"Resolution: {data.resolution.label}"
+    figure = build(data)
+    if any(series.times for series in data.series.values()):
+        charts.show_range(figure, lo, full_end, site["timezone"])
+    return figure, f"Resolution: {data.resolution.label}"
 
 
 _RANGE_INPUTS = (Input("site-id", "data"), Input("site-tabs", "active_tab"),

@@ -12,6 +12,7 @@ Everything runs as subprocesses of the real CLI; Ctrl-C stops them all.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -177,7 +178,9 @@ def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
 
 def _run(services: Services, url: str, *, sites: int, backfill_days: float, port: int,
          check: bool) -> None:
-    services.start("collector", "collector")
+    # A check must not take over the session or metrics port of a collector already running.
+    extra = ["--client-id", f"kilowatch-demo-check-{os.getpid()}", "--metrics-port", "0"]
+    services.start("collector", "collector", *(extra if check else []))
     services.start("web", "web", "--host", "127.0.0.1", "--port", str(port))
     time.sleep(2)  # the collector subscribes before the devices speak
     services.start("simulator", "simulate", "--register", "--company", COMPANY,
