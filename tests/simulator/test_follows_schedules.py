@@ -14,7 +14,7 @@ from kilowatch import schedule_delivery, schedule_store, schedules
 from kilowatch.access import system_scope
 from simulator.sites import make_sites
 from tests.collector.helpers import Publisher, running_collector, wait_for
-from tests.simulator.conftest import simulate_command
+from tests.simulator.conftest import run_simulate, simulate_command
 from tests.simulator.test_mqtt import protocol_errors
 
 ROOT = system_scope("test")
@@ -114,3 +114,25 @@ def test_a_simulated_device_applies_obeys_and_rejects_schedules(kw_env, settings
     before = [sample["v"]["pcs.p"] for topic, message, _ in inbox.messages[:first_ack]
               if topic.endswith("/telemetry") for sample in message["samples"]]
     assert before and POWER_KW not in before  # the built-in program ran until then
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_simulate_answers_the_retained_schedule_unless_told_to_ignore_schedules(
+        kw_env, inbox, ignore):
+    site = make_sites(1, seed=32, serial_prefix="RET")[0]
+    topic = f"{kw_env['KILOWATCH_MQTT_PREFIX']}/{site.serial}/schedule"
+    waiting = {"revision": 12, "timezone": site.timezone, "default_mode": "idle"}
+    publisher = Publisher()
+    try:  # retained before the device connects: the broker hands it over on subscribe
+        publisher.publish(topic, json.dumps(waiting).encode(), retain=True)
+    finally:
+        publisher.client.disconnect()
+        publisher.client.loop_stop()
+    flags = ["--ignore-schedules"] if ignore else []
+    result = run_simulate(kw_env, "--sites", "1", "--seed", "32", "--serial-prefix", "RET",
+                          "--interval", "0.2", "--duration", "1", "--fault-rate", "0", *flags)
+    assert result.returncode == 0, result.stderr
+    assert inbox.wait_for(lambda box: len(box.on("telemetry", site.serial)) >= 5)
+    expected = [] if ignore else [{"revision": 12, "status": "applied"}]
+    assert [{k: v for k, v in ack.items() if k != "ts"}
+            for ack in inbox.on("schedule/ack", site.serial)] == expected
