@@ -27,18 +27,17 @@ NETTING_OPTIONS = [{"label": "Every 15 minutes", "value": "interval"},
 FIXED_OPTIONS = [{"label": "per month", "value": "month"}, {"label": "per day", "value": "day"},
                  {"label": "per year", "value": "year"}]
 GRIDS = {
-    "energy": ("Energy rates", "rate per kWh; tiers: one row per tier with its upper kWh",
+    "energy": ("Energy rates", "per kWh; a tiered period has one row per tier",
                [("period", "Period", 90, "number"), ("label", "Label", 150, "text"),
                 ("rate", "Rate /kWh", 110, "number"), ("max_kwh", "Tier max kWh", 120, "number"),
                 ("tier_basis", "Tier basis", 110, "basis"), ("sell", "Sell /kWh", 110, "number")]),
     "demand": ("Time-of-use demand rates",
-               "rate per kW on the month's highest 15-minute import in each period; "
-               "leave empty for none",
+               "per kW on the month's highest 15-minute import in each period "
+               "(empty: none)",
                [("period", "Period", 90, "number"), ("label", "Label", 150, "text"),
                 ("rate", "Rate /kW", 110, "number"), ("max_kw", "Tier max kW", 120, "number")]),
     "flat": ("Flat demand rates",
-             "rate per kW on the month's highest 15-minute import; the months below say "
-             "which period each month uses",
+             "per kW on the month's highest 15-minute import (empty: none)",
              [("period", "Period", 90, "number"), ("label", "Label", 150, "text"),
               ("rate", "Rate /kW", 110, "number"), ("max_kw", "Tier max kW", 120, "number")]),
 }
@@ -68,7 +67,7 @@ def rate_grid(kind: str) -> html.Div:
                 dbc.Button("Add row", id=f"tariffs-{kind}-add", size="sm", color="secondary",
                            outline=True, className="me-1"),
                 dbc.Button("Remove selected", id=f"tariffs-{kind}-remove", size="sm",
-                           color="danger", outline=True)]),
+                           color="danger", outline=True)], className="text-nowrap ms-2"),
         ]),
         dag.AgGrid(id=f"tariffs-{kind}-grid", columnDefs=defs, rowData=[],
                    columnSize="sizeToFit", className="ag-theme-alpine kw-rate-grid",
