@@ -26,7 +26,7 @@ PARAM_HEADERS = {"power_kw": "Power kW", "grid_limit_kw": "Grid limit kW",
                  "soc_min": "SoC min %", "soc_max": "SoC max %"}
 PERIOD_FIELDS = ("day", "start", "end", "mode", *PARAMS)
 EXCEPTION_FIELDS = ("date", "name", "start", "end", "mode", *PARAMS)
-ALL_DAY = ""  # the exception row's mode meaning "no period: the default mode all day"
+ALL_DAY = "all_day"  # an exception row's "mode" for a date with no period (default mode)
 MAX_ROWS = 1500  # 200 periods on every day; more is not a schedule but a forged request
 
 _PERIOD = re.compile(r"^period (\d+)(?: \([^)]*\))?: (.+)$", re.S)
@@ -303,7 +303,7 @@ def _time_cell(kind: str, field: str, index: int, value, editable: bool) -> html
 
 def _mode_cell(kind: str, index: int, mode, has_optimizer: bool, editable: bool,
                all_day: bool = False) -> html.Td:
-    value = mode if mode is not None else (ALL_DAY if all_day else None)
+    value = ALL_DAY if all_day and mode in (None, "") else mode
     return _cell(dbc.Select(id={"type": f"schedule-{kind}-mode", "index": index},
                             options=mode_options(has_optimizer, all_day=all_day), value=value,
                             size="sm", disabled=not editable), "10rem")
@@ -341,8 +341,8 @@ def exception_row(index: int, row: dict, *, editable: bool,
     """Return one exception row (date, name, one period or all day) and its error line."""
     cells = [
         _cell(dbc.Input(id={"type": "schedule-exception-date", "index": index}, type="date",
-                        value=row.get("date") or "", size="sm", disabled=not editable,
-                        debounce=True), "9.5rem"),
+                        value=row.get("date") or "", size="sm", disabled=not editable),
+              "9.5rem"),
         _cell(dbc.Input(id={"type": "schedule-exception-name", "index": index},
                         value=row.get("name") or "", placeholder="Name (optional)",
                         maxLength=100, size="sm", disabled=not editable, debounce=True), "9rem"),

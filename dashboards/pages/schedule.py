@@ -222,27 +222,32 @@ def layout(site_id=None, **_query) -> html.Div:
         dcc.Interval(id="schedule-refresh", interval=REFRESH_MS),
         _header(site),
         dbc.Row([
-            dbc.Col(lg=8, children=[
-                dbc.Card(className="mb-3", children=[
-                    dbc.CardHeader("Week at a glance"),
-                    dbc.CardBody(dcc.Graph(id="schedule-timeline",
-                                           figure=week_figure(schedule),
-                                           config={"displayModeBar": False}), className="p-2"),
-                ]),
-                _program_card(schedule, site, editable),
-                _exceptions_card(schedule, site, editable),
-                html.Div(id="schedule-errors"),
-                _save_card(editable),
-            ]),
-            dbc.Col(lg=4, children=[
-                dbc.Card(className="mb-3", children=[
-                    dbc.CardHeader("Delivery to the storage devices"),
-                    dbc.CardBody(html.Div(id="schedule-delivery")),
-                ]),
-                _history_card(editable),
-            ]),
+            dbc.Col(_timeline_card(schedule), lg=8),
+            dbc.Col(_delivery_card(), lg=4),
         ]),
-        _preview_card(),
+        _program_card(schedule, site, editable),
+        _exceptions_card(schedule, site, editable),
+        html.Div(id="schedule-errors"),
+        _save_card(editable),
+        dbc.Row([
+            dbc.Col(_preview_card(), xl=8),
+            dbc.Col(_history_card(editable), xl=4),
+        ]),
+    ])
+
+
+def _timeline_card(schedule: dict) -> dbc.Card:
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader("Week at a glance"),
+        dbc.CardBody(dcc.Graph(id="schedule-timeline", figure=week_figure(schedule),
+                               config={"displayModeBar": False}), className="p-2"),
+    ])
+
+
+def _delivery_card() -> dbc.Card:
+    return dbc.Card(className="mb-3", children=[
+        dbc.CardHeader("Delivery to the storage devices"),
+        dbc.CardBody(html.Div(id="schedule-delivery")),
     ])
 
 

@@ -11,6 +11,7 @@ seen the revision pending in the page.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import threading
@@ -201,6 +202,49 @@ def _forged_save(page, base_url: str, site_id: int) -> dict:
     entry = next(e for e in dependencies if "schedule-message.children" in e["output"])
     values = {**draft_values(site_id, BODY), "schedule-save.n_clicks": 1}
     return callback_body(entry["output"], entry, values, triggered="schedule-save.n_clicks")
+
+
+def test_operator_copies_a_day_and_adds_an_exception(live_server, browser, tenants,
+                                                      device_site, conn):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    browser_login(page, live_server, tenants.a.operator.email, tenants.a.operator.password)
+    page.goto(f"{live_server}/site/{device_site['id']}/schedule")
+    page.locator("#schedule-delivery-text").wait_for()
+    before = schedule_store.get_revision(conn, ROOT, device_site["id"])["revision"]
+
+    page.select_option("#schedule-copy-from", "tue")
+    page.get_by_label("Sat", exact=True).check()
+    page.click("#schedule-copy")
+    saturday = page.locator("select[id*='schedule-period-day']").locator("option:checked")
+    page.wait_for_function("""() => [...document.querySelectorAll(
+        "select[id*='schedule-period-day']")].filter(s => s.value === 'sat').length === 2""")
+    assert saturday.count() == 13  # Mon–Fri 2 rows each, Sat 2 copied, Sun 1
+
+    page.click("#schedule-add-exception")
+    _cell(page, "exception", "date", 0).wait_for()
+    _cell(page, "exception", "date", 0).fill("2020-01-01")
+    page.get_by_text("This date is in the past").wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/schedule-exception-error.png", full_page=True)
+    holiday = schedules.local_today("Europe/Paris") + dt.timedelta(days=30)
+    _cell(page, "exception", "date", 0).fill(holiday.isoformat())
+    _cell(page, "exception", "name", 0).fill("Maintenance")
+    _cell(page, "exception", "name", 0).press("Tab")
+    page.wait_for_function("() => !document.querySelector('#schedule-error-summary')")
+    page.fill("#schedule-comment", "Saturday like Tuesday; maintenance day")
+    page.click("#schedule-save")
+    page.get_by_text(f"Saved revision {before + 1}").wait_for()
+    page.get_by_text(f"Applied revision {before + 1}").wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/schedule-exception.png", full_page=True)
+    latest = schedule_store.get_revision(conn, ROOT, device_site["id"])
+    assert latest["revision"] == before + 1
+    assert latest["body"]["exceptions"] == [
+        {"date": holiday.isoformat(), "name": "Maintenance", "periods": []}]
+    saturday_periods = sorted((p["start"], p["mode"]) for p in latest["body"]["periods"]
+                              if "sat" in p["days"])
+    assert saturday_periods == [("01:00", "charge"), ("17:00", "discharge")]
+    context.close()
 
 
 def test_viewer_sees_the_editor_read_only(live_server, browser, tenants, device_site):
