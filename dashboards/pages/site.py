@@ -161,6 +161,8 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
             html.Span(id="site-status"),
             dcc.Link("Schedule", href=f"/site/{site['id']}/schedule", id="site-schedule-link",
                      className="btn btn-sm btn-outline-primary ms-auto"),
+            dcc.Link("Savings", href=f"/site/{site['id']}/savings", id="site-savings-link",
+                     className="btn btn-sm btn-outline-primary"),
             html.Small(subtitle, className="text-muted w-100"),
         ]),
         _live_row(),
