@@ -114,6 +114,7 @@ def breakdown_figure(summary: dict) -> go.Figure:
     totals = [summary["bills"][s]["total"] for s in SCENARIOS]
     figure.add_scatter(x=scenarios, y=totals, name="Total", mode="markers+text",
                        text=[f"{t:,.2f}" for t in totals], textposition="top center",
+                       cliponaxis=False,
                        marker={"symbol": "line-ew-open", "size": 36, "color": "#111827",
                                "line": {"width": 3}},
                        hovertemplate=f"Total: %{{y:,.2f}} {currency}<extra>%{{x}}</extra>")
@@ -124,7 +125,7 @@ def breakdown_figure(summary: dict) -> go.Figure:
     top = max(sum(summary["bills"][s][p] for p in ("energy", "demand", "fixed"))
               for s in SCENARIOS)
     bottom = max(summary["bills"][s]["export_credit"] for s in SCENARIOS)
-    figure.update_yaxes(range=[-bottom * 1.15, max(top * 1.15, 1.0)])
+    figure.update_yaxes(range=[-bottom * 1.15, max(top * 1.25, 1.0)])
     return figure
 
 

@@ -48,7 +48,8 @@ def test_admin_imports_urdb_assigns_it_and_sees_the_month_savings(live_server, p
     page.wait_for_function(
         "document.querySelector('#tariffs-selected').selectedOptions[0]?.text"
         ".startsWith('GS-TOU-2')")
-    page.wait_for_selector("#tariffs-grid-energy_weekday .heatmaplayer")
+    page.wait_for_function(  # the grids are drawn with the imported tariff's four periods
+        "document.querySelectorAll('#tariffs-paint-energy input').length == 4")
     _shot(page, "1-imported")
 
     first_day = start.astimezone(ZoneInfo("Europe/Paris")).date()
@@ -75,3 +76,7 @@ def test_admin_imports_urdb_assigns_it_and_sees_the_month_savings(live_server, p
     assert summary["bills"]["actual"]["total"] > 0
     assert summary["tariff"].startswith("GS-TOU-2")
     assert date.fromisoformat(summary["data_until"][:10]) >= first_day
+
+    page.click("#nav-fleet_savings")
+    page.wait_for_selector(f"#fleet-savings-table td:has-text('{shown}')")
+    _shot(page, "4-fleet")
