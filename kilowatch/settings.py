@@ -93,6 +93,8 @@ class Settings:
     metrics_port: int = 9108
     log_level: str = "INFO"
     secure_cookies: bool = False
+    notify_max_per_hour: int = 10
+    comm_lost_recheck: int = 60
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -117,6 +119,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_port": _positive_int,
     "log_level": lambda raw: raw.upper(),
     "secure_cookies": _bool,
+    "notify_max_per_hour": _positive_int,
+    "comm_lost_recheck": _positive_int,
 }
 
 
