@@ -177,6 +177,8 @@ class Validator:
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "message"
             raise Invalid("bad_schema", f"{where}: {error.message}"[:300])
+        if any(isinstance(v, str) and "\x00" in v for v in body.values()):
+            raise Invalid("bad_schema", "text fields may not contain NUL characters")
         message = dict(body)
         message["at"] = parse_ts(body["ts"]) if "ts" in body else now
         if message["at"] > now + FUTURE_TOLERANCE:

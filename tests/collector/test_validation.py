@@ -138,6 +138,7 @@ def test_hand_written_telemetry_check_agrees_with_the_json_schema(validator, bod
     ("schedule/ack", {"revision": "7", "status": "applied"}, False),
     ("schedule/ack", {"revision": 7, "status": "maybe"}, False),
     ("schedule/ack", "applied", False),
+    ("status", {"state": "online", "firmware": "2.4\u00001"}, False),
 ])
 def test_small_messages_follow_their_schemas(validator, kind, body, ok):
     if ok:
