@@ -120,11 +120,11 @@ def _csv_value(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    # A cell starting like a formula is quoted so that spreadsheets do not run it.
-    value = _csv_value(value)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # Text (site and tariff names) starting like a formula is quoted so that
+    # spreadsheets do not run it; amounts stay numbers, negative ones included.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
-    return value
+    return _csv_value(value)
 
 
 def bills_csv(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> str:

@@ -84,17 +84,17 @@ def _assign_card(site) -> dbc.Card:
     return _card("Assign to a site", [
         dbc.Row(className="g-2 align-items-end mb-3", children=[
             dbc.Col([dbc.Label("Site", html_for="tariffs-site", className="small mb-0"),
-                     dbc.Select(id="tariffs-site", value=site, size="sm")], md=3),
+                     dbc.Select(id="tariffs-site", value=site, size="sm")], md=6),
             dbc.Col([dbc.Label("Tariff", html_for="tariffs-assign-tariff",
                                className="small mb-0"),
-                     dbc.Select(id="tariffs-assign-tariff", size="sm")], md=3),
+                     dbc.Select(id="tariffs-assign-tariff", size="sm")], md=6),
             dbc.Col([dbc.Label("From", html_for="tariffs-from", className="small mb-0"),
-                     dbc.Input(id="tariffs-from", type="date", value=today, size="sm")], md=2),
+                     dbc.Input(id="tariffs-from", type="date", value=today, size="sm")], md=4),
             dbc.Col([dbc.Label("To (excluded, optional)", html_for="tariffs-to",
                                className="small mb-0"),
-                     dbc.Input(id="tariffs-to", type="date", size="sm")], md=2),
+                     dbc.Input(id="tariffs-to", type="date", size="sm")], md=4),
             dbc.Col(dbc.Button("Assign", id="tariffs-assign", color="primary", size="sm",
-                               className="w-100"), md=2),
+                               className="w-100"), md=4),
         ]),
         html.Div(id="tariffs-history-slot"),
     ], id="tariffs-assign-card")
@@ -110,11 +110,13 @@ def layout(site=None, **_query) -> html.Div:
         admin.company_select("tariffs-company", companies),
         html.Div(id="tariffs-message"),
         dbc.Row(className="g-3", children=[
-            dbc.Col(lg=3, children=[_card("Tariffs", html.Div(id="tariffs-list-slot")),
-                                    _import_card(), _new_card()]),
-            dbc.Col(lg=9, children=[_editor_card()]),
+            dbc.Col(lg=5, children=[_card("Tariffs", html.Div(id="tariffs-list-slot")),
+                                    dbc.Row(className="g-3", children=[
+                                        dbc.Col(_import_card(), md=7),
+                                        dbc.Col(_new_card(), md=5)])]),
+            dbc.Col(lg=7, children=[_assign_card(site)]),
         ]),
-        _assign_card(site),
+        _editor_card(),
         dcc.Store(id="tariffs-changed", data=0),
         dcc.Store(id="tariffs-grids"),
     ])
