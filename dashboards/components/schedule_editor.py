@@ -68,13 +68,19 @@ def rows_from_values(values: dict[str, list], fields: Iterable[str]) -> list[dic
     columns = [values.get(field) or [] for field in fields]
     if any(not isinstance(column, list) for column in columns):
         return []
-    return [dict(zip(fields, row, strict=True))
+    return [dict(zip(fields, map(_scalar, row), strict=True))
             for row in itertools.zip_longest(*columns)][:MAX_ROWS + 1]
+
+
+def _scalar(value):
+    """Keep text, numbers and None; a list or object (a forged request) becomes its text."""
+    return value if value is None or isinstance(value, str | int | float) else repr(value)
 
 
 def copy_day(rows: list[dict], source: str, targets: Iterable[str]) -> list[dict]:
     """Replace the rows of the target days with copies of the source day's rows."""
-    targets = {t for t in targets if t in schedules.DAYS and t != source}
+    targets = {t for t in (targets if isinstance(targets, list) else [])
+               if isinstance(t, str) and t in schedules.DAYS and t != source}
     copies = [{**row, "day": day} for day in sorted(targets, key=schedules.DAYS.index)
               for row in rows if row.get("day") == source]
     kept = [row for row in rows if row.get("day") not in targets]
@@ -83,24 +89,31 @@ def copy_day(rows: list[dict], source: str, targets: Iterable[str]) -> list[dict
 
 # ---- rows back to the schedule JSON ---------------------------------------------------------
 
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    return value.strip() or None if isinstance(value, str) else value
+def _text(value):
+    """Return a form value as the schedule takes it: text stripped, numbers kept.
+
+    Anything else (a list or an object in a forged request) becomes its text, so
+    that validation names it instead of failing on it.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if not isinstance(value, str):
+        value = repr(value)
+    return value.strip() or None
 
 
 def _period(row: dict) -> dict:
     mode = _text(row.get("mode"))
     body = {"start": _text(row.get("start")), "end": _text(row.get("end")), "mode": mode}
     wanted = schedules.MODE_PARAMS.get(mode, PARAMS) if isinstance(mode, str) else PARAMS
-    body.update({k: row[k] for k in wanted if row.get(k) is not None and row.get(k) != ""})
+    body.update({k: _text(row[k]) for k in wanted if _text(row.get(k)) is not None})
     return {k: v for k, v in body.items() if v is not None}
 
 
 def default_params(mode, values: dict) -> dict:
     """Return the default mode's parameters from the default-mode inputs."""
     wanted = schedules.MODE_PARAMS.get(mode, ()) if isinstance(mode, str) else ()
-    return {k: values[k] for k in wanted if values.get(k) is not None and values.get(k) != ""}
+    return {k: _text(values[k]) for k in wanted if _text(values.get(k)) is not None}
 
 
 @dataclasses.dataclass(frozen=True)

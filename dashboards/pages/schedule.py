@@ -39,11 +39,22 @@ PERIOD_COLUMNS = 9
 EXCEPTION_COLUMNS = 10
 
 
+def whole_number(value) -> int | None:
+    """Return a browser-supplied id or revision number as an int, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**31:
+        return None
+    return int(text)
+
+
 def _site_id(value) -> int:
     """Return a site id from the URL or the browser as an int (AccessDenied when it is not one)."""
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise AccessDenied(f"not a site id: {value!r}")
-    return int(value)
+    site_id = whole_number(value)
+    if site_id is None:
+        raise AccessDenied(f"not a site id: {value!r}"[:100])
+    return site_id
 
 
 def _site(conn, site_id) -> dict:
@@ -449,11 +460,12 @@ def _save(conn, site: dict, values: dict, comment) -> tuple:
 
 
 def _restore(conn, site: dict, revision, comment) -> tuple:
-    if isinstance(revision, bool) or not str(revision).isdigit():
+    number = whole_number(revision)
+    if not number:  # None, or 0: revisions count from 1
         return dbc.Alert("Choose the revision to restore.", color="warning",
                          dismissable=True), no_update
     row, result = schedule_delivery.restore_and_publish(
-        conn, current_scope(), site["id"], int(revision), comment=_comment(comment) or None)
+        conn, current_scope(), site["id"], number, comment=_comment(comment) or None)
     return _published(row, result), no_update
 
 
@@ -528,18 +540,18 @@ def restore_choices(options):
                   State("schedule-site-id", "data"), roles=ALL_ROLES)
 def show_diff(old, new, site_id):
     """Say what changed between two revisions."""
-    if not (str(old).isdigit() and str(new).isdigit()):
+    old, new = whole_number(old), whole_number(new)
+    if old is None or new is None:
         return None
     with connection() as conn:
         site = _site(conn, site_id)
         scope = current_scope()
         try:
-            first = schedule_store.get_revision(conn, scope, site["id"], int(old))
-            second = schedule_store.get_revision(conn, scope, site["id"], int(new))
+            first = schedule_store.get_revision(conn, scope, site["id"], old)
+            second = schedule_store.get_revision(conn, scope, site["id"], new)
         except schedule_store.ScheduleNotFound:
             return html.Div("No such revision.", className="text-muted small")
-    lines = schedules.diff(first["body"], second["body"])
-    return history_view.diff_view(lines, int(old), int(new))
+    return history_view.diff_view(schedules.diff(first["body"], second["body"]), old, new)
 
 
 @guarded_callback(Output("schedule-delivery", "children"),

@@ -167,7 +167,8 @@ def test_forged_save_on_another_companys_site_is_refused(app, conn, tenants, sit
     assert _revisions(conn, site["id"]) == before
 
 
-@pytest.mark.parametrize("site_id", ["1 OR 1=1", None, True, [1], {"id": 1}, -3])
+@pytest.mark.parametrize("site_id", ["1 OR 1=1", None, True, [1], {"id": 1}, -3, "²",
+                                     "99999999999", 2**40])
 def test_forged_site_ids_get_no_update(app, tenants, site, site_id):
     response = _save(signed_in(app, tenants.a.admin), app, site_id, BODY)
     assert response.status_code == 204
@@ -177,7 +178,10 @@ def test_forged_rows_of_the_wrong_type_get_errors_not_a_crash(app, tenants, site
     values = draft_values(site["id"], BODY)
     values["schedule-period-start.value"] = [{"x": 1}, 17, None, "25:00", "", "10:00", "10:00"]
     values["schedule-period-power_kw.value"] = ["lots"]
-    values["schedule-period-mode.value"] = ["warp", None]
+    values["schedule-period-mode.value"] = ["warp", None, ["charge"], {"a": 1}]
+    values["schedule-period-day.value"] = [["mon"], {"d": 1}, 3, "mon"]
+    values["schedule-default-mode.value"] = ["idle"]
+    values["schedule-exception-date.value"] = [["2026-01-01"]]
     client = signed_in(app, tenants.a.admin)
     saved = _save(client, app, site["id"], {"default_mode": None})  # no mode at all
     assert "Not saved" in saved.get_data(as_text=True)
@@ -189,6 +193,11 @@ def test_forged_rows_of_the_wrong_type_get_errors_not_a_crash(app, tenants, site
     assert checked.status_code == 200
     errors = pattern_values(response_json(checked), "schedule-period-error")
     assert len(errors) == 7 and "Unknown mode 'warp'" in json.dumps(errors[0])
+    assert "Unknown mode" in json.dumps(errors[2]) and "Unknown day 3" in json.dumps(errors[2])
+    copied = post(client, app, "schedule-periods.children",
+                  {**values, "schedule-copy.n_clicks": 1, "schedule-copy-from.value": "mon",
+                   "schedule-copy-to.value": 5}, triggered="schedule-copy.n_clicks")
+    assert copied.status_code == 200
 
 
 # ---- checking as you type -----------------------------------------------------------------------
@@ -304,6 +313,22 @@ def test_readers_cannot_restore(app, conn, tenants, site):
         "schedule-site-id.data": site["id"], "schedule-restore.n_clicks": 1,
         "schedule-restore-revision.value": "1"}, triggered="schedule-restore.n_clicks")
     assert response.status_code == 403
+    assert _revisions(conn, site["id"]) == before
+
+
+@pytest.mark.parametrize("revision", ["99999999999", "x", None, "0", 2**40])
+def test_forged_revision_numbers_get_a_message_not_a_crash(app, conn, tenants, site, revision):
+    client = signed_in(app, tenants.a.admin)
+    before = _revisions(conn, site["id"])
+    diff = post(client, app, "schedule-diff.children", {
+        "schedule-diff-from.value": revision, "schedule-diff-to.value": "1",
+        "schedule-site-id.data": site["id"]})
+    assert diff.status_code in (200, 204)
+    restored = post(client, app, "schedule-message.children", {
+        "schedule-site-id.data": site["id"], "schedule-restore.n_clicks": 1,
+        "schedule-restore-revision.value": revision}, triggered="schedule-restore.n_clicks")
+    text = json.dumps(response_json(restored))
+    assert "Choose the revision to restore" in text
     assert _revisions(conn, site["id"]) == before
 
 
