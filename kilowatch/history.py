@@ -16,6 +16,7 @@ joins ``sites`` with :func:`~kilowatch.access.site_filter`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from kilowatch import fleet
+from kilowatch import energy, fleet
 from kilowatch.access import AccessDenied, AccessScope, site_filter
 
 MAX_POINTS = 2000
@@ -224,7 +225,9 @@ def _tier_bounds(resolution: Resolution, start: datetime, end: datetime,
     return bounds
 
 
-def _bucket_query(scope: AccessScope, sources: Sequence[str], *, by_site: bool) -> sql.Composed:
+def _bucket_query(scope: AccessScope, sources: Sequence[str], *, by_site: bool,
+                  ordered: bool = True) -> sql.Composed:
+    """Rows (t, device_id, point_id, avg, min, max) per device and bucket, from the tiers."""
     tiers = sql.SQL(" UNION ALL ").join(_tier(s, f"{s}_lo", f"{s}_hi") for s in sources)
     devices = sql.SQL("d.site_id = %(site_id)s") if by_site else sql.SQL(
         "d.id = %(device_id)s")
@@ -232,38 +235,44 @@ def _bucket_query(scope: AccessScope, sources: Sequence[str], *, by_site: bool) 
         "WITH devs AS (SELECT d.id FROM devices d JOIN sites s ON s.id = d.site_id "
         "WHERE {devices} AND {scope}) "
         "SELECT t, device_id, point_id, sum(total) / nullif(sum(n), 0) AS avg, "
-        "min(lo) AS min, max(hi) AS max FROM ({tiers}) u GROUP BY 1, 2, 3 ORDER BY 1"
-    ).format(devices=devices, scope=site_filter(scope), tiers=tiers)
+        "min(lo) AS min, max(hi) AS max FROM ({tiers}) u GROUP BY 1, 2, 3{order}"
+    ).format(devices=devices, scope=site_filter(scope), tiers=tiers,
+             order=sql.SQL(" ORDER BY 1" if ordered else ""))
 
 
-def _combine(values: list[float], how: str) -> float:
-    if how == "avg":
-        return math.fsum(values) / len(values)
-    if how == "min":
-        return min(values)
-    if how == "max":
-        return max(values)
-    return math.fsum(values)
+# Devices combine per point: the mean (SoC), the lowest or highest (temperatures) or
+# the sum (powers); each point's buckets come back as arrays in time order.
+_SERIES_SQL = """
+SELECT point_id, array_agg(t ORDER BY t) AS times, array_agg(avg ORDER BY t) AS avg,
+       array_agg(lo ORDER BY t) AS min, array_agg(hi ORDER BY t) AS max
+FROM (
+    SELECT t, point_id,
+           CASE WHEN point_id = ANY(%(avg_ids)s) THEN avg(avg)
+                WHEN point_id = ANY(%(min_ids)s) THEN min(avg)
+                WHEN point_id = ANY(%(max_ids)s) THEN max(avg) ELSE sum(avg) END AS avg,
+           CASE WHEN point_id = ANY(%(sum_ids)s) THEN sum(min) ELSE min(min) END AS lo,
+           CASE WHEN point_id = ANY(%(sum_ids)s) THEN sum(max) ELSE max(max) END AS hi
+    FROM ({buckets}) b GROUP BY t, point_id
+) c GROUP BY point_id
+"""
+
+
+def _combine_params(units: dict[str, tuple[int, str]], by_site: bool) -> dict[str, list[int]]:
+    rules = {name: SITE_COMBINE.get(name, "sum") if by_site else "sum" for name in units}
+    return {f"{rule}_ids": [units[n][0] for n, r in rules.items() if r == rule]
+            for rule in ("avg", "min", "max", "sum")}
 
 
 def _to_series(rows: list[dict], names: dict[int, str], units: dict[str, tuple[int, str]],
                *, device_id: int | None) -> dict[str, Series]:
-    """Turn (t, device, point) rows into one series per point, devices combined by rule."""
-    grouped: dict[str, dict[datetime, list[dict]]] = {name: {} for name in units}
-    for row in rows:
-        grouped[names[row["point_id"]]].setdefault(row["t"], []).append(row)
+    """Turn one array row per point into series, in the order the points were asked."""
+    by_name = {names[row["point_id"]]: row for row in rows}
     result = {}
-    for name, buckets in grouped.items():
-        how = SITE_COMBINE.get(name, "sum") if device_id is None else "sum"
-        times = sorted(buckets)
-        result[name] = Series(
-            point=name, unit=units[name][1], times=times,
-            avg=[_combine([r["avg"] for r in buckets[t]], how) for t in times],
-            min=[_combine([r["min"] for r in buckets[t]], "min" if how != "sum" else "sum")
-                 for t in times],
-            max=[_combine([r["max"] for r in buckets[t]], "max" if how != "sum" else "sum")
-                 for t in times],
-            device_id=device_id)
+    for name, (_, unit) in units.items():
+        row = by_name.get(name)
+        result[name] = Series(point=name, unit=unit, times=row["times"] if row else [],
+                              avg=row["avg"] if row else [], min=row["min"] if row else [],
+                              max=row["max"] if row else [], device_id=device_id)
     return result
 
 
@@ -285,10 +294,11 @@ def _read(conn: psycopg.Connection, scope: AccessScope, site: dict, points: Sequ
                                  "points": [pid for pid, _ in units.values()]}
     for source, (lo, hi) in bounds.items():
         params[f"{source}_lo"], params[f"{source}_hi"] = lo, hi
+    params.update(_combine_params(units, device_id is None))
     rows = []
     if units and bounds:
-        query = _bucket_query(scope, list(bounds), by_site=device_id is None)
-        rows = conn.execute(query, params).fetchall()
+        buckets = _bucket_query(scope, list(bounds), by_site=device_id is None, ordered=False)
+        rows = conn.execute(sql.SQL(_SERIES_SQL).format(buckets=buckets), params).fetchall()
     names = {pid: name for name, (pid, _) in units.items()}
     series = _to_series(rows, names, units, device_id=device_id)
     return History(site["id"], site["timezone"], start, end, resolution, series)
@@ -340,6 +350,110 @@ def site_points(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> l
         "JOIN sites s ON s.id = d.site_id WHERE d.site_id = %s AND {} ORDER BY p.name"
     ).format(site_filter(scope))
     return conn.execute(query, (site_id,)).fetchall()
+
+
+# ---- energy bars --------------------------------------------------------------------------
+
+_ENERGY_SQL = """
+WITH devs AS (
+    SELECT d.id FROM devices d JOIN sites s ON s.id = d.site_id
+    WHERE d.site_id = %(site_id)s AND {scope}
+),
+readings AS (
+    SELECT x.device_id, x.point_id, x.bucket + interval '1 hour' AS t, x.last AS v
+    FROM telemetry_1h x JOIN devs ON devs.id = x.device_id
+    WHERE x.point_id = ANY(%(points)s) AND x.bucket >= %(h_lo)s AND x.bucket < %(h_hi)s
+      AND x.last IS NOT NULL
+    UNION ALL
+    SELECT x.device_id, x.point_id, x.bucket + interval '1 minute', x.last
+    FROM telemetry_1m x JOIN devs ON devs.id = x.device_id
+    WHERE x.point_id = ANY(%(points)s) AND x.bucket >= %(m_lo)s AND x.bucket < %(m_hi)s
+      AND x.last IS NOT NULL
+    UNION ALL
+    SELECT x.device_id, x.point_id, x.time, x.value
+    FROM telemetry x JOIN devs ON devs.id = x.device_id
+    WHERE x.point_id = ANY(%(points)s) AND x.time >= %(r_lo)s AND x.time < %(r_hi)s
+      AND x.value IS NOT NULL
+),
+deltas AS (
+    SELECT point_id, t, lag(v) OVER w AS prev,
+           CASE WHEN v >= lag(v) OVER w THEN v - lag(v) OVER w ELSE v END AS delta
+    FROM readings WINDOW w AS (PARTITION BY device_id, point_id ORDER BY t)
+)
+SELECT {bucket} AS bucket, point_id, sum(delta) AS kwh
+FROM deltas WHERE prev IS NOT NULL AND t > %(lo)s AND t <= %(hi)s
+GROUP BY 1, 2
+"""
+_ENERGY_BUCKETS = {
+    "hour": "time_bucket(interval '1 hour', t - interval '1 microsecond', %(lo)s::timestamptz)",
+    "day": "date_trunc('day', (t - interval '1 microsecond') AT TIME ZONE %(tz)s) "
+           "AT TIME ZONE %(tz)s",
+    "month": "date_trunc('month', (t - interval '1 microsecond') AT TIME ZONE %(tz)s) "
+             "AT TIME ZONE %(tz)s",
+}
+_BALANCE = (("grid_import", 1), ("grid_export", -1), ("pv", 1), ("battery_discharge", 1),
+            ("battery_charge", -1))
+
+
+def _energy_bounds(start: datetime, end: datetime,
+                   cuts: dict[str, datetime | None]) -> dict[str, datetime]:
+    """Split the readings between the tables (with a baseline before ``start``)."""
+    bounds = _tier_bounds(Resolution("1h", HOUR), start - 2 * HOUR, end, cuts)
+    params: dict[str, datetime] = {}
+    for source, short in (("1h", "h"), ("1m", "m"), ("raw", "r")):
+        lo, hi = bounds.get(source, (start, start))
+        params[f"{short}_lo"], params[f"{short}_hi"] = lo, hi
+    return params
+
+
+def _derive_load(values: dict[str, dict[datetime, float]], edges: list[datetime]) -> None:
+    present = [(q, sign) for q, sign in _BALANCE if q in values]
+    load = {}
+    for edge in edges:
+        parts = [values[q].get(edge) for q, _ in present]
+        if all(p is not None for p in parts):
+            load[edge] = math.fsum(p * sign for p, (_, sign) in zip(parts, present, strict=True))
+    values["load"] = load
+
+
+def energy_bars(conn: psycopg.Connection, scope: AccessScope, site_id: int, start: datetime,
+                end: datetime, step: energy.Step) -> energy.SiteEnergy:
+    """Return a visible site's energy per hour, local day or month from its counters.
+
+    One query: each counter's increases between consecutive readings (hourly
+    rollup, then minute rollup, then raw rows), a decrease being a reset after
+    which the new value counts from zero, summed per bucket of the later
+    reading. A bucket without readings has no value (None), never zero. Without
+    a load counter the load is derived from the balance. Returns
+    ``kilowatch.energy.SiteEnergy`` (gaps are not spread: a bar after a gap
+    holds the energy counted across it).
+    """
+    site = fleet.get_site(conn, scope, site_id)
+    kind = "hour" if isinstance(step, timedelta) else str(step)
+    if kind not in _ENERGY_BUCKETS or (kind == "hour" and step != HOUR):
+        raise HistoryError("energy bars are per hour, day or month")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    counters = {spec[0]: quantity for quantity, spec in energy.QUANTITIES.items()}
+    units = point_units(conn, list(counters))
+    names = {pid: name for name, (pid, _) in units.items()}
+    params = {"site_id": site_id, "points": [pid for pid, _ in units.values()], "lo": start,
+              "hi": end, "tz": site["timezone"],
+              **_energy_bounds(start, end, rollup_cuts(conn))}
+    query = sql.SQL(_ENERGY_SQL).format(scope=site_filter(scope),
+                                        bucket=sql.SQL(_ENERGY_BUCKETS[kind]))
+    values: dict[str, dict[datetime, float]] = {}
+    for row in conn.execute(query, params):
+        quantity = counters[names[row["point_id"]]]
+        values.setdefault(quantity, {})[row["bucket"]] = row["kwh"]
+    edges = energy.boundaries(start, end, step, site["timezone"])
+    methods = {quantity: "counter" for quantity in values}
+    if "load" not in values and "grid_import" in values:
+        _derive_load(values, edges[:-1])
+        methods["load"] = "derived"
+    intervals = [energy.EnergyInterval(a, b, {q: v.get(a) for q, v in values.items()},
+                                       frozenset())
+                 for a, b in itertools.pairwise(edges)]
+    return energy.SiteEnergy(site_id, site["timezone"], intervals, methods)
 
 
 # ---- exports ------------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 Input is the dict of :func:`kilowatch.overview.site_live` (``grid_kw``,
 ``pv_kw``, ``load_kw``, ``battery_kw``, ``soc``; None when not measured).
 Signs follow the point names: grid > 0 imports, battery > 0 discharges.
+Figures are plain dicts in Plotly's schema (see ``charts``).
 """
 
 from __future__ import annotations
 
 import math
-
-import plotly.graph_objects as go
 
 from dashboards.components.charts import COLORS, FONT
 
@@ -45,70 +44,72 @@ def flows(live: dict) -> dict[str, tuple[float | None, bool]]:
     }
 
 
-def _node(figure: go.Figure, name: str, kw: float | None, soc: float | None) -> None:
+def _node(shapes: list, notes: list, name: str, kw: float | None, soc: float | None) -> None:
     x, y, label, color, (dx, dy) = NODES[name]
-    figure.add_shape(type="circle", xref="x", yref="y", x0=x - RADIUS, y0=y - RADIUS,
-                     x1=x + RADIUS, y1=y + RADIUS, line={"color": COLORS[color], "width": 3},
-                     fillcolor="#ffffff", layer="above")
-    figure.add_annotation(x=x, y=y, text=f"<b>{label}</b>", showarrow=False,
-                          font={"size": 12, "color": COLORS[color]})
+    shapes.append({"type": "circle", "xref": "x", "yref": "y", "x0": x - RADIUS,
+                   "y0": y - RADIUS, "x1": x + RADIUS, "y1": y + RADIUS, "layer": "above",
+                   "line": {"color": COLORS[color], "width": 3}, "fillcolor": "#ffffff"})
+    notes.append({"x": x, "y": y, "text": f"<b>{label}</b>", "showarrow": False,
+                  "font": {"size": 12, "color": COLORS[color]}})
     text = f"<b>{format_kw(kw)}</b>"
     if name == "battery" and soc is not None and math.isfinite(soc):
         text += f"<br>{soc:.0f} %"
-    figure.add_annotation(x=x + dx, y=y + dy, text=text, showarrow=False,
-                          font={"size": 13, "color": "#111827"})
+    notes.append({"x": x + dx, "y": y + dy, "text": text, "showarrow": False,
+                  "font": {"size": 13, "color": "#111827"}})
 
 
-def _edge(figure: go.Figure, name: str, kw: float | None, inward: bool) -> None:
+def _edge(shapes: list, notes: list, name: str, kw: float | None, inward: bool) -> None:
     x, y, _, color, _ = NODES[name]
     # The line runs from the node's circle to just before the hub.
     length = math.hypot(HUB[0] - x, HUB[1] - y)
     ux, uy = (HUB[0] - x) / length, (HUB[1] - y) / length
     sx, sy = x + ux * (RADIUS + 0.02), y + uy * (RADIUS + 0.02)
     ex, ey = HUB[0] - ux * 0.05, HUB[1] - uy * 0.05
-    active = kw is not None and kw >= IDLE_KW
-    if not active:
-        figure.add_shape(type="line", x0=sx, y0=sy, x1=ex, y1=ey,
-                         line={"color": "#d1d5db", "width": 2, "dash": "dot"})
+    if kw is None or kw < IDLE_KW:
+        shapes.append({"type": "line", "x0": sx, "y0": sy, "x1": ex, "y1": ey,
+                       "line": {"color": "#d1d5db", "width": 2, "dash": "dot"}})
         return
     start, end = ((sx, sy), (ex, ey)) if inward else ((ex, ey), (sx, sy))
-    figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y",
-                          axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.1,
-                          arrowwidth=2 + min(kw, 500) / 100, arrowcolor=COLORS[color], text="")
+    notes.append({"x": end[0], "y": end[1], "ax": start[0], "ay": start[1], "xref": "x",
+                  "yref": "y", "axref": "x", "ayref": "y", "showarrow": True, "arrowhead": 3,
+                  "arrowsize": 1.1, "arrowwidth": 2 + min(kw, 500) / 100,
+                  "arrowcolor": COLORS[color], "text": ""})
 
 
-def energy_flow_figure(live: dict) -> go.Figure:
+def energy_flow_figure(live: dict) -> dict:
     """Draw grid, PV, battery and load around the site with arrows sized by their kW."""
-    figure = go.Figure()
+    shapes: list[dict] = []
+    notes: list[dict] = []
     for name, (kw, inward) in flows(live).items():
-        _edge(figure, name, kw, inward)
+        _edge(shapes, notes, name, kw, inward)
     for name, (kw, _) in flows(live).items():
-        _node(figure, name, kw, live.get("soc"))
-    figure.add_shape(type="circle", x0=HUB[0] - 0.035, y0=HUB[1] - 0.035, x1=HUB[0] + 0.035,
-                     y1=HUB[1] + 0.035, fillcolor="#374151", line={"width": 0})
-    figure.update_layout(
-        height=320, margin={"l": 4, "r": 4, "t": 4, "b": 4}, showlegend=False,
-        font={"family": FONT}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        xaxis={"visible": False, "range": [0, 1], "fixedrange": True},
-        yaxis={"visible": False, "range": [0, 1], "fixedrange": True, "scaleanchor": "x"},
-        dragmode=False)
-    return figure
+        _node(shapes, notes, name, kw, live.get("soc"))
+    shapes.append({"type": "circle", "x0": HUB[0] - 0.035, "y0": HUB[1] - 0.035,
+                   "x1": HUB[0] + 0.035, "y1": HUB[1] + 0.035, "fillcolor": "#374151",
+                   "line": {"width": 0}})
+    return {"data": [], "layout": {
+        "height": 320, "margin": {"l": 4, "r": 4, "t": 4, "b": 4}, "showlegend": False,
+        "font": {"family": FONT}, "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)", "dragmode": False, "shapes": shapes,
+        "annotations": notes,
+        "xaxis": {"visible": False, "range": [0, 1], "fixedrange": True},
+        "yaxis": {"visible": False, "range": [0, 1], "fixedrange": True, "scaleanchor": "x"}}}
 
 
-def soc_gauge_figure(soc: float | None) -> go.Figure:
+def soc_gauge_figure(soc: float | None) -> dict:
     """Draw the state of charge as a gauge (grey and empty when unknown)."""
     known = soc is not None and math.isfinite(soc)
-    figure = go.Figure(go.Indicator(
-        mode="gauge+number", value=soc if known else 0,
-        number={"suffix": " %", "valueformat": ".0f",
-                "font": {"size": 34, "color": "#111827" if known else "#9ca3af"}},
-        gauge={"axis": {"range": [0, 100], "tickwidth": 1, "tickcolor": "#9ca3af"},
-               "bar": {"color": COLORS["soc"] if known else "#e5e7eb", "thickness": 0.3},
-               "bgcolor": "#f3f4f6", "borderwidth": 0,
-               "steps": [{"range": [0, 10], "color": "#fee2e2"},
-                         {"range": [10, 95], "color": "#f3f4f6"},
-                         {"range": [95, 100], "color": "#ecfdf5"}]},
-        title={"text": "State of charge", "font": {"size": 13, "color": "#6b7280"}}))
-    figure.update_layout(height=220, margin={"l": 24, "r": 24, "t": 40, "b": 8},
-                         font={"family": FONT}, paper_bgcolor="rgba(0,0,0,0)")
-    return figure
+    gauge = {"type": "indicator", "mode": "gauge+number", "value": soc if known else 0,
+             "number": {"suffix": " %", "valueformat": ".0f",
+                        "font": {"size": 34, "color": "#111827" if known else "#9ca3af"}},
+             "gauge": {"axis": {"range": [0, 100], "tickwidth": 1, "tickcolor": "#9ca3af"},
+                       "bar": {"color": COLORS["soc"] if known else "#e5e7eb",
+                               "thickness": 0.3},
+                       "bgcolor": "#f3f4f6", "borderwidth": 0,
+                       "steps": [{"range": [0, 10], "color": "#fee2e2"},
+                                 {"range": [10, 95], "color": "#f3f4f6"},
+                                 {"range": [95, 100], "color": "#ecfdf5"}]},
+             "title": {"text": "State of charge", "font": {"size": 13, "color": "#6b7280"}}}
+    return {"data": [gauge], "layout": {
+        "height": 220, "margin": {"l": 24, "r": 24, "t": 40, "b": 8}, "font": {"family": FONT},
+        "paper_bgcolor": "rgba(0,0,0,0)"}}

@@ -22,7 +22,7 @@ from dashboards.components.inputs import as_id
 from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_figure
 from dashboards.components.shell import not_found
 from dashboards.components.tiles import ago, local_time, power_tile, status_badge
-from kilowatch import energy, fleet, history, overview
+from kilowatch import fleet, history, overview
 from kilowatch.redis_client import get_redis
 
 dash.register_page(__name__, path_template="/site/<site_id>", name="Site",
@@ -329,11 +329,11 @@ def update_energy(site_id, tab, key, start, end):
         except history.HistoryError as error:
             blank = charts.empty_figure(str(error), height=340)
             return blank, blank, []
-        bars = energy.site_energy(conn, current_scope(), site["id"], lo, hi, step)
+        bars = history.energy_bars(conn, current_scope(), site["id"], lo, hi, step)
         year_lo, year_hi, _ = history.energy_window(datetime.now(UTC) - timedelta(days=335),
                                                     datetime.now(UTC), site["timezone"])
-        months = energy.site_energy(conn, current_scope(), site["id"], year_lo, year_hi,
-                                    "month")
+        months = history.energy_bars(conn, current_scope(), site["id"], year_lo, year_hi,
+                                     "month")
     totals = {q: bars.total(q) for q in bars.quantities}
     label = {"day": "Daily energy", "month": "Monthly energy"}.get(step, "Hourly energy")
     return (charts.energy_figure(bars, title=label),

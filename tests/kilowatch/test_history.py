@@ -226,3 +226,92 @@ def test_raw_export_streams_rows_in_time_order_one_column_per_device_point(conn,
                                     start + timedelta(hours=1), history.Resolution("raw", None)))
     assert [t for t, _ in rows] == [start + timedelta(minutes=m) for m in range(10)]
     assert all(values == [1.5, 2.5] for _, values in rows)
+
+
+# ---- energy bars from counters ---------------------------------------------------------------
+
+@pytest.fixture
+def counter_site(conn, fleet_data):
+    """A fresh site of company A (Europe/Paris) with one storage device."""
+    import secrets
+
+    site = fleet.create_site(conn, ROOT, company_id=fleet_data["company_a"],
+                             name=f"Counters {secrets.token_hex(3)}", timezone="Europe/Paris")
+    device = fleet.register_device(conn, ROOT, site_id=site, serial=f"CNT-{secrets.token_hex(3)}",
+                                   model="HES-L")
+    return site, device
+
+
+def _hourly_counter(conn, device, point, readings):
+    for bucket, value in readings:
+        conn.execute("INSERT INTO telemetry_1h (bucket, device_id, point_id, avg, min, max, "
+                     "last, count) VALUES (%s, %s, %s, %s, %s, %s, %s, 60)",
+                     (bucket, device, _point(conn, point), value, value, value, value))
+
+
+def _days_ago(days: int) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Europe/Paris")
+    today = datetime.now(UTC).astimezone(tz).date()
+    return datetime.combine(today - timedelta(days=days), datetime.min.time(), tz).astimezone(UTC)
+
+
+def test_daily_bars_equal_the_energy_module_on_steady_counters(conn, counter_site):
+    from kilowatch import energy
+
+    site, device = counter_site
+    start, end = _days_ago(4), _days_ago(1)
+    hours = int((end - start) / timedelta(hours=1))
+    for point, rate in (("meter.pv.e", 2.0), ("meter.grid.e_import", 3.0),
+                        ("meter.load.e", 4.5)):
+        _hourly_counter(conn, device, point, [
+            (start - timedelta(hours=2) + timedelta(hours=h), 1000 + rate * h)
+            for h in range(hours + 3)])
+    _set_cuts(conn, NOW.replace(minute=0), NOW)
+    mine = history.energy_bars(conn, ROOT, site, start, end, "day")
+    theirs = energy.site_energy(conn, ROOT, site, start, end, "day")
+    assert len(mine.intervals) == 3
+    for a, b in zip(mine.intervals, theirs.intervals, strict=True):
+        assert a.start == b.start
+        for quantity in ("pv", "grid_import", "load"):
+            assert a.kwh[quantity] == pytest.approx(b.kwh[quantity])
+    assert mine.intervals[0].kwh["pv"] == pytest.approx(2.0 * (start + timedelta(days=1) - start)
+                                                         / timedelta(hours=1))
+
+
+def test_energy_bars_survive_a_counter_reset_and_leave_holes_empty(conn, counter_site):
+    site, device = counter_site
+    start = _days_ago(3)
+    # Day 1: 100 → 105 → (reset) 2 → 6 : 5 + 2 + 4 = 11 kWh. Day 2: no reading. Day 3: +1.
+    _hourly_counter(conn, device, "meter.pv.e", [
+        (start - timedelta(hours=1), 100.0), (start + timedelta(hours=1), 105.0),
+        (start + timedelta(hours=5), 2.0), (start + timedelta(hours=9), 6.0),
+        (start + timedelta(days=2, hours=3), 7.0)])
+    _set_cuts(conn, NOW.replace(minute=0), NOW)
+    bars = history.energy_bars(conn, ROOT, site, start, _days_ago(0), "day")
+    assert [i.kwh.get("pv") for i in bars.intervals] == [pytest.approx(11.0), None,
+                                                          pytest.approx(1.0)]
+    assert bars.methods == {"pv": "counter"}
+
+
+def test_hourly_bars_and_a_load_derived_from_the_balance(conn, counter_site):
+    site, device = counter_site
+    start = _days_ago(1)
+    for point, rate in (("meter.grid.e_import", 10.0), ("meter.grid.e_export", 1.0),
+                        ("meter.pv.e", 4.0)):
+        _hourly_counter(conn, device, point, [(start + timedelta(hours=h - 1), rate * h)
+                                              for h in range(25)])
+    _set_cuts(conn, NOW.replace(minute=0), NOW)
+    bars = history.energy_bars(conn, ROOT, site, start, start + timedelta(hours=6),
+                               timedelta(hours=1))
+    assert len(bars.intervals) == 6
+    assert all(i.kwh["load"] == pytest.approx(10 - 1 + 4) for i in bars.intervals)
+    assert bars.methods["load"] == "derived"
+
+
+def test_energy_bars_are_refused_outside_the_scope(conn, counter_site, fleet_data):
+    site, _ = counter_site
+    admin_b = AccessScope(role="admin", company_id=fleet_data["company_b"])
+    with pytest.raises(AccessDenied):
+        history.energy_bars(conn, admin_b, site, _days_ago(2), _days_ago(1), "day")
