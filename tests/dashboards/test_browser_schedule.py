@@ -1,29 +1,27 @@
-"""Browser journey: an operator moves Monday's discharge window, saves it, and sees it applied.
+"""Browser journeys on the schedule page, with every piece real.
 
-Everything is real: ``kilowatch web`` (gunicorn), the collector, the broker and a
-simulated storage device run by the simulator's runner. The simulator does not
-follow schedules by itself yet, so the device gets a small controller here
-(:class:`ScheduleFollower`, through the simulator's documented controller seam)
-that does what the issue asks of a device: read ``…/schedule``, check it, run it
-and answer on ``…/schedule/ack``. The test holds the answer back until it has
-seen the revision pending in the page.
+``kilowatch web`` (gunicorn), the collector, the broker and ``kilowatch simulate``
+(whose devices follow the schedules they receive and acknowledge them) run as
+processes. To see a revision pending before the device answers, the test holds
+the simulator still (SIGSTOP: a device busy for a few seconds, well within its
+MQTT keep-alive) while saving, then lets it go on (SIGCONT); it reads the
+schedule, applies it and acknowledges it, and the page shows it applied.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import os
 import secrets
-import threading
+import signal
+import subprocess
+import sys
 
 import psycopg
 import pytest
 
 from kilowatch import fleet, schedule_delivery, schedule_store, schedules
 from kilowatch.access import system_scope
-from simulator import runner
-from simulator.controller import ConstantController
-from simulator.link import MqttLink
 from simulator.sites import make_sites
 from tests.collector.helpers import running_collector, wait_for
 from tests.dashboards.conftest import browser_login
@@ -33,6 +31,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = system_scope("test")
 SCREENSHOTS = "/tmp/kilowatch-screenshots"
+SEED = 7
 BODY = {"timezone": "Europe/Paris", "default_mode": "self_consumption",
         "default_params": {"soc_min": 10, "soc_max": 95},
         "periods": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "17:00",
@@ -44,61 +43,48 @@ BODY = {"timezone": "Europe/Paris", "default_mode": "self_consumption",
         "exceptions": []}
 
 
-class ScheduleFollower:
-    """A device controller: runs the last valid schedule it received and acknowledges it."""
+class Simulator:
+    """``kilowatch simulate`` for one device, in its own process."""
 
-    def __init__(self, rated_power_kw: float) -> None:
-        self.rated_power_kw = rated_power_kw
-        self.schedule: dict | None = None
-        self.answers = threading.Event()  # cleared: hold acknowledgements back
-        self.answers.set()
-        self.received: list[int] = []
-        self._held: list[dict] = []
-        self._lock = threading.Lock()
-        self.link = None
+    def __init__(self, kw_env: dict, prefix: str, log_path) -> None:
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "kilowatch", "simulate", "--sites", "1", "--seed",
+                   str(SEED), "--serial-prefix", prefix, "--interval", "1", "--backfill", "2",
+                   "--backfill-interval", "300", "--fault-rate", "0"]
+        self.process = subprocess.Popen(command, env={**os.environ, **kw_env},
+                                        stdout=self.log, stderr=subprocess.STDOUT)
 
-    def attach(self, link) -> None:
-        self.link = link
-        link.subscribe("schedule", self._on_schedule)
+    def hold(self) -> None:
+        """Freeze the device: it answers nothing until released."""
+        os.kill(self.process.pid, signal.SIGSTOP)
 
-    def _on_schedule(self, payload: bytes) -> None:
-        if not payload:
-            return
-        message = json.loads(payload)
-        self.received.append(message["revision"])
-        with self._lock:
-            self._held.append(message)
-        self._answer()
+    def release(self) -> None:
+        """Let the device go on."""
+        os.kill(self.process.pid, signal.SIGCONT)
 
-    def _answer(self) -> None:
-        if not self.answers.is_set():
-            return
-        with self._lock:
-            held, self._held = self._held, []
-        for message in held:
-            body = {k: v for k, v in message.items() if k != "revision"}
-            limits = schedules.SiteLimits(timezone=body.get("timezone", "UTC"),
-                                          rated_power_kw=self.rated_power_kw)
+    def stop(self) -> None:
+        """Stop the simulator cleanly (it publishes its offline status)."""
+        if self.process.poll() is None:
+            self.release()
+            self.process.terminate()
             try:
-                self.schedule = schedules.validate(body, limits)
-                ack = {"revision": message["revision"], "status": "applied"}
-            except schedules.ScheduleInvalid as invalid:
-                ack = {"revision": message["revision"], "status": "rejected",
-                       "reason": str(invalid)[:200]}
-            self.link.publish("schedule/ack", ack)
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
 
-    def mode_at(self, t):
-        self._answer()  # answers held back are sent at the next step once allowed
-        if self.schedule is None:
-            return ConstantController().mode_at(t)
-        setpoint = schedules.mode_at(self.schedule, t)
-        return setpoint.mode, setpoint.params
+
+def _delivered(conn, site_id: int, revision: int) -> bool:
+    state = schedule_store.delivery_state(conn, ROOT, site_id)
+    return bool(state) and state[0]["revision"] == revision and state[0]["status"] == "applied"
 
 
 @pytest.fixture(scope="module")
-def device_site(tenants, settings, kw_env):
+def device_site(tenants, settings, kw_env, tmp_path_factory):
     """Company A's first site with a simulated storage device, the collector, and revision 1."""
-    spec = make_sites(1, seed=7, serial_prefix=f"BRS{secrets.token_hex(3)}")[0]
+    prefix = f"BRS{secrets.token_hex(3)}"
+    spec = make_sites(1, seed=SEED, serial_prefix=prefix)[0]  # the device simulate will run
     site_id = tenants.a.sites[0]
     with psycopg.connect(settings.database_url, autocommit=True,
                          row_factory=psycopg.rows.dict_row) as conn:
@@ -107,26 +93,16 @@ def device_site(tenants, settings, kw_env):
                               capacity_kwh=spec.capacity_kwh)
         schedule_delivery.save_and_publish(conn, ROOT, site_id, BODY, comment="winter program",
                                            settings=settings)
-    follower = ScheduleFollower(spec.rated_power_kw)
-    options = runner.RunOptions(interval_s=1.0, backfill_days=2, backfill_interval_s=300,
-                                fault_rate=0.0)
-    stop = threading.Event()
-    with running_collector(kw_env):
-        link = MqttLink(url=settings.mqtt_url, prefix=settings.mqtt_prefix, serial=spec.serial,
-                        firmware=spec.firmware)
-        link.connect()
-        devices = runner.make_devices([spec], [link], options, lambda _spec: follower)
-        thread = threading.Thread(target=runner.run, args=(devices, options, stop), daemon=True)
-        thread.start()
-        try:
-            yield {"id": site_id, "serial": spec.serial, "follower": follower}
-        finally:
-            stop.set()
-            thread.join(30)
-            link.close()
-            schedule_delivery.publish_retained(
-                [(schedule_delivery.schedule_topic(spec.serial, settings), "")],
-                settings=settings)
+        with running_collector(kw_env):
+            simulator = Simulator(kw_env, prefix, tmp_path_factory.mktemp("sim") / "log")
+            try:
+                wait_for(lambda: _delivered(conn, site_id, 1), what="the device to apply rev 1")
+                yield {"id": site_id, "serial": spec.serial, "simulator": simulator}
+            finally:
+                simulator.stop()
+                schedule_delivery.publish_retained(
+                    [(schedule_delivery.schedule_topic(spec.serial, settings), "")],
+                    settings=settings)
 
 
 def _cell(page, kind: str, field: str, index: int):
@@ -158,7 +134,7 @@ def test_operator_moves_mondays_discharge_and_sees_it_applied(live_server, brows
     _cell(page, "period", "end", 1).press("Tab")
     _cell(page, "period", "power_kw", 1).fill("45")
     _cell(page, "period", "power_kw", 1).press("Tab")
-    device_site["follower"].answers.clear()  # the device will answer when the test says so
+    device_site["simulator"].hold()  # the device will answer when the test lets it
     page.fill("#schedule-comment", "Monday evening peak moved to 18:00–22:30")
     page.click("#schedule-save")
     page.locator("#schedule-saved").wait_for()
@@ -167,7 +143,7 @@ def test_operator_moves_mondays_discharge_and_sees_it_applied(live_server, brows
         "Monday evening peak moved to 18:00–22:30").wait_for()
     page.screenshot(path=f"{SCREENSHOTS}/schedule-pending.png", full_page=True)
 
-    device_site["follower"].answers.set()
+    device_site["simulator"].release()
     page.get_by_text("Applied revision 2").wait_for()
     page.screenshot(path=f"{SCREENSHOTS}/schedule-applied.png", full_page=True)
     latest = schedule_store.get_revision(conn, ROOT, device_site["id"])
@@ -179,10 +155,6 @@ def test_operator_moves_mondays_discharge_and_sees_it_applied(live_server, brows
     tuesday = [p for p in latest["body"]["periods"] if "tue" in p["days"]
                and p["mode"] == "discharge"]
     assert tuesday[0]["start"] == "17:00" and tuesday[0]["days"] == ["tue", "wed", "thu", "fri"]
-    # The device now runs the new program.
-    assert wait_for(lambda: device_site["follower"].schedule is not None and [
-        p for p in device_site["follower"].schedule["periods"] if p["start"] == "18:00"],
-        what="the device to follow revision 2", timeout_s=10)
     diff = page.locator("#schedule-diff-lines")
     diff.wait_for()
     assert "18:00–22:30" in diff.inner_text()
