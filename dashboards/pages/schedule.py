@@ -568,11 +568,12 @@ def show_delivery(_tick, _changed, site_id):
 # ---- preview ----------------------------------------------------------------------------------
 
 @guarded_callback(Output("schedule-preview", "children"),
-                  inputs={"run": Input("schedule-preview-run", "n_clicks")},
+                  inputs={"run": Input("schedule-preview-run", "n_clicks"),
+                          "changed": Input("schedule-changed", "data")},
                   state={"site_id": State("schedule-site-id", "data"),
                          "values": _draft_dependencies()},
                   roles=ALL_ROLES)
-def show_preview(run, site_id, values):
+def show_preview(run, changed, site_id, values):
     """Simulate the editor's schedule over the next 7 days and chart SoC and grid power."""
     with connection() as conn:
         site = _site(conn, site_id)
