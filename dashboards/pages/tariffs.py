@@ -124,21 +124,23 @@ def layout(site=None, **_query) -> html.Div:
 
 @guarded_callback(Output("tariffs-list-slot", "children"), Output("tariffs-selected", "options"),
                   Output("tariffs-assign-tariff", "options"), Output("tariffs-site", "options"),
+                  Output("tariffs-selected", "value"),
                   Input("tariffs-company", "value"), Input("tariffs-changed", "data"),
                   roles=ADMIN_ROLES)
 def show_tariffs(company_id, _changed):
-    """List the chosen company's tariffs and sites."""
+    """List the chosen company's tariffs and sites (another company: nothing chosen yet)."""
     try:
         company_id = admin.as_id(company_id, "company")
     except users.AccountError as error:
-        return admin.failure(error), [], [], []
+        return admin.failure(error), [], [], [], None
     scope = current_scope()
     with connection() as conn:
         sites = tariff_admin.assignable_sites(conn, scope, company_id)
         rows = tariff_store.list_tariffs(conn, scope, company_id)
     options = [{"label": row["name"], "value": str(row["id"])} for row in rows]
+    selected = None if ctx.triggered_id == "tariffs-company" else no_update
     return (tariff_editor.tariff_list(rows), options, options,
-            [{"label": site["name"], "value": str(site["id"])} for site in sites])
+            [{"label": site["name"], "value": str(site["id"])} for site in sites], selected)
 
 
 @guarded_callback(
@@ -370,7 +372,7 @@ ACTIONS = {"tariffs-save": _save, "tariffs-create": _create, "tariffs-upload": _
 
 @guarded_callback(
     output=[Output("tariffs-message", "children"), Output("tariffs-changed", "data"),
-            Output("tariffs-selected", "value")],
+            Output("tariffs-selected", "value", allow_duplicate=True)],
     inputs={"clicks": [Input("tariffs-save", "n_clicks"), Input("tariffs-create", "n_clicks"),
                        Input("tariffs-upload", "contents"), Input("tariffs-assign", "n_clicks")]},
     state={"form": {

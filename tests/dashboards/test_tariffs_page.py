@@ -113,10 +113,13 @@ def test_admin_asking_for_another_company_gets_nothing(app, tenants, company_tar
     assert response.status_code == 204
 
 
-def test_superadmin_lists_any_company(app, tenants, company_tariffs):
-    text = _text(call_callback(_as(app, tenants.superadmin), app, "tariffs-list-slot.children",
-                               {"tariffs-company.value": str(tenants.b.id)}))
-    assert "TOU B" in text and "TOU A" not in text
+def test_superadmin_lists_any_company_and_a_switch_clears_the_editor(app, tenants,
+                                                                     company_tariffs):
+    response = call_callback(_as(app, tenants.superadmin), app, "tariffs-list-slot.children",
+                             {"tariffs-company.value": str(tenants.b.id)},
+                             triggered="tariffs-company.value")
+    assert "TOU B" in _text(response) and "TOU A" not in _text(response)
+    assert _outputs(response)["tariffs-selected"]["value"] is None
 
 
 def test_loading_a_tariff_fills_the_editor(app, tenants, company_tariffs):
