@@ -265,3 +265,10 @@ def test_preview_chart_draws_soc_over_mode_bands_and_the_powers():
     summary = _text(preview_chart.preview_summary(preview))
     assert "a note" in summary and "50 kW / 100 kWh" in summary
     assert '"40 kW"' in summary  # the peak: 30 kW of load while charging at 10 kW
+
+
+def test_optimized_is_offered_only_on_sites_with_the_optimiser():
+    assert "optimized" not in [o["value"] for o in editor.mode_options(False)]
+    assert "optimized" in [o["value"] for o in editor.mode_options(True)]
+    assert editor.mode_options(False, all_day=True)[0] == {"label": "Default mode all day",
+                                                           "value": editor.ALL_DAY}

@@ -72,6 +72,18 @@ def test_operator_of_the_site_gets_the_editor(app, tenants, site):
     assert '"value":"17:00"' in text.replace(" ", "")
 
 
+def test_a_site_without_a_schedule_starts_from_an_empty_week(app, tenants, site):
+    client = signed_in(app, tenants.a.admin)
+    text = _page(app, tenants.a.admin, f"/site/{tenants.a.sites[1]}/schedule")
+    assert "No period: the default mode runs all week." in text and "schedule-save" in text
+    history = json.dumps(response_json(post(client, app, "schedule-history.children",
+                                            {"schedule-site-id.data": tenants.a.sites[1]})))
+    assert "No schedule has been saved for this site yet." in history
+    delivery = json.dumps(response_json(post(client, app, "schedule-delivery.children",
+                                             {"schedule-site-id.data": tenants.a.sites[1]})))
+    assert "No storage device on this site" in delivery
+
+
 @pytest.mark.parametrize("who", ["viewer", "support"])
 def test_readers_get_the_editor_read_only(app, tenants, site, who):
     account = tenants.support if who == "support" else tenants.a.viewer
