@@ -512,15 +512,18 @@ def change_schedule(save, restore, site_id, values, comment, restore_revision, r
             Output("schedule-diff-to", "value")],
     inputs=[Input("schedule-site-id", "data"), Input("schedule-changed", "data"),
             Input("schedule-refresh", "n_intervals")],
+    state=State("schedule-diff-to", "options"),
     roles=ALL_ROLES)
-def show_history(site_id, _changed, _tick):
-    """List the revisions; after a save, compare the two newest."""
+def show_history(site_id, _changed, _tick, shown_options):
+    """List revisions with the devices' answers; after a save, compare the two newest."""
     with connection() as conn:
         site = _site(conn, site_id)
         rows = schedule_store.history(conn, current_scope(), site["id"])
     options = history_view.revision_options(rows, site["timezone"])
     if ctx.triggered_id == "schedule-refresh":
-        old, new = no_update, no_update
+        old = new = no_update
+        if options == shown_options:  # the choices stay; only the answers may have changed
+            options = no_update
     else:
         new = rows[0]["revision"] if rows else None
         old = rows[1]["revision"] if len(rows) > 1 else new
