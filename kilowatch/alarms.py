@@ -111,11 +111,23 @@ def clear_alarm(conn: psycopg.Connection, *, device_id: int, code: str,
 
 _ALARM_SELECT = """
 SELECT a.*, d.serial, d.model, s.name AS site_name, s.timezone, s.company_id,
-       c.name AS company_name,
-       extract(epoch FROM coalesce(a.cleared_at, now()) - a.raised_at) AS duration_s
+       c.name AS company_name, r.name AS rule_name, r.point AS rule_point,
+       extract(epoch FROM coalesce(a.cleared_at, now()) - a.raised_at)::float8 AS duration_s
 FROM alarms a JOIN devices d ON d.id = a.device_id JOIN sites s ON s.id = a.site_id
-JOIN companies c ON c.id = s.company_id
+JOIN companies c ON c.id = s.company_id LEFT JOIN alert_rules r ON r.id = a.rule_id
 """
+
+# Points worth seeing next to an alarm, by code prefix (first match wins).
+RELATED_POINTS = (
+    ("COMM_LOST", ("pcs.p", "bms.soc")),
+    ("BMS_OVERTEMP", ("bms.t_max", "bms.t_min", "pcs.p")),
+    ("BMS_CELL", ("bms.cell_v_max", "bms.cell_v_min", "bms.soc")),
+    ("BMS_", ("bms.soc", "bms.v", "bms.i", "bms.t_max")),
+    ("PCS_", ("pcs.p", "pcs.state", "meter.grid.p")),
+    ("METER_", ("meter.grid.p", "meter.load.p", "meter.pv.p")),
+    ("SCHEDULE_", ("pcs.p", "bms.soc")),
+)
+DEFAULT_POINTS = ("pcs.p", "bms.soc", "meter.grid.p")
 
 
 def list_alarms(conn: psycopg.Connection, scope: AccessScope, *, site_id: int | None = None,
@@ -172,6 +184,15 @@ def get_alarm(conn: psycopg.Connection, scope: AccessScope, alarm_id: object) ->
     if row is None:
         raise AccessDenied("no such alarm")
     return row
+
+
+def related_points(alarm: dict) -> tuple[str, ...]:
+    """Return the points to chart around an alarm: its rule's point, or by code."""
+    if alarm.get("rule_point"):
+        return (alarm["rule_point"],)
+    code = alarm["code"]
+    return next((points for prefix, points in RELATED_POINTS if code.startswith(prefix)),
+                DEFAULT_POINTS)
 
 
 def alarm_events(conn: psycopg.Connection, scope: AccessScope, alarm_id: int) -> list[dict]:

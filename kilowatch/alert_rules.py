@@ -211,7 +211,8 @@ def validate_rule(fields: Mapping[str, Any]) -> Rule:
 
 # ---- storage ---------------------------------------------------------------------------------
 
-def _from_row(row: Mapping[str, Any]) -> Rule:
+def from_row(row: Mapping[str, Any]) -> Rule:
+    """Return the rule of a stored row (from :func:`list_rules` or :func:`get_rule`)."""
     return Rule(id=row["id"], company_id=row["company_id"], name=row["name"], code=row["code"],
                 point=row["point"], comparison=row["comparison"], threshold=row["threshold"],
                 clear_threshold=row["clear_threshold"], duration_s=row["duration_s"],
@@ -255,6 +256,18 @@ def get_rule(conn: psycopg.Connection, scope: AccessScope, rule_id: object) -> d
     if row is None:
         raise AccessDenied("no such rule")
     return row
+
+
+def rule_points(conn: psycopg.Connection, scope: AccessScope, company_id: int) -> list[dict]:
+    """Return the points a rule of this company can watch: canonical ones and those sent."""
+    _require_admin(scope, company_id)
+    return conn.execute(
+        """SELECT p.name, p.unit FROM points p
+           WHERE p.description IS NOT NULL OR EXISTS (
+               SELECT 1 FROM device_points dp JOIN devices d ON d.id = dp.device_id
+               JOIN sites s ON s.id = d.site_id
+               WHERE dp.point_id = p.id AND s.company_id = %s)
+           ORDER BY p.name LIMIT 5000""", (company_id,)).fetchall()
 
 
 def _public(rule: Rule) -> dict:
@@ -318,7 +331,7 @@ def update_rule(conn: psycopg.Connection, scope: AccessScope, rule_id: object,
         rule = dataclasses.replace(rule, id=before["id"], company_id=before["company_id"])
         _retire_uncovered(conn, rule, "rule changed")
         audit.record(conn, scope, "alert_rule.update", target=f"alert_rule:{before['id']}",
-                     company_id=before["company_id"], before=_public(_from_row(before)),
+                     company_id=before["company_id"], before=_public(from_row(before)),
                      after=_public(rule))
     return rule
 
@@ -327,7 +340,7 @@ def delete_rule(conn: psycopg.Connection, scope: AccessScope, rule_id: object) -
     """Delete a rule of a company the caller administers and clear its active alarms."""
     before = get_rule(conn, scope, rule_id)
     _require_admin(scope, before["company_id"])
-    rule = dataclasses.replace(_from_row(before), enabled=False)
+    rule = dataclasses.replace(from_row(before), enabled=False)
     with conn.transaction():
         _retire_uncovered(conn, rule, "rule deleted")
         conn.execute("DELETE FROM alert_rules WHERE id = %s", (before["id"],))
@@ -464,6 +477,6 @@ def evaluate_rules(conn: psycopg.Connection, *, now: dt.datetime | None = None) 
                         ).fetchall()
     totals = {"rules": len(rows), "samples": 0, "raised": 0, "cleared": 0}
     for row in rows:
-        for name, count in evaluate_rule(conn, _from_row(row), now=now).items():
+        for name, count in evaluate_rule(conn, from_row(row), now=now).items():
             totals[name] += count
     return totals

@@ -73,10 +73,10 @@ def _whole(value: object, label: str, low: int, high: int) -> int:
 
 def validate_preferences(fields: Mapping[str, Any]) -> Preferences:
     """Check notification settings from a form and return them."""
-    severities = tuple(s for s in alarms.SEVERITIES if s in set(fields.get("severities") or ()))
-    unknown = set(fields.get("severities") or ()) - set(alarms.SEVERITIES)
-    if unknown:
-        raise PreferenceError(f"unknown severity {sorted(unknown)[0]!r}")
+    chosen = fields.get("severities") or ()
+    if not isinstance(chosen, list | tuple) or any(s not in alarms.SEVERITIES for s in chosen):
+        raise PreferenceError(f"severities are among {', '.join(alarms.SEVERITIES)}")
+    severities = tuple(s for s in alarms.SEVERITIES if s in chosen)
     try:
         site_ids = tuple(sorted({int(s) for s in fields.get("site_ids") or ()}))
     except (TypeError, ValueError):

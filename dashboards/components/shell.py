@@ -24,6 +24,7 @@ from dash import dcc, html
 
 from auth.callbacks import has_role
 from auth.scope import SessionUser, current_account
+from dashboards.components import alarm_badges
 from kilowatch.access import AccessDenied
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def navbar(account: SessionUser | None) -> dbc.Navbar:
                 label="Administration", nav=True, in_navbar=True, id="nav-admin",
                 children=[dbc.DropdownMenuItem(page["name"], href=page["relative_path"])
                           for page in admin]))
-    user = [] if account is None else [_user_menu(account)]
+    user = [] if account is None else [alarm_badges.navbar_alarms(), _user_menu(account)]
     return dbc.Navbar(
         dbc.Container(fluid=True, className="kw-navbar-inner", children=[
             brand,
