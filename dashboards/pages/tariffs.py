@@ -179,17 +179,17 @@ def _register_row_editing(kind: str) -> None:
              {"period": None, "label": None, "rate": None, "max_kw": None})
 
     @guarded_callback(Output(f"tariffs-{kind}-grid", "rowTransaction"),
+                      Output(f"tariffs-{kind}-grid", "deleteSelectedRows"),
                       Input(f"tariffs-{kind}-add", "n_clicks"),
                       Input(f"tariffs-{kind}-remove", "n_clicks"),
-                      State(f"tariffs-{kind}-grid", "selectedRows"),
                       State(f"tariffs-{kind}-grid", "rowData"),
                       roles=ADMIN_ROLES, prevent_initial_call=True)
-    def edit_rows(_add, _remove, selected, rows):
+    def edit_rows(_add, _remove, rows):
         """Add an empty rate row (next period number) or remove the selected rows."""
         if ctx.triggered_id == f"tariffs-{kind}-remove":
-            return {"remove": selected} if isinstance(selected, list) and selected else no_update
+            return no_update, True
         labels = tariff_forms.period_labels(rows if isinstance(rows, list) else [])
-        return {"add": [{**blank, "period": max(labels, default=-1) + 1}]}
+        return {"add": [{**blank, "period": max(labels, default=-1) + 1}]}, no_update
 
     edit_rows.__name__ = f"edit_{kind}_rows"
 
@@ -263,13 +263,10 @@ def _targets(trigger: str, clicks: dict, boxes: dict, block: dict) -> tuple[list
             "energy_options": Output("tariffs-paint-energy", "options"),
             "demand_options": Output("tariffs-paint-demand", "options")},
     inputs={"grids": Input("tariffs-grids", "data"),
-            "edited": [Input(f"tariffs-{kind}-grid", "cellValueChanged")
-                       for kind in ("energy", "demand")],
-            "added": [Input(f"tariffs-{kind}-add", "n_clicks") for kind in ("energy", "demand")]},
-    state={"rows": {kind: State(f"tariffs-{kind}-grid", "rowData")
-                    for kind in ("energy", "demand")}},
+            "rows": {kind: Input(f"tariffs-{kind}-grid", "virtualRowData")
+                     for kind in ("energy", "demand")}},
     roles=ADMIN_ROLES)
-def draw_grids(grids, edited, added, rows):
+def draw_grids(grids, rows):
     """Draw the four schedules with their period labels, and the period pickers."""
     if not isinstance(grids, dict):
         raise PreventUpdate

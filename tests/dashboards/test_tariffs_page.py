@@ -71,6 +71,8 @@ def _editor(structure: dict) -> dict:
         "tariffs-flat-grid.rowData": tariff_forms.demand_rows(structure, "flat_demand"),
         "tariffs-flat-months.rowData": [tariff_forms.flat_months_row(structure)],
         "tariffs-grids.data": tariff_forms.schedules(structure)})
+    for kind in ("energy", "demand"):
+        values[f"tariffs-{kind}-grid.virtualRowData"] = values[f"tariffs-{kind}-grid.rowData"]
     return values
 
 
@@ -373,6 +375,18 @@ def test_history_of_another_company_site_gets_nothing(app, tenants):
     response = call_callback(_as(app, tenants.a.admin), app, "tariffs-history-slot.children",
                              {"tariffs-site.value": str(tenants.b.sites[0])})
     assert response.status_code == 204
+
+
+def test_rate_rows_are_added_with_the_next_period_and_removed_when_selected(app, tenants):
+    client = _as(app, tenants.a.admin)
+    rows = _editor(tou_structure())["tariffs-energy-grid.rowData"]
+    out = _outputs(call_callback(client, app, "tariffs-energy-grid.rowTransaction", {
+        "tariffs-energy-add.n_clicks": 1, "tariffs-energy-grid.rowData": rows},
+        triggered="tariffs-energy-add.n_clicks"))
+    assert out["tariffs-energy-grid"]["rowTransaction"]["add"][0]["period"] == 2
+    out = _outputs(call_callback(client, app, "tariffs-energy-grid.rowTransaction", {
+        "tariffs-energy-remove.n_clicks": 1}, triggered="tariffs-energy-remove.n_clicks"))
+    assert out["tariffs-energy-grid"] == {"deleteSelectedRows": True}
 
 
 # --- painting -------------------------------------------------------------------------------------
