@@ -28,6 +28,7 @@ dash.register_page(__name__, path_template="/alarms/<alarm_id>", name="Alarm",
 
 ACK_ROLES = ("operator", "admin", "support", "superadmin")
 MARGIN = timedelta(hours=1)
+CHART_BUCKETS = 300
 
 
 def _chart(conn, scope, alarm: dict) -> tuple[dict, str]:
@@ -36,7 +37,11 @@ def _chart(conn, scope, alarm: dict) -> tuple[dict, str]:
     wanted = alarms.related_points(alarm)
     sent = {p["name"] for p in history.device_points(conn, scope, alarm["device_id"])}
     points = [p for p in wanted if p in sent] or list(wanted)
-    data = history.device_history(conn, scope, alarm["device_id"], points, start, end)
+    # a few hundred buckets: coarse enough that every bucket of a device sampling every
+    # 10-60 s holds a sample (finer buckets would draw the line as separate dots)
+    resolution = history.choose_resolution(start, end, max_points=CHART_BUCKETS)
+    data = history.device_history(conn, scope, alarm["device_id"], points, start, end,
+                                  resolution=resolution)
     note = (f"{', '.join(points)} · {data.resolution.label} · an hour before the raise to an "
             f"hour after the {'clear' if alarm['cleared_at'] else 'present'}")
     return alarm_views.alarm_figure(data, alarm), note

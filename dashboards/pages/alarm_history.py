@@ -27,6 +27,7 @@ dash.register_page(__name__, path="/alarm-history", name="Alarm history",
 
 FILTERS = ("start_date", "end_date", "site", "device", "code", "severities", "sources", "state",
            "acknowledged", "min_minutes")
+ALL_DEVICES = [{"label": "All devices", "value": ""}]
 _INPUTS = [("alarm-history-range", "start_date"), ("alarm-history-range", "end_date"),
            ("alarm-history-site", "value"), ("alarm-history-device", "value"),
            ("alarm-history-code", "value"), ("alarm-history-severity", "value"),
@@ -44,9 +45,11 @@ def _segmented(element_id: str, choices: dict[str, str]) -> dbc.RadioItems:
 
 def _filters(options: dict, site: int | None, severity: list[str], days: int) -> dbc.Card:
     today = datetime.now(UTC).date()
-    sites = [{"label": f"{s['name']} ({s['company_name']})", "value": s["id"]}
-             for s in options["sites"]]
-    codes = [{"label": c["code"], "value": c["code"]} for c in options["codes"]]
+    sites = [{"label": "All sites", "value": ""}, *(
+        {"label": f"{s['name']} ({s['company_name']})", "value": str(s["id"])}
+        for s in options["sites"])]
+    codes = [{"label": "All codes", "value": ""}, *(
+        {"label": c["code"], "value": c["code"]} for c in options["codes"])]
     return dbc.Card(dbc.CardBody([
         dbc.Row(className="g-2 align-items-end", children=[
             dbc.Col([dbc.Label("Raised or active between (UTC dates)", className="small mb-1"),
@@ -56,13 +59,13 @@ def _filters(options: dict, site: int | None, severity: list[str], days: int) ->
                                          minimum_nights=0, className="kw-date-range")],
                     xs="auto"),
             dbc.Col([dbc.Label("Site", className="small mb-1"),
-                     dcc.Dropdown(id="alarm-history-site", options=sites, value=site,
-                                  placeholder="All sites")], md=3),
+                     dbc.Select(id="alarm-history-site", options=sites,
+                                value="" if site is None else str(site))], md=3),
             dbc.Col([dbc.Label("Device", className="small mb-1"),
-                     dcc.Dropdown(id="alarm-history-device", placeholder="All devices")], md=2),
+                     dbc.Select(id="alarm-history-device", options=ALL_DEVICES, value="")],
+                    md=2),
             dbc.Col([dbc.Label("Code", className="small mb-1"),
-                     dcc.Dropdown(id="alarm-history-code", options=codes,
-                                  placeholder="All codes")], md=2),
+                     dbc.Select(id="alarm-history-code", options=codes, value="")], md=2),
         ]),
         dbc.Row(className="g-3 align-items-end mt-1", children=[
             dbc.Col([dbc.Label("Severity", className="small mb-1 d-block"),
@@ -171,13 +174,13 @@ def export(_clicks, *values):
 def devices_of_site(site_id):
     """Offer the devices of the chosen site (none until a site is chosen)."""
     if site_id in (None, ""):
-        return [], None
-    if isinstance(site_id, bool) or not str(site_id).isdigit():
+        return ALL_DEVICES, ""
+    if isinstance(site_id, bool) or not str(site_id).isdigit() or len(str(site_id)) > 9:
         raise dash.exceptions.PreventUpdate
     with connection() as conn:
         devices = fleet.list_devices(conn, current_scope(),
                                      fleet.get_site(conn, current_scope(), int(site_id))["id"])
-    return [{"label": d["serial"], "value": d["id"]} for d in devices], None
+    return ALL_DEVICES + [{"label": d["serial"], "value": str(d["id"])} for d in devices], ""
 
 
 clientside(

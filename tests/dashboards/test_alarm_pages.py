@@ -169,7 +169,7 @@ def test_device_choices_follow_the_site_in_scope(app, tenants, seeded):
     response = call_callback(client, app, "alarm-history-device.options",
                              {"alarm-history-site.value": tenants.a.sites[0]})
     options = response.get_json()["response"]["alarm-history-device"]["options"]
-    assert {"label": "ALM-A1", "value": seeded.device_a1} in options
+    assert {"label": "ALM-A1", "value": str(seeded.device_a1)} in options
     assert call_callback(client, app, "alarm-history-device.options",
                          {"alarm-history-site.value": tenants.b.sites[0]}).status_code == 204
 
