@@ -286,6 +286,8 @@ def main() -> None:
     parser.add_argument("--hourly-days", type=int, default=365)
     parser.add_argument("--minute-days", type=int, default=31)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--keep", action="store_true",
+                        help="Keep the seeded database (and print its name) for inspection.")
     args = parser.parse_args()
     bench = Bench()
     bench.create()
@@ -302,7 +304,11 @@ def main() -> None:
                   f"{_percentile(times, 0.95):8.1f} {max(times):8.1f} {size / 1000:7.1f}",
                   flush=True)
     finally:
-        bench.drop()
+        if args.keep:
+            print(f"kept database {bench.database} (Redis prefix "
+                  f"{bench.env['KILOWATCH_REDIS_PREFIX']})")
+        else:
+            bench.drop()
 
 
 if __name__ == "__main__":

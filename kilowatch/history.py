@@ -1,10 +1,11 @@
 """History of points for charts and exports: ranges, resolution choice and tiered queries.
 
-A chart never draws more than about :data:`MAX_POINTS` points per trace, so the
-resolution follows the range: a bucket width from :data:`LADDER` (the finest
-that keeps the count under the limit), read from the coarsest table that is
-fine enough — raw ``telemetry`` below a minute, ``telemetry_1m`` below an hour,
-``telemetry_1h`` from an hour up (a year of a site is drawn from hourly rows).
+A chart never draws more than :data:`MAX_POINTS` points per trace, so the
+resolution follows the range: the coarsest table that still gives
+:data:`MIN_POINTS` rows over the range (``telemetry_1h`` from 20 days,
+``telemetry_1m`` from 8 hours, raw ``telemetry`` below), then the finest bucket
+width from :data:`LADDER` that keeps the count under the limit (a year of a
+site is drawn from hourly rows in 6-hour buckets, 30 days hour by hour).
 
 Rollups are complete below their ``rollup_state.done_until``; a query reads each
 table only where it is complete and the next finer one after that (hourly rows,
@@ -29,6 +30,7 @@ from kilowatch import energy, fleet
 from kilowatch.access import AccessDenied, AccessScope, site_filter
 
 MAX_POINTS = 2000
+MIN_POINTS = 480  # a table is used once the range holds this many of its rows
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 LADDER = tuple(timedelta(seconds=s) for s in (
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
@@ -94,12 +96,18 @@ class History:
 
 def choose_resolution(start: datetime, end: datetime, *,
                       max_points: int = MAX_POINTS) -> Resolution:
-    """Return the finest ladder width keeping ``end - start`` under ``max_points`` buckets."""
+    """Pick the coarsest table still giving ``MIN_POINTS`` buckets, then the finest width.
+
+    The width is the finest of :data:`LADDER` that keeps ``end - start`` under
+    ``max_points`` buckets, and never finer than the table's own rows.
+    """
     if end <= start:
         raise HistoryError("the end of a range must come after its start")
     span = end - start
-    width = next((w for w in LADDER if span / w <= max_points), LADDER[-1])
-    source = "raw" if width < MINUTE else "1m" if width < HOUR else "1h"
+    source = "1h" if span / HOUR >= MIN_POINTS else "1m" if span / MINUTE >= MIN_POINTS \
+        else "raw"
+    floor = {"1h": HOUR, "1m": MINUTE, "raw": LADDER[0]}[source]
+    width = next((w for w in LADDER if span / w <= max_points and w >= floor), LADDER[-1])
     return Resolution(source, width)
 
 
@@ -187,7 +195,9 @@ def point_units(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, tup
 
 
 _TIER = """
-SELECT time_bucket(%(width)s, {time}, %(tz)s) AS t, x.device_id, x.point_id,
+SELECT CASE WHEN %(local_days)s THEN time_bucket(%(width)s, {time}, %(tz)s)
+            ELSE time_bucket(%(width)s, {time}, %(origin)s::timestamptz) END AS t,
+       x.device_id, x.point_id,
        sum({avg} * {count}) AS total, sum({count}) AS n, min({min}) AS lo, max({max}) AS hi
 FROM {table} x JOIN devs ON devs.id = x.device_id
 WHERE x.point_id = ANY(%(points)s) AND {time} >= %({lo})s AND {time} < %({hi})s
@@ -257,6 +267,19 @@ FROM (
 """
 
 
+def _bucket_params(resolution: Resolution, start: datetime, timezone: str) -> dict:
+    """Align buckets on the site's local midnight of ``start``.
+
+    Days and longer follow the zone's calendar (``time_bucket`` with the zone);
+    shorter buckets count from that midnight, which is several times cheaper and
+    differs only by the hour a DST change moves them.
+    """
+    tz = ZoneInfo(timezone)
+    midnight = datetime.combine(start.astimezone(tz).date(), time(), tz)
+    return {"width": resolution.width, "tz": timezone, "origin": midnight,
+            "local_days": bool(resolution.width and resolution.width >= DAY)}
+
+
 def _combine_params(units: dict[str, tuple[int, str]], by_site: bool) -> dict[str, list[int]]:
     rules = {name: SITE_COMBINE.get(name, "sum") if by_site else "sum" for name in units}
     return {f"{rule}_ids": [units[n][0] for n, r in rules.items() if r == rule]
@@ -290,8 +313,8 @@ def _read(conn: psycopg.Connection, scope: AccessScope, site: dict, points: Sequ
     units = point_units(conn, points)
     bounds = _tier_bounds(resolution, start, end, rollup_cuts(conn))
     params: dict[str, object] = {"site_id": site["id"], "device_id": device_id,
-                                 "width": resolution.width, "tz": site["timezone"],
-                                 "points": [pid for pid, _ in units.values()]}
+                                 "points": [pid for pid, _ in units.values()],
+                                 **_bucket_params(resolution, start, site["timezone"])}
     for source, (lo, hi) in bounds.items():
         params[f"{source}_lo"], params[f"{source}_hi"] = lo, hi
     params.update(_combine_params(units, device_id is None))
@@ -516,9 +539,9 @@ def export_rows(conn: psycopg.Connection, scope: AccessScope, site_id: int,
     if not columns or not bounds:
         return
     index = {(c.device_id, c.point_id): i for i, c in enumerate(columns)}
-    params: dict[str, object] = {"site_id": site_id, "width": resolution.width,
-                                 "tz": site["timezone"],
-                                 "points": sorted({c.point_id for c in columns})}
+    params: dict[str, object] = {"site_id": site_id,
+                                 "points": sorted({c.point_id for c in columns}),
+                                 **_bucket_params(resolution, start, site["timezone"])}
     for source, (lo, hi) in bounds.items():
         params[f"{source}_lo"], params[f"{source}_hi"] = lo, hi
     current: datetime | None = None

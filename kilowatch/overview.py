@@ -32,7 +32,8 @@ from kilowatch.redis_client import key
 
 POWER_POINTS = {"grid_kw": "meter.grid.p", "pv_kw": "meter.pv.p", "load_kw": "meter.load.p",
                 "battery_kw": "pcs.p"}
-COUNTERS = {quantity: spec[0] for quantity, spec in QUANTITIES.items()}
+TODAY_QUANTITIES = ("pv", "load", "grid_import", "grid_export")
+COUNTERS = {quantity: QUANTITIES[quantity][0] for quantity in TODAY_QUANTITIES}
 _LIVE_FIELDS = ("_online", "_last_seen", "_ts", "bms.soc", *POWER_POINTS.values(),
                 *COUNTERS.values())
 STATUS_RANK = {"offline": 0, "partial": 1, "online": 2, "no devices": 3}

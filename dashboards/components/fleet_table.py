@@ -44,10 +44,11 @@ COLUMNS = [
 ]
 
 
-def _keep(row: dict, status_filter: str) -> bool:
-    problem = row["status"] in ("offline", "partial") or row["alarm_count"] > 0
-    return {"all": True, "problems": problem, "offline": row["status"] in ("offline", "partial"),
-            "alarms": row["alarm_count"] > 0}.get(status_filter, True)
+def _keep(site: dict, status_filter: str) -> bool:
+    down = site["status"] in ("offline", "partial")
+    alarmed = any(site["alarms"].values())
+    return {"all": True, "problems": down or alarmed, "offline": down,
+            "alarms": alarmed}.get(status_filter, True)
 
 
 def grid_rows(sites: list[dict], status_filter: str = "all", *,
@@ -55,12 +56,19 @@ def grid_rows(sites: list[dict], status_filter: str = "all", *,
     """Return the grid rows of the fleet overview (already in problems-first order)."""
     rows = []
     for rank, site in enumerate(sites):
-        row = fleet_row(site, now=now)
-        row["rank"] = rank
-        row["row_id"] = str(row["id"])  # AG Grid row ids are strings
-        if _keep(row, status_filter):
+        if _keep(site, status_filter):
+            row = fleet_row(site, now=now)
+            row["rank"] = rank
+            row["row_id"] = str(row.pop("id"))  # AG Grid row ids are strings
             rows.append(row)
     return rows
+
+
+def columns(sites: list[dict]) -> list[dict]:
+    """Return the grid's columns, without the company when all sites share one."""
+    if len({s["company_name"] for s in sites}) > 1:
+        return COLUMNS
+    return [c for c in COLUMNS if c.get("field") != "company"]
 
 
 def summary_cards(sites: list[dict]) -> list:

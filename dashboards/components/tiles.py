@@ -77,7 +77,7 @@ def fleet_row(row: dict, *, now: datetime | None = None) -> dict:
     return {
         "id": row["id"], "name": row["name"], "company": row["company_name"],
         "status": row["status"], "status_text": status_text(row, row["timezone"], now=now),
-        "alarms": alarms_text(alarms), "alarm_count": sum(alarms.values()), "worst": worst,
+        "alarms": alarms_text(alarms), "worst": worst,
         "soc": _round(row["soc"], 0), "battery_kw": _round(row["battery_kw"]),
         "pv_kw": _round(row["pv_kw"]), "load_kw": _round(row["load_kw"]),
         "grid_kw": _round(row["grid_kw"]), "pv_kwh": _round(today.get("pv")),

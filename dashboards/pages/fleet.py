@@ -58,7 +58,7 @@ def layout(**_query) -> html.Div:
         ]),
         dag.AgGrid(
             id="fleet-grid", rowData=fleet_table.grid_rows(sites, now=now),
-            columnDefs=fleet_table.COLUMNS,
+            columnDefs=fleet_table.columns(sites),
             defaultColDef={"sortable": True, "resizable": True, "filter": False,
                            "suppressHeaderMenuButton": True},
             getRowId="params.data.row_id", className="kw-grid",

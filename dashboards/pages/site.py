@@ -330,10 +330,10 @@ def update_energy(site_id, tab, key, start, end):
             blank = charts.empty_figure(str(error), height=340)
             return blank, blank, []
         bars = history.energy_bars(conn, current_scope(), site["id"], lo, hi, step)
-        year_lo, year_hi, _ = history.energy_window(datetime.now(UTC) - timedelta(days=335),
-                                                    datetime.now(UTC), site["timezone"])
-        months = history.energy_bars(conn, current_scope(), site["id"], year_lo, year_hi,
-                                     "month")
+        year = history.energy_window(*history.time_range("12m", site["timezone"]),
+                                     site["timezone"])
+        months = bars if year == (lo, hi, step) else history.energy_bars(
+            conn, current_scope(), site["id"], *year)
     totals = {q: bars.total(q) for q in bars.quantities}
     label = {"day": "Daily energy", "month": "Monthly energy"}.get(step, "Hourly energy")
     return (charts.energy_figure(bars, title=label),

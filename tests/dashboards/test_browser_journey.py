@@ -116,9 +116,9 @@ def test_viewer_follows_a_live_site_then_exports_thirty_days(live_server, browse
     assert page.locator("#site-live-devices").get_by_text("Online").count() == 1
     page.screenshot(path=str(SCREENSHOTS / "journey-site-live.png"), full_page=True)
 
-    # 30 days: drawn from per-minute rollups at 30-minute buckets, with data in it.
+    # 30 days: drawn hour by hour from the hourly rollup, with data in it.
     page.locator("label", has_text="30 days").click()
-    page.get_by_text("Resolution: 30 min").wait_for()
+    page.get_by_text("Resolution: 1 h").wait_for()
     page.locator("#site-power-graph .scatterlayer .trace").first.wait_for()
     assert page.locator("#site-power-graph .legendtext").all_text_contents() == [
         "PV", "Consumption", "Grid (+ import)", "Battery (+ discharge)"]

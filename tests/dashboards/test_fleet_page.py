@@ -86,7 +86,7 @@ def test_grid_rows_keep_problems_first_and_filter():
              for i, (name, status, crit) in enumerate([("x", "offline", 0), ("y", "online", 2),
                                                        ("z", "online", 0)])]
     rows = fleet_page.grid_rows(sites)
-    assert [(r["name"], r["rank"], r["row_id"]) for r in rows] == [
+    assert [(r["name"], r["rank"], r["row_id"]) for r in rows] == [  # ids as AG Grid wants
         ("x", 0, "0"), ("y", 1, "1"), ("z", 2, "2")]
     assert rows[0]["status_text"] == "Never seen"
     assert [r["name"] for r in fleet_page.grid_rows(sites, "alarms")] == ["y"]

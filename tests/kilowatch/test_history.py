@@ -18,9 +18,10 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 @pytest.mark.parametrize(("span", "source", "width"), [
     (timedelta(minutes=30), "raw", timedelta(seconds=1)),
     (timedelta(hours=2), "raw", timedelta(seconds=5)),
+    (timedelta(hours=12), "1m", timedelta(minutes=1)),
     (timedelta(hours=24), "1m", timedelta(minutes=1)),
     (timedelta(days=7), "1m", timedelta(minutes=10)),
-    (timedelta(days=30), "1m", timedelta(minutes=30)),
+    (timedelta(days=30), "1h", timedelta(hours=1)),
     (timedelta(days=365), "1h", timedelta(hours=6)),
     (timedelta(days=3 * 366), "1h", timedelta(days=1)),
 ])
@@ -30,11 +31,15 @@ def test_resolution_follows_the_range(span, source, width):
 
 
 def test_no_range_gives_more_than_two_thousand_buckets_nor_a_needlessly_coarse_one():
+    granularity = {"raw": timedelta(seconds=1), "1m": timedelta(minutes=1),
+                   "1h": timedelta(hours=1)}
     span = timedelta(minutes=1)
     while span < timedelta(days=3000):
         resolution = history.choose_resolution(NOW - span, NOW)
         assert span / resolution.width <= history.MAX_POINTS
-        finer = [w for w in history.LADDER if w < resolution.width]
+        assert span / granularity[resolution.source] >= min(history.MIN_POINTS, span.total_seconds())
+        finer = [w for w in history.LADDER
+                 if granularity[resolution.source] <= w < resolution.width]
         if finer:
             assert span / finer[-1] > history.MAX_POINTS
         span = span * 1.37
