@@ -16,9 +16,11 @@ readings to the live value in Redis. Without a midnight reading it is unknown
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import redis
@@ -58,25 +60,25 @@ ORDER BY s.name, s.id
 """
 
 _TODAY_SQL = """
-WITH devs AS (
-    SELECT d.id AS device_id,
-           (date_trunc('day', now() AT TIME ZONE s.timezone) AT TIME ZONE s.timezone)
-               AS midnight
-    FROM devices d JOIN sites s ON s.id = d.site_id WHERE {scope}
+WITH devs AS MATERIALIZED (
+    SELECT x.device_id, x.since
+    FROM unnest(%(devices)s::int[], %(since)s::timestamptz[]) AS x(device_id, since)
+    JOIN devices d ON d.id = x.device_id JOIN sites s ON s.id = d.site_id WHERE {scope}
 ),
 readings AS (
     SELECT h.device_id, h.point_id, h.bucket, h.last,
            lag(h.last) OVER (PARTITION BY h.device_id, h.point_id ORDER BY h.bucket) AS prev
     FROM devs JOIN telemetry_1h h ON h.device_id = devs.device_id
-    WHERE h.point_id = ANY(%(points)s) AND h.bucket >= devs.midnight - interval '1 hour'
+    WHERE h.point_id = ANY(%(points)s) AND h.bucket >= devs.since
       AND h.bucket >= %(earliest)s AND h.last IS NOT NULL
 )
 SELECT device_id, point_id,
        coalesce(sum(CASE WHEN last >= prev THEN last - prev ELSE last END)
                 FILTER (WHERE prev IS NOT NULL), 0) AS kwh,
-       last(last, bucket) AS last_value, count(*) AS readings
+       last(last, bucket) AS last_value
 FROM readings GROUP BY 1, 2
 """
+TODAY_CACHE_S = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,26 +159,64 @@ def summarize(devices: list[DeviceNow], capacities: dict[int, float | None]) -> 
     return summary
 
 
-def _today_energy(conn: psycopg.Connection, scope: AccessScope, now: datetime,
-                  live: dict[int, DeviceNow], device_sites: dict[int, int]) -> dict[int, dict]:
-    """Return site id → quantity → kWh since local midnight (None when unknown)."""
+def _since(sites: list[dict], now: datetime) -> dict[int, datetime]:
+    """Return device id → the start of the hourly bucket ending at its site's local midnight."""
+    since = {}
+    for site in sites:
+        tz = ZoneInfo(site["timezone"])
+        midnight = datetime.combine(now.astimezone(tz).date(), time(), tz)
+        for device in site["devices"]:
+            since[device["id"]] = midnight.astimezone(UTC) - timedelta(hours=1)
+    return since
+
+
+def _hourly_counters(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
+                     since: dict[int, datetime]) -> dict[int, dict[str, list[float]]]:
+    """Return device → counter → [kWh counted by hourly readings today, last reading].
+
+    Hourly rows change only when the worker closes an hour, so each device's
+    answer is cached in Redis under the hourly rollup's ``done_until`` (and for
+    at most ``TODAY_CACHE_S``); only the devices missing there are queried.
+    """
+    cut = conn.execute("SELECT done_until FROM rollup_state WHERE rollup = '1h'").fetchone()
+    stamp = int(cut["done_until"].timestamp()) if cut and cut["done_until"] else 0
+    keys = {d: key("today", d, int(t.timestamp()), stamp) for d, t in since.items()}
+    found = dict(zip(keys, client.mget(list(keys.values())), strict=True)) if keys else {}
+    result = {d: json.loads(raw) for d, raw in found.items() if raw is not None}
+    missing = [d for d, raw in found.items() if raw is None]
+    if not missing:
+        return result
     names = {r["id"]: r["name"] for r in conn.execute(
         "SELECT id, name FROM points WHERE name = ANY(%s)", (list(COUNTERS.values()),))}
-    quantities = {point: quantity for quantity, point in COUNTERS.items()}
     query = sql.SQL(_TODAY_SQL).format(scope=site_filter(scope))
-    rows = conn.execute(query, {"points": list(names),
-                                "earliest": now - timedelta(days=1, hours=15)}).fetchall()
+    fresh: dict[int, dict[str, list[float]]] = {d: {} for d in missing}
+    for row in conn.execute(query, {"devices": missing, "since": [since[d] for d in missing],
+                                    "points": list(names),
+                                    "earliest": min(since[d] for d in missing)}):
+        fresh[row["device_id"]][names[row["point_id"]]] = [row["kwh"], row["last_value"]]
+    pipe = client.pipeline(transaction=False)
+    for device_id, counters in fresh.items():
+        pipe.set(keys[device_id], json.dumps(counters), ex=TODAY_CACHE_S)
+    pipe.execute()
+    return {**result, **fresh}
+
+
+def _today_energy(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
+                  sites: list[dict], live: dict[int, DeviceNow],
+                  now: datetime) -> dict[int, dict[str, float]]:
+    """Return site id → quantity → kWh since local midnight (absent when unknown)."""
+    hourly = _hourly_counters(conn, client, scope, _since(sites, now))
+    quantities = {point: quantity for quantity, point in COUNTERS.items()}
     per_site: dict[int, dict[str, float]] = defaultdict(dict)
-    for row in rows:
-        point = names[row["point_id"]]
-        kwh = row["kwh"]
-        current = live.get(row["device_id"])
-        value = current.values.get(point) if current else None
-        if value is not None:
-            kwh += value - row["last_value"] if value >= row["last_value"] else value
-        site_id = device_sites[row["device_id"]]
-        quantity = quantities[point]
-        per_site[site_id][quantity] = per_site[site_id].get(quantity, 0.0) + kwh
+    for site in sites:
+        for device in site["devices"]:
+            values = live[device["id"]].values
+            for point, (kwh, last_value) in hourly.get(device["id"], {}).items():
+                value = values.get(point)
+                if value is not None:  # the live counter adds what came after the last hour
+                    kwh += value - last_value if value >= last_value else value
+                quantity = quantities[point]
+                per_site[site["id"]][quantity] = per_site[site["id"]].get(quantity, 0.0) + kwh
     return per_site
 
 
@@ -195,9 +235,8 @@ def fleet_overview(conn: psycopg.Connection, client: redis.Redis, scope: AccessS
     now = now or datetime.now(UTC)
     sites = conn.execute(sql.SQL(_SITES_SQL).format(scope=site_filter(scope))).fetchall()
     devices = [d for s in sites for d in s["devices"]]
-    device_sites = {d["id"]: s["id"] for s in sites for d in s["devices"]}
     live = read_devices_now(client, devices)
-    today = _today_energy(conn, scope, now, live, device_sites) if devices else {}
+    today = _today_energy(conn, client, scope, sites, live, now) if devices else {}
     rows = []
     for site in sites:
         capacities = {d["id"]: d["capacity_kwh"] for d in site["devices"]}
