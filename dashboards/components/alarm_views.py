@@ -117,8 +117,7 @@ def history_csv(rows: list[dict]) -> str:
 def grid_options(count: int) -> dict:
     """Return the AG Grid options shared by the alarm grids."""
     return {"theme": {"function": GRID_THEME}, "animateRows": False, "tooltipShowDelay": 300,
-            "domLayout": "autoHeight" if count <= 20 else "normal",
-            "overlayNoRowsTemplate": "No alarms"}
+            "domLayout": "autoHeight" if count <= 20 else "normal"}
 
 
 def severity_counts(counts: dict[str, int], prefix: str) -> list:
