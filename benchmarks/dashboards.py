@@ -64,8 +64,8 @@ COUNTERS = {"meter.pv.e": 15.0, "meter.load.e": 30.0, "meter.grid.e_import": 20.
 class Bench:
     """A private database, Redis prefix and Dash app on the local stack."""
 
-    def __init__(self) -> None:
-        token = secrets.token_hex(4)
+    def __init__(self, reuse: str | None = None) -> None:
+        token = reuse.rsplit("_", 1)[1] if reuse else secrets.token_hex(4)
         base = os.environ.get("KILOWATCH_DATABASE_URL",
                               "postgresql://kilowatch@127.0.0.1:55432/kilowatch")
         self.admin_url = base.rsplit("/", 1)[0] + "/postgres"
@@ -140,6 +140,17 @@ def _seed_table(conn, table: str, step: str, devices: list[int], start: datetime
                 " %(step)s::interval) g) y").format(table=sql.Identifier(table)),
                 {"device": device, "point": ids[name], "rate": rate, "start": start,
                  "end": end, "step": step, "reset": reset_at})
+
+
+def seeded_before(bench: Bench) -> dict:
+    """Find what :func:`seed` created in a kept database."""
+    with db.connect(bench.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT d.id, d.site_id FROM devices d JOIN sites s ON s.id = d.site_id "
+            "JOIN companies c ON c.id = s.company_id WHERE c.name = 'Bench' ORDER BY d.id "
+            "LIMIT 1").fetchone()
+    return {"site": row["site_id"], "device": row["id"],
+            "accounts": {label: f"admin@{label}.bench.example" for label in ("bench", "fleet")}}
 
 
 def seed(bench: Bench, args) -> dict:
@@ -263,6 +274,8 @@ def cases(seeded: dict) -> list[tuple[str, str, str, dict]]:
                             ("energy", "site-energy-graph.figure")):
             cases_.append((f"site {tab} {label}", "bench", output,
                            _site_values(site, tab, range_key)))
+    cases_.append(("site energy, last 12 months", "bench", "site-energy-months-graph.figure",
+                   {"site-id.data": site, "site-tabs.active_tab": "energy"}))
     cases_.append(("explorer 12 months, 2 points", "bench", "explorer-graph.figure",
                    {"explorer-device.value": device, "explorer-range.value": "12m",
                     "explorer-points.value": ["pcs.p", "bms.soc"]}))
@@ -288,11 +301,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--keep", action="store_true",
                         help="Keep the seeded database (and print its name) for inspection.")
+    parser.add_argument("--reuse", metavar="DATABASE",
+                        help="Measure on a database kept by an earlier --keep run.")
     args = parser.parse_args()
-    bench = Bench()
-    bench.create()
+    bench = Bench(args.reuse)
+    if args.reuse:
+        args.keep = True
+    else:
+        bench.create()
     try:
-        seeded = seed(bench, args)
+        seeded = seeded_before(bench) if args.reuse else seed(bench, args)
         from dashboards.app import create_app
 
         app = create_app(bench.settings)

@@ -111,5 +111,5 @@ def soc_gauge_figure(soc: float | None) -> dict:
                                  {"range": [95, 100], "color": "#ecfdf5"}]},
              "title": {"text": "State of charge", "font": {"size": 13, "color": "#6b7280"}}}
     return {"data": [gauge], "layout": {
-        "height": 220, "margin": {"l": 24, "r": 24, "t": 40, "b": 8}, "font": {"family": FONT},
+        "height": 220, "margin": {"l": 36, "r": 36, "t": 40, "b": 8}, "font": {"family": FONT},
         "paper_bgcolor": "rgba(0,0,0,0)"}}

@@ -315,10 +315,9 @@ def energy_cards(totals: dict) -> list:
 
 
 @guarded_callback(Output("site-energy-graph", "figure"),
-                  Output("site-energy-months-graph", "figure"),
                   Output("site-energy-ratios", "children"), *_RANGE_INPUTS, roles=ALL_ROLES)
 def update_energy(site_id, tab, key, start, end):
-    """Draw energy bars for the range and the last 12 months, with the ratios."""
+    """Draw energy bars for the picked range, with its ratios."""
     if tab != "energy":
         raise dash.exceptions.PreventUpdate
     with connection() as conn:
@@ -327,18 +326,25 @@ def update_energy(site_id, tab, key, start, end):
             lo, hi, step = history.energy_window(*_range(site, key, start, end),
                                                  site["timezone"])
         except history.HistoryError as error:
-            blank = charts.empty_figure(str(error), height=340)
-            return blank, blank, []
+            return charts.empty_figure(str(error), height=340), []
         bars = history.energy_bars(conn, current_scope(), site["id"], lo, hi, step)
-        year = history.energy_window(*history.time_range("12m", site["timezone"]),
-                                     site["timezone"])
-        months = bars if year == (lo, hi, step) else history.energy_bars(
-            conn, current_scope(), site["id"], *year)
     totals = {q: bars.total(q) for q in bars.quantities}
     label = {"day": "Daily energy", "month": "Monthly energy"}.get(step, "Hourly energy")
-    return (charts.energy_figure(bars, title=label),
-            charts.energy_figure(months, title="Last 12 months", height=300),
-            energy_cards(totals))
+    return charts.energy_figure(bars, title=label), energy_cards(totals)
+
+
+@guarded_callback(Output("site-energy-months-graph", "figure"), Input("site-id", "data"),
+                  Input("site-tabs", "active_tab"), roles=ALL_ROLES)
+def update_energy_months(site_id, tab):
+    """Draw the last 12 months' energy by month (whatever the picked range)."""
+    if tab != "energy":
+        raise dash.exceptions.PreventUpdate
+    with connection() as conn:
+        site = fleet.get_site(conn, current_scope(), as_id(site_id))
+        year = history.energy_window(*history.time_range("12m", site["timezone"]),
+                                     site["timezone"])
+        months = history.energy_bars(conn, current_scope(), site["id"], *year)
+    return charts.energy_figure(months, title="Last 12 months", height=300)
 
 
 clientside(

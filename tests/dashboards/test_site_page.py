@@ -88,7 +88,8 @@ def test_today_is_drawn_per_minute_and_seven_days_per_ten_minutes(app, tenants, 
 
 
 @pytest.mark.parametrize("output", ["site-battery-graph.figure", "site-health-graph.figure",
-                                    "site-energy-graph.figure"])
+                                    "site-energy-graph.figure",
+                                    "site-energy-months-graph.figure"])
 def test_each_tab_draws_its_chart(app, tenants, devices, output):
     tab = output.split("-")[1]
     response = call_callback(_as(app, tenants.a.viewer), app, output,
@@ -101,13 +102,15 @@ def test_each_tab_draws_its_chart(app, tenants, devices, output):
 
 
 CALLBACK_OUTPUTS = ["site-flow.figure", "site-power-graph.figure", "site-battery-graph.figure",
-                    "site-health-graph.figure", "site-energy-graph.figure"]
+                    "site-health-graph.figure", "site-energy-graph.figure",
+                    "site-energy-months-graph.figure"]
 
 
 @pytest.mark.parametrize("output", CALLBACK_OUTPUTS)
 def test_forged_site_id_of_another_company_is_refused(app, tenants, devices, output):
     tab = {"site-battery-graph.figure": "battery", "site-health-graph.figure": "health",
-           "site-energy-graph.figure": "energy"}.get(output, "power")
+           "site-energy-graph.figure": "energy",
+           "site-energy-months-graph.figure": "energy"}.get(output, "power")
     client = _as(app, tenants.a.viewer)
     for forged in (tenants.b.sites[0], tenants.a.sites[1], 999_999):
         response = call_callback(client, app, output, {
