@@ -186,7 +186,7 @@ def validate_rule(fields: Mapping[str, Any]) -> Rule:
     if not POINT_PATTERN.match(point) or len(point) > 64:
         raise RuleError("the point is a point name such as bms.t_max")
     comparison = fields.get("comparison")
-    if comparison not in COMPARISONS:
+    if not isinstance(comparison, str) or comparison not in COMPARISONS:
         raise RuleError(f"the comparison is one of {' '.join(COMPARISONS)}")
     threshold = _number(fields, "threshold", "the threshold")
     clear = fields.get("clear_threshold")
@@ -197,9 +197,12 @@ def validate_rule(fields: Mapping[str, Any]) -> Rule:
         side = "at or below" if comparison in (">", ">=") else "at or above"
         raise RuleError(f"the clear threshold must be {side} the threshold (hysteresis)")
     severity = fields.get("severity")
-    if severity not in alarms.SEVERITIES:
+    if not isinstance(severity, str) or severity not in alarms.SEVERITIES:
         raise RuleError(f"the severity is one of {', '.join(alarms.SEVERITIES)}")
-    site_ids = tuple(sorted({int(s) for s in fields.get("site_ids") or ()}))
+    try:
+        site_ids = tuple(sorted({int(s) for s in fields.get("site_ids") or ()}))
+    except (TypeError, ValueError):
+        raise RuleError("sites are given by their ids") from None
     all_sites = bool(fields.get("all_sites", not site_ids))
     if not all_sites and not site_ids:
         raise RuleError("pick the sites the rule applies to, or all sites")

@@ -65,6 +65,8 @@ def test_state_carries_over_between_batches():
     ({"comparison": ">", "threshold": 45, "clear_threshold": 50}, "hysteresis"),
     ({"comparison": "<", "threshold": 10, "clear_threshold": 5}, "hysteresis"),
     ({"comparison": "=="}, "comparison"),
+    ({"comparison": [">"]}, "comparison"),
+    ({"severity": {"a": 1}}, "severity"),
     ({"threshold": "hot"}, "number"),
     ({"threshold": "nan"}, "finite"),
     ({"duration_s": -5}, "duration"),
@@ -74,6 +76,7 @@ def test_state_carries_over_between_batches():
     ({"severity": "fatal"}, "severity"),
     ({"name": ""}, "name"),
     ({"all_sites": False, "site_ids": []}, "sites"),
+    ({"all_sites": False, "site_ids": ["abc"]}, "sites"),
 ])
 def test_bad_rules_are_refused_with_a_clear_message(fields, message):
     base = {"name": "Hot cells", "point": "bms.t_max", "comparison": ">", "threshold": 45,
