@@ -18,6 +18,7 @@ from flask_login import current_user
 
 from kilowatch import db, users
 from kilowatch.access import AccessDenied, AccessScope, system_scope
+from kilowatch.ids import parse_id
 from kilowatch.settings import Settings
 
 
@@ -59,14 +60,15 @@ def connection() -> Iterator[psycopg.Connection]:
 
 def load_user(user_id: str) -> SessionUser | None:
     """Load an active user and their scope by id (Flask-Login's user loader)."""
-    if not str(user_id).isdigit():
+    user_id = parse_id(user_id)
+    if user_id is None:
         return None
     with connection() as conn:
         loader = system_scope("session")
-        scope = users.build_scope(conn, loader, int(user_id))
+        scope = users.build_scope(conn, loader, user_id)
         if scope is None:
             return None
-        row = users.get_user(conn, loader, int(user_id))
+        row = users.get_user(conn, loader, user_id)
     return SessionUser(id=row["id"], email=row["email"], display_name=row["display_name"],
                        role=row["role"], company_id=row["company_id"],
                        company_name=row["company_name"], language=row["language"],

@@ -11,6 +11,7 @@ from psycopg import sql
 
 from kilowatch import audit
 from kilowatch.access import AccessDenied, AccessScope, site_filter
+from kilowatch.ids import parse_id
 
 DEVICE_MODELS = ("HES-L", "HES-XL", "HES-XXL", "meter", "gateway")
 STORAGE_MODELS = ("HES-L", "HES-XL", "HES-XXL")
@@ -36,7 +37,7 @@ def _resolve(conn: psycopg.Connection, query: sql.Composable, ref: str, kind: st
 
 
 def _as_id(ref: str) -> int | None:
-    return int(ref) if str(ref).isdigit() else None
+    return parse_id(ref)
 
 
 def resolve_company(conn: psycopg.Connection, scope: AccessScope, ref: str) -> dict:

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from kilowatch import audit, fleet
 from kilowatch.access import AccessDenied, AccessScope, company_filter, site_filter
+from kilowatch.ids import parse_id
 from kilowatch.tariffs import Tariff, TariffError, parse
 
 
@@ -98,7 +99,7 @@ def resolve_tariff(conn: psycopg.Connection, scope: AccessScope, ref: str,
         "WHERE (t.id = %(ref_id)s OR lower(t.name) = lower(%(ref)s)) AND {} "
         "AND (%(company)s::int IS NULL OR t.company_id = %(company)s) ORDER BY t.id"
     ).format(company_filter(scope, sql.Identifier("t", "company_id")))
-    ref_id = int(ref) if str(ref).isdigit() else None
+    ref_id = parse_id(str(ref).strip())
     rows = conn.execute(query, {"ref": ref, "ref_id": ref_id, "company": company_id}).fetchall()
     exact = [row for row in rows if row["id"] == ref_id]
     if exact:

@@ -25,6 +25,7 @@ from kilowatch.access import (
     company_filter,
     site_filter,
 )
+from kilowatch.ids import parse_id
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
@@ -120,8 +121,9 @@ def find_login(conn: psycopg.Connection, scope: AccessScope, email: str) -> dict
 def resolve_user(conn: psycopg.Connection, scope: AccessScope, ref: str) -> dict:
     """Find one visible user by id or e-mail, or raise AccountError."""
     ref = str(ref).strip()
-    if ref.isdigit():
-        rows = conn.execute(_user_query(scope, "u.id = %s"), (int(ref),)).fetchall()
+    ref_id = parse_id(ref)
+    if ref_id is not None:
+        rows = conn.execute(_user_query(scope, "u.id = %s"), (ref_id,)).fetchall()
     else:
         rows = conn.execute(_user_query(scope, "lower(u.email) = lower(%s)"), (ref,)).fetchall()
     if not rows:
@@ -324,7 +326,7 @@ def resolve_group(conn: psycopg.Connection, scope: AccessScope, ref: str,
         "WHERE (g.id = %s OR lower(g.name) = lower(%s)) AND (%s::int IS NULL OR g.company_id = %s) "
         "AND {} ORDER BY g.id"
     ).format(_company(scope, "g"))
-    ref_id = int(ref) if ref.isdigit() else None
+    ref_id = parse_id(ref)
     rows = conn.execute(query, (ref_id, ref, company_id, company_id)).fetchall()
     exact = [row for row in rows if row["id"] == ref_id]
     if exact:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import html
 
+from kilowatch.ids import parse_id
 from kilowatch.users import AccountError
 
 ROLE_OPTIONS = [{"label": "Viewer", "value": "viewer"},
@@ -16,13 +17,16 @@ def as_id(value, what: str) -> int:
     """Return a browser-supplied id as an int, or raise AccountError naming what is missing."""
     if value is None or value == "":
         raise AccountError(f"choose a {what} first")
-    if isinstance(value, bool) or not str(value).isdigit():
+    number = parse_id(value)
+    if number is None:
         raise AccountError(f"that is not a valid {what}")
-    return int(value)
+    return number
 
 
 def as_ids(values, what: str) -> list[int]:
     """Return a list of browser-supplied ids as ints."""
+    if values is not None and not isinstance(values, list):
+        raise AccountError(f"that is not a valid list of {what}s")
     return [as_id(value, what) for value in (values or [])]
 
 

@@ -16,6 +16,7 @@ from dashboards.components import savings_cards as cards
 from dashboards.components import savings_charts as charts
 from kilowatch import fleet, savings, savings_views, tariff_store
 from kilowatch.access import AccessDenied
+from kilowatch.ids import parse_id
 
 dash.register_page(__name__, path_template="/site/<site_id>/savings", name="Savings",
                    title="Savings · Kilowatch", roles=ALL_ROLES)
@@ -25,9 +26,10 @@ GRAPH_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "sel
 
 def as_site_id(value) -> int:
     """Return a site id from the URL or the browser, or refuse it as out of scope."""
-    if isinstance(value, bool) or not str(value).isdigit():
+    site_id = parse_id(value)
+    if site_id is None:
         raise AccessDenied(f"not a site id: {str(value)[:40]!r}")
-    return int(value)
+    return site_id
 
 
 def _card(title, body, *, element_id: str | None = None, extra=None) -> dbc.Card:

@@ -30,6 +30,7 @@ from dashboards.components import schedule_preview_chart as preview_view
 from dashboards.components.schedule_timeline import week_figure
 from kilowatch import fleet, schedule_delivery, schedule_preview, schedule_store, schedules
 from kilowatch.access import AccessDenied
+from kilowatch.ids import parse_id
 
 dash.register_page(__name__, path_template="/site/<site_id>/schedule", name="Schedule",
                    title="Schedule · Kilowatch", roles=ALL_ROLES)
@@ -39,19 +40,9 @@ PERIOD_COLUMNS = 9
 EXCEPTION_COLUMNS = 10
 
 
-def whole_number(value) -> int | None:
-    """Return a browser-supplied id or revision number as an int, or None when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    text = str(value)
-    if not (text.isascii() and text.isdigit()) or int(text) >= 2**31:
-        return None
-    return int(text)
-
-
 def _site_id(value) -> int:
     """Return a site id from the URL or the browser as an int (AccessDenied when it is not one)."""
-    site_id = whole_number(value)
+    site_id = parse_id(value)
     if site_id is None:
         raise AccessDenied(f"not a site id: {value!r}"[:100])
     return site_id
@@ -460,7 +451,7 @@ def _save(conn, site: dict, values: dict, comment) -> tuple:
 
 
 def _restore(conn, site: dict, revision, comment) -> tuple:
-    number = whole_number(revision)
+    number = parse_id(revision)
     if not number:  # None, or 0: revisions count from 1
         return dbc.Alert("Choose the revision to restore.", color="warning",
                          dismissable=True), no_update
@@ -543,7 +534,7 @@ def restore_choices(options):
                   State("schedule-site-id", "data"), roles=ALL_ROLES)
 def show_diff(old, new, site_id):
     """Say what changed between two revisions."""
-    old, new = whole_number(old), whole_number(new)
+    old, new = parse_id(old), parse_id(new)
     if old is None or new is None:
         return None
     with connection() as conn:

@@ -19,6 +19,7 @@ from dash.exceptions import PreventUpdate
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin, tariff_editor, tariff_forms, tariff_grid
 from kilowatch import fleet, tariff_admin, tariff_store, tariffs, users
+from kilowatch.ids import parse_id
 from kilowatch.tariffs import TariffError
 
 dash.register_page(__name__, path="/admin/tariffs", name="Tariffs", title="Tariffs · Kilowatch",
@@ -104,7 +105,7 @@ def layout(site=None, **_query) -> html.Div:
     """Show the company picker, the tariff list, import, editor and site assignment."""
     with connection() as conn:
         companies = users.administered_companies(conn, current_scope())
-    site = str(site) if site is not None and str(site).isdigit() else None
+    site = str(parse_id(site)) if parse_id(site) is not None else None
     return html.Div([
         html.H1("Tariffs", className="h4 mb-3"),
         admin.company_select("tariffs-company", companies),

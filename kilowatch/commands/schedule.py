@@ -12,8 +12,10 @@ import click
 from kilowatch import db, fleet, schedule_delivery, schedule_store, schedules
 from kilowatch.access import AccessDenied, system_scope
 from kilowatch.cli import UserError, main
+from kilowatch.ids import MAX_ID
 
 NOT_PUBLISHED_EXIT = 3
+REVISION = click.IntRange(1, MAX_ID)
 
 
 def _run(action: Callable):
@@ -65,7 +67,7 @@ def schedule_group() -> None:
 
 @schedule_group.command("show")
 @click.option("--site", "site_ref", required=True, help="Site id or name.")
-@click.option("--revision", type=click.IntRange(min=1), help="An older revision.")
+@click.option("--revision", type=REVISION, help="An older revision.")
 @click.option("--json", "as_json", is_flag=True, help="Print the schedule JSON only.")
 def schedule_show(site_ref: str, revision: int | None, as_json: bool) -> None:
     """Show a site's schedule with its delivery state."""
@@ -156,7 +158,7 @@ def schedule_set(site_ref: str, path: str, comment: str) -> None:
 
 @schedule_group.command("restore")
 @click.option("--site", "site_ref", required=True, help="Site id or name.")
-@click.option("--revision", required=True, type=click.IntRange(min=1))
+@click.option("--revision", required=True, type=REVISION)
 @click.option("--comment", default=None, help="Defaults to 'restore revision N'.")
 def schedule_restore(site_ref: str, revision: int, comment: str | None) -> None:
     """Save an older revision again as the newest one and publish it."""
@@ -207,8 +209,8 @@ def schedule_history(site_ref: str) -> None:
 
 @schedule_group.command("diff")
 @click.option("--site", "site_ref", required=True, help="Site id or name.")
-@click.argument("old", type=click.IntRange(min=1))
-@click.argument("new", type=click.IntRange(min=1))
+@click.argument("old", type=REVISION)
+@click.argument("new", type=REVISION)
 def schedule_diff(site_ref: str, old: int, new: int) -> None:
     """Show what changed between two revisions."""
 
