@@ -77,6 +77,11 @@ class Email:
     html: str
 
 
+def _subject(text: str) -> str:
+    """Return a one-line subject (names typed by people may hold line breaks)."""
+    return " ".join(f"[Kilowatch] {text}".split())[:200]
+
+
 def language_of(code: str | None) -> str:
     """Return the e-mail language for a user's language code (English when not translated)."""
     base = (code or "en").split("-")[0]
@@ -136,8 +141,7 @@ def single(alarm: dict, kind: str, *, language: str, base_url: str) -> Email:
     color = COLORS[alarm["severity"]]
     body = (f"<table style=\"border-left:4px solid {color};padding-left:8px\">{rows}</table>"
             f"<p><a href=\"{html.escape(link)}\">{html.escape(words['open'])}</a></p>")
-    return Email(f"[Kilowatch] {headline}", text, _page(headline, words[f"intro_{key}"], body,
-                                                          footer))
+    return Email(_subject(headline), text, _page(headline, words[f"intro_{key}"], body, footer))
 
 
 def summary(items: list[tuple[dict, str]], *, language: str, base_url: str) -> Email:
@@ -167,5 +171,4 @@ def summary(items: list[tuple[dict, str]], *, language: str, base_url: str) -> E
     body = (f"<table cellpadding=\"4\" style=\"border-collapse:collapse\">{''.join(rows)}</table>"
             f"<p>{html.escape(more)}</p>"
             f"<p><a href=\"{html.escape(base)}/alarms\">{html.escape(words['open_list'])}</a></p>")
-    return Email(f"[Kilowatch] {headline}", text, _page(headline, words["intro_summary"], body,
-                                                          footer))
+    return Email(_subject(headline), text, _page(headline, words["intro_summary"], body, footer))

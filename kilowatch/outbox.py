@@ -42,9 +42,9 @@ def _permanent(error: Exception) -> bool:
 
 
 def _failed(conn: psycopg.Connection, row: dict, error: Exception, now: dt.datetime, *,
-            permanent: bool = False) -> None:
+            permanent: bool = False, give_up: bool = False) -> None:
     attempts = row["attempts"] + 1
-    give_up = (permanent and attempts >= PERMANENT_ATTEMPTS) or (
+    give_up = give_up or (permanent and attempts >= PERMANENT_ATTEMPTS) or (
         now - row["created_at"] >= GIVE_UP_AFTER)
     conn.execute(
         "UPDATE email_outbox SET attempts = %s, last_error = %s, next_attempt_at = %s, "
@@ -89,7 +89,14 @@ def send_due(conn: psycopg.Connection, settings: Settings,
             while pending:
                 row = pending[0]
                 try:
-                    session.send(_message(settings, row))
+                    message = _message(settings, row)
+                except ValueError as error:  # an address or header email cannot carry
+                    _failed(conn, row, error, now, permanent=True, give_up=True)
+                    refused += 1
+                    pending.pop(0)
+                    continue
+                try:
+                    session.send(message)
                 except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as error:
                     # the server answered about this message: the others may still go
                     _failed(conn, row, error, now, permanent=_permanent(error))

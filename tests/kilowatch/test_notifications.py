@@ -295,3 +295,18 @@ def test_smtp_urls(url, expected):
 def test_bad_smtp_url_is_refused():
     with pytest.raises(ValueError, match="starttls"):
         parse_smtp_url("smtp://host?starttls=maybe")
+
+
+def test_a_message_that_cannot_be_built_fails_alone(conn, smtp, mail_settings):
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    rows = [("ok@example.com", "Fine"), ("evil@example.com", "Hi\r\nBcc: all@example.com")]
+    ids = [conn.execute("INSERT INTO email_outbox (recipient, subject, text_body, html_body, "
+                        "created_at, next_attempt_at) VALUES (%s, %s, 't', '<p>h</p>', %s, %s) "
+                        "RETURNING id", (to, subject, now, now)).fetchone()["id"]
+           for to, subject in reversed(rows)]  # the bad one first
+    result = outbox.send_due(conn, mail_settings, now=now)
+    assert result["refused"] == 1 and result["sent"] >= 1
+    status = {r["recipient"]: r["status"] for r in conn.execute(
+        "SELECT recipient, status FROM email_outbox WHERE id = ANY(%s)", (ids,))}
+    assert status == {"ok@example.com": "sent", "evil@example.com": "failed"}
+    assert [m["To"] for m in smtp.messages] == ["ok@example.com"]
