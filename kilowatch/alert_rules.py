@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import operator
 import re
@@ -29,6 +30,8 @@ from psycopg import sql
 
 from kilowatch import alarms, audit
 from kilowatch.access import AccessDenied, AccessScope, company_filter
+
+log = logging.getLogger(__name__)
 
 COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
@@ -480,6 +483,13 @@ def evaluate_rules(conn: psycopg.Connection, *, now: dt.datetime | None = None) 
                         ).fetchall()
     totals = {"rules": len(rows), "samples": 0, "raised": 0, "cleared": 0}
     for row in rows:
-        for name, count in evaluate_rule(conn, from_row(row), now=now).items():
+        try:
+            counts = evaluate_rule(conn, from_row(row), now=now)
+        except psycopg.OperationalError:
+            raise
+        except Exception:  # one broken rule must not stop the others
+            log.exception("alert rule %s (%s) failed; retried next run", row["id"], row["code"])
+            continue
+        for name, count in counts.items():
             totals[name] += count
     return totals

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,8 @@ from psycopg import sql
 from kilowatch import alarms, audit, notification_texts, users
 from kilowatch.access import AccessDenied, AccessScope, site_filter, system_scope
 from kilowatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 COMM_LOST = "COMM_LOST"
 FAN_OUT_BATCH = 1000
@@ -344,8 +347,13 @@ def dispatch(conn: psycopg.Connection, settings: Settings, now: dt.datetime) -> 
         by_user[item["user_id"]].append(item)
     written = 0
     for user_id, items in by_user.items():
-        with conn.transaction():
-            written += _dispatch_user(conn, settings, user_id, items, now)
+        try:
+            with conn.transaction():
+                written += _dispatch_user(conn, settings, user_id, items, now)
+        except psycopg.OperationalError:
+            raise
+        except Exception:  # one recipient's problem must not hold up everyone's e-mails
+            log.exception("notifications for user %s failed; retried next run", user_id)
     return written
 
 
