@@ -14,12 +14,12 @@ GRID_THEME = ("themeQuartz.withParams({accentColor: '#0f766e', headerBackgroundC
 
 _NUMBER = {"type": "numericColumn", "width": 92, "minWidth": 80}
 COLUMNS = [
-    {"field": "status_text", "headerName": "Status", "width": 180, "pinned": "left",
+    {"field": "status_text", "headerName": "Status", "width": 165, "pinned": "left",
      "cellClassRules": {"kw-cell-offline": "params.data.status == 'offline'",
                         "kw-cell-partial": "params.data.status == 'partial'",
                         "kw-cell-online": "params.data.status == 'online'"},
      "comparator": {"function": "(a, b, nodeA, nodeB) => nodeA.data.rank - nodeB.data.rank"}},
-    {"field": "name", "headerName": "Site", "minWidth": 200, "flex": 2,
+    {"field": "name", "headerName": "Site", "minWidth": 230, "flex": 2,
      "cellClass": "kw-cell-site", "tooltipField": "name"},
     {"field": "company", "headerName": "Company", "minWidth": 130, "flex": 1},
     {"field": "alarms", "headerName": "Active alarms", "width": 150,

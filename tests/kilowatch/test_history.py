@@ -37,7 +37,8 @@ def test_no_range_gives_more_than_two_thousand_buckets_nor_a_needlessly_coarse_o
     while span < timedelta(days=3000):
         resolution = history.choose_resolution(NOW - span, NOW)
         assert span / resolution.width <= history.MAX_POINTS
-        assert span / granularity[resolution.source] >= min(history.MIN_POINTS, span.total_seconds())
+        rows = span / granularity[resolution.source]
+        assert rows >= min(history.MIN_POINTS, span.total_seconds())
         finer = [w for w in history.LADDER
                  if granularity[resolution.source] <= w < resolution.width]
         if finer:
