@@ -1,18 +1,18 @@
 """The navbar's alarm counts: a link to the active alarms with one pill per severity.
 
-Refreshed every 30 s by a guarded callback reading the user's own scope, so the
-counts never include another company's alarms.
+Filled and refreshed every 30 s by ``refresh_nav_counts`` in ``pages/alarms.py``
+(page modules are executed for every app, so the callback is registered with
+each), reading the user's own scope: the counts never include another
+company's alarms.
 """
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import dcc, html
 
-from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from dashboards.components.tiles import SEVERITY_COLORS
-from kilowatch import alarms
 from kilowatch.alarms import SEVERITIES
 
 REFRESH_MS = 30_000
@@ -35,11 +35,3 @@ def navbar_alarms() -> dbc.NavItem:
                  id="nav-alarms-link", title="Active alarms on your sites"),
         dcc.Interval(id="nav-alarms-refresh", interval=REFRESH_MS),
     ]))
-
-
-@guarded_callback(Output("nav-alarms-counts", "children"),
-                  Input("nav-alarms-refresh", "n_intervals"), roles=ALL_ROLES)
-def refresh_counts(_tick):
-    """Count the active alarms of the user's sites by severity."""
-    with connection() as conn:
-        return counts_pills(alarms.severity_counts(conn, current_scope()))

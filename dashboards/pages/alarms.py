@@ -8,7 +8,7 @@ from dash import Input, Output, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
-from dashboards.components import alarm_views
+from dashboards.components import alarm_badges, alarm_views
 from kilowatch import alarms
 
 dash.register_page(__name__, path="/alarms", name="Alarms", title="Alarms · Kilowatch",
@@ -64,3 +64,11 @@ clientside(
     "(cell) => cell && cell.rowId ? '/alarms/' + cell.rowId : window.dash_clientside.no_update",
     Output("alarms-go", "pathname"), Input("alarms-grid", "cellClicked"),
     prevent_initial_call=True)
+
+
+@guarded_callback(Output("nav-alarms-counts", "children"),
+                  Input("nav-alarms-refresh", "n_intervals"), roles=ALL_ROLES)
+def refresh_nav_counts(_tick):
+    """Count the active alarms of the user's sites by severity, for the navbar."""
+    with connection() as conn:
+        return alarm_badges.counts_pills(alarms.severity_counts(conn, current_scope()))
