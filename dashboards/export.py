@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, Response, abort, request, send_file, stream_
 from auth.scope import connection, current_scope
 from kilowatch import fleet, history
 from kilowatch.access import AccessDenied
+from kilowatch.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +130,13 @@ def _write_xlsx(target, scope, site: dict, columns, start, end, resolution) -> N
     book.close()
 
 
-@blueprint.route("/export/site/<int:site_id>.<any(csv, xlsx):extension>")
-def export_site(site_id: int, extension: str):
+@blueprint.route("/export/site/<site_ref>.<any(csv, xlsx):extension>")
+def export_site(site_ref: str, extension: str):
     """Stream a site's points over a range as CSV or XLSX (404 outside the user's scope)."""
     scope = current_scope()
+    site_id = parse_id(site_ref)
+    if site_id is None:
+        abort(404)
     with connection() as conn:
         try:
             site = fleet.get_site(conn, scope, site_id)

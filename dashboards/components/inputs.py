@@ -6,14 +6,15 @@ import logging
 
 from dash.exceptions import PreventUpdate
 
+from kilowatch.ids import parse_id
+
 log = logging.getLogger(__name__)
 
 
 def as_id(value: object) -> int:
-    """Return a positive database id sent by the browser, or stop the callback (no update)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31:
-        return value
-    if isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**31:
-        return int(value)
-    log.warning("callback refused a malformed id %r", value)
-    raise PreventUpdate
+    """Return a database id sent by the browser, or stop the callback (no update)."""
+    number = parse_id(value)
+    if number is None:
+        log.warning("callback refused a malformed id %r", value)
+        raise PreventUpdate
+    return number

@@ -17,6 +17,7 @@ from auth.callbacks import guarded_clientside_callback as clientside
 from dashboards.components import charts
 from dashboards.components.inputs import as_id
 from kilowatch import fleet, history
+from kilowatch.ids import parse_id
 
 ROLES = ("admin", "support", "superadmin")
 MAX_POINTS = 8
@@ -32,7 +33,7 @@ def layout(site: str | None = None, device: str | None = None, **_query) -> html
     with connection() as conn:
         sites = fleet.list_sites(conn, current_scope())
     options = [{"label": f"{s['name']} · {s['company_name']}", "value": s["id"]} for s in sites]
-    chosen = int(site) if site and site.isdigit() else (sites[0]["id"] if sites else None)
+    chosen = parse_id(site) or (sites[0]["id"] if sites else None)
     today = datetime.now(UTC).date()
     return html.Div([
         html.H1("Point explorer", className="h4 mb-3"),
@@ -42,7 +43,7 @@ def layout(site: str | None = None, device: str | None = None, **_query) -> html
                                   clearable=False)], md=4),
             dbc.Col([dbc.Label("Device", html_for="explorer-device"),
                      dcc.Dropdown(id="explorer-device", clearable=False,
-                                  value=int(device) if device and device.isdigit() else None)],
+                                  value=parse_id(device))],
                     md=3),
             dbc.Col([dbc.Label("Points", html_for="explorer-points"),
                      dcc.Dropdown(id="explorer-points", multi=True,

@@ -23,6 +23,7 @@ from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_
 from dashboards.components.shell import not_found
 from dashboards.components.tiles import ago, local_time, power_tile, status_badge
 from kilowatch import fleet, history, overview
+from kilowatch.ids import parse_id
 from kilowatch.redis_client import get_redis
 
 dash.register_page(__name__, path_template="/site/<site_id>", name="Site",
@@ -145,11 +146,12 @@ def _tabs(site: dict, devices: list[dict], points: list[dict]) -> dbc.Tabs:
 
 def layout(site_id: str | None = None, **_query) -> html.Div:
     """Show one site the user may see (the shell shows "not allowed" otherwise)."""
-    if not site_id or not str(site_id).isdigit():
+    number = parse_id(site_id)
+    if number is None:
         return not_found()
     scope = current_scope()
     with connection() as conn:
-        site = fleet.get_site(conn, scope, as_id(site_id))
+        site = fleet.get_site(conn, scope, number)
         devices = fleet.list_devices(conn, scope, site["id"])
         points = history.site_points(conn, scope, site["id"])
     subtitle = " · ".join(filter(None, [site["company_name"], site["address"], site["timezone"]]))

@@ -76,7 +76,7 @@ def test_forged_ids_of_another_company_are_refused(app, tenants, devices):
     assert b"EXPL-B1" not in listing.get_data() + points.get_data() + plot.get_data()
 
 
-@pytest.mark.parametrize("forged", ["x", None, -1, True, 2**40])
+@pytest.mark.parametrize("forged", ["x", None, -1, True, 2**40, "²", "٣"])
 def test_malformed_device_ids_give_no_update(app, tenants, devices, forged):
     response = _plot(_as(app, tenants.a.admin), app, forged)
     assert response.status_code in (204, 400)

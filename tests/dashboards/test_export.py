@@ -117,3 +117,9 @@ def test_bad_queries_get_a_clear_400(app, tenants, data, query, message):
     response = _as(app, tenants.a.viewer).get(f"/export/site/{tenants.a.sites[0]}.csv?{query}")
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("site", ["²", "99999999999", "0", "-1", "1.5"])
+def test_malformed_site_ids_are_not_found(app, tenants, data, site):
+    response = _as(app, tenants.a.admin).get(f"/export/site/{site}.csv?range=7d&points=pcs.p")
+    assert response.status_code == 404

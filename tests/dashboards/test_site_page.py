@@ -55,8 +55,9 @@ def test_viewer_gets_not_allowed_for_other_sites(app, tenants, devices, path_sit
     assert "kw-not-allowed" in text and "PAGE-B1" not in text
 
 
-def test_non_numeric_site_is_not_found(app, tenants):
-    assert "kw-not-found" in _page(_as(app, tenants.a.admin), app, "/site/abc")
+@pytest.mark.parametrize("path", ["/site/abc", "/site/²", "/site/99999999999", "/site/0"])
+def test_non_numeric_or_out_of_range_site_is_not_found(app, tenants, path):
+    assert "kw-not-found" in _page(_as(app, tenants.a.admin), app, path)
 
 
 def test_live_callback_sums_the_site_devices(app, tenants, devices):
@@ -119,7 +120,8 @@ def test_forged_site_id_of_another_company_is_refused(app, tenants, devices, out
         assert b"PAGE-B1" not in response.get_data()
 
 
-@pytest.mark.parametrize("forged", ["1; DROP TABLE sites", None, {"id": 1}, -5])
+@pytest.mark.parametrize("forged", ["1; DROP TABLE sites", None, {"id": 1}, -5, "²", 2**40,
+                                    True, 1.5])
 def test_malformed_site_ids_give_no_update(app, tenants, devices, forged):
     response = call_callback(_as(app, tenants.a.admin), app, "site-flow.figure",
                              {"site-id.data": forged})
