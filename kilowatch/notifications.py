@@ -197,7 +197,7 @@ def _on_raise(conn: psycopg.Connection, settings: Settings, alarm: dict,
         if not (person["mandatory"] or wants):
             continue
         delay = person["delay_s"] if wants else 0
-        if person["mandatory"]:
+        if alarm["code"] == COMM_LOST:  # whoever is told, only after the re-check
             delay = max(delay, settings.comm_lost_recheck)
         _add_item(conn, person["user_id"], alarm["id"], "raised", mandatory=person["mandatory"],
                   event_at=at, due_at=at + dt.timedelta(seconds=delay))

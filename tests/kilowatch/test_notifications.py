@@ -131,8 +131,12 @@ def test_silent_device_mails_each_admin_once_then_the_recovery(conn, world, smtp
 
 def test_a_blip_shorter_than_the_recheck_sends_nothing(conn, world, smtp, mail_settings):
     device = world["acme"].devices[1]
+    watcher = make_user(conn, "watcher@acme.example.com", "operator", world["acme"].id,
+                        site_ids=world["acme"].sites)
+    set_prefs(conn, watcher, severities=["major"])  # COMM_LOST waits for the re-check too
     now = dt.datetime.now(dt.UTC)
     go_silent(conn, mail_settings, device, now)
+    assert deliver(conn, mail_settings, now + dt.timedelta(seconds=10))["sent"] == 0
     come_back(conn, device, now + dt.timedelta(seconds=20))
     assert deliver(conn, mail_settings, now + dt.timedelta(minutes=5))["sent"] == 0
     assert smtp.messages == []
