@@ -172,7 +172,7 @@ def as_alarm_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise AccessDenied("no such alarm")
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
         raise AccessDenied("no such alarm")
     return int(text)
 

@@ -30,6 +30,7 @@ from psycopg import sql
 
 from kilowatch import alarms, audit
 from kilowatch.access import AccessDenied, AccessScope, company_filter
+from kilowatch.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +203,9 @@ def validate_rule(fields: Mapping[str, Any]) -> Rule:
     severity = fields.get("severity")
     if not isinstance(severity, str) or severity not in alarms.SEVERITIES:
         raise RuleError(f"the severity is one of {', '.join(alarms.SEVERITIES)}")
-    try:
-        site_ids = tuple(sorted({int(s) for s in fields.get("site_ids") or ()}))
-    except (TypeError, ValueError):
-        raise RuleError("sites are given by their ids") from None
+    site_ids = tuple(sorted({parse_id(s) for s in fields.get("site_ids") or ()}))
+    if None in site_ids:
+        raise RuleError("sites are given by their ids")
     all_sites = bool(fields.get("all_sites", not site_ids))
     if not all_sites and not site_ids:
         raise RuleError("pick the sites the rule applies to, or all sites")
@@ -254,11 +254,12 @@ def list_rules(conn: psycopg.Connection, scope: AccessScope, *,
 
 def get_rule(conn: psycopg.Connection, scope: AccessScope, rule_id: object) -> dict:
     """Return one rule of the caller's company, or raise AccessDenied."""
-    if isinstance(rule_id, bool) or not str(rule_id).isdigit() or len(str(rule_id)) > 9:
+    rule_id = parse_id(rule_id)
+    if rule_id is None:
         raise AccessDenied("no such rule")
     query = sql.SQL(_RULES_SELECT + "WHERE r.id = %s AND {}").format(
         company_filter(scope, sql.Identifier("r", "company_id")))
-    row = conn.execute(query, (int(rule_id),)).fetchone()
+    row = conn.execute(query, (rule_id,)).fetchone()
     if row is None:
         raise AccessDenied("no such rule")
     return row

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from kilowatch import alarms, audit, notification_texts, users
 from kilowatch.access import AccessDenied, AccessScope, site_filter, system_scope
+from kilowatch.ids import parse_id
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,10 @@ def validate_preferences(fields: Mapping[str, Any]) -> Preferences:
     if not isinstance(chosen, list | tuple) or any(s not in alarms.SEVERITIES for s in chosen):
         raise PreferenceError(f"severities are among {', '.join(alarms.SEVERITIES)}")
     severities = tuple(s for s in alarms.SEVERITIES if s in chosen)
-    try:
-        site_ids = tuple(sorted({int(s) for s in fields.get("site_ids") or ()}))
-    except (TypeError, ValueError):
-        raise PreferenceError("sites are given by their ids") from None
+    raw_sites = fields.get("site_ids") or ()
+    if not isinstance(raw_sites, list | tuple) or any(parse_id(s) is None for s in raw_sites):
+        raise PreferenceError("sites are given by their ids")
+    site_ids = tuple(sorted({parse_id(s) for s in raw_sites}))
     all_sites = bool(fields.get("all_sites", True))
     enabled = bool(fields.get("enabled", True))
     on_raise, on_clear = bool(fields.get("on_raise", True)), bool(fields.get("on_clear", False))

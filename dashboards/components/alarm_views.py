@@ -19,6 +19,7 @@ from dashboards.components.tiles import SEVERITY_COLORS
 from kilowatch.alarms import SEVERITIES, SOURCES, AlarmError, HistoryQuery
 from kilowatch.alert_rules import format_duration
 from kilowatch.history import History
+from kilowatch.ids import parse_id
 
 SEVERITY_LABELS = {s: s.title() for s in SEVERITIES}
 SOURCE_LABELS = {"device": "Device", "rule": "Alert rule", "platform": "Platform"}
@@ -202,9 +203,10 @@ def _day(value: object, label: str) -> datetime | None:
 def _optional_id(value: object, label: str) -> int | None:
     if value in (None, ""):
         return None
-    if isinstance(value, bool) or not str(value).isdigit() or len(str(value)) > 9:
+    number = parse_id(value)
+    if number is None:
         raise AlarmError(f"pick a {label} from the list")
-    return int(value)
+    return number
 
 
 def history_query(*, start_date, end_date, site, device, code, severities, sources, state,

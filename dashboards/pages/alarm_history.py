@@ -21,6 +21,7 @@ from auth.callbacks import guarded_clientside_callback as clientside
 from dashboards.components import alarm_views
 from kilowatch import alarms, fleet, history
 from kilowatch.alarms import SEVERITIES, SOURCES, AlarmError
+from kilowatch.ids import parse_id
 
 dash.register_page(__name__, path="/alarm-history", name="Alarm history",
                    title="Alarm history · Kilowatch", roles=ALL_ROLES)
@@ -88,7 +89,8 @@ def _filters(options: dict, site: int | None, severity: list[str], days: int) ->
 
 
 def _int_arg(value: str | None, default: int | None, high: int) -> int | None:
-    return int(value) if value and value.isdigit() and 0 < int(value) <= high else default
+    number = parse_id(value)
+    return number if number is not None and number <= high else default
 
 
 def layout(site: str | None = None, severity: str | None = None, days: str | None = None,
@@ -175,11 +177,12 @@ def devices_of_site(site_id):
     """Offer the devices of the chosen site (none until a site is chosen)."""
     if site_id in (None, ""):
         return ALL_DEVICES, ""
-    if isinstance(site_id, bool) or not str(site_id).isdigit() or len(str(site_id)) > 9:
+    site_id = parse_id(site_id)
+    if site_id is None:
         raise dash.exceptions.PreventUpdate
     with connection() as conn:
         devices = fleet.list_devices(conn, current_scope(),
-                                     fleet.get_site(conn, current_scope(), int(site_id))["id"])
+                                     fleet.get_site(conn, current_scope(), site_id)["id"])
     return ALL_DEVICES + [{"label": d["serial"], "value": str(d["id"])} for d in devices], ""
 
 

@@ -143,7 +143,8 @@ def test_history_refuses_another_companys_site_and_device(app, tenants, seeded, 
     ({"severity.value": ["fatal"]}, "pick values"), ({"min.value": "abc"}, "minutes"),
     ({"range.start_date": "2026-13-45"}, "not a date"), ({"state.value": "odd"}, "pick values"),
     ({"range.start_date": "2026-05-02", "range.end_date": "2026-05-01"}, "after its start"),
-    ({"site.value": {"x": 1}}, "site")])
+    ({"site.value": {"x": 1}}, "site"), ({"site.value": "²"}, "site"),
+    ({"device.value": 2**40}, "device")])
 def test_history_bad_values_get_a_message(app, tenants, seeded, filters, message):
     response = _history(_as(app, tenants.a.admin), app, **filters)
     assert response.status_code == 200
@@ -190,7 +191,7 @@ def test_alarm_page_shows_facts_chart_and_timeline(app, tenants, seeded):
 
 @pytest.mark.parametrize(("who", "which"), [("a_admin", "critical_b1"), ("a_viewer",
                                             "critical_a2"), ("a_admin", "abc"), ("b_admin",
-                                            "critical_a1")])
+                                            "critical_a1"), ("a_admin", "²")])
 def test_alarm_page_refuses_alarms_outside_the_scope(app, tenants, seeded, who, which):
     account = {"a_admin": tenants.a.admin, "a_viewer": tenants.a.viewer,
                "b_admin": tenants.b.admin}[who]
@@ -228,13 +229,15 @@ def test_operator_acknowledges_and_comments(app, tenants, seeded, db):
         (tenants.a.operator.email, "alarm.comment")]
 
 
-@pytest.mark.parametrize("which", ["critical_b1", "critical_a2", "abc", "-1", "99999999"])
+@pytest.mark.parametrize("which", ["critical_b1", "critical_a2", "abc", "-1", "99999999", "²",
+                                   "0", 2**70])
 @pytest.mark.parametrize("button", ["alarm-ack", "alarm-comment-add"])
 def test_forged_alarm_ids_are_refused(app, tenants, seeded, db, which, button):
-    alarm_id = getattr(seeded, which, which)
+    real = isinstance(which, str) and hasattr(seeded, which)
+    alarm_id = getattr(seeded, which) if real else which
     response = _act(_as(app, tenants.a.operator), app, alarm_id, "forged", button)
     assert response.status_code == 204
-    if isinstance(alarm_id, int):
+    if real:
         assert alarms.get_alarm(db, system_scope(), alarm_id)["acknowledged_at"] is None
         assert "forged" not in json.dumps(alarms.alarm_events(db, system_scope(), alarm_id),
                                           default=str)
@@ -302,9 +305,10 @@ def test_rule_callbacks_refuse_another_companys_rules_and_sites(app, tenants, db
     client = _as(app, tenants.a.admin)
     assert call_callback(client, app, "alert-rules-grid.rowData",
                          {"alert-rules-company.value": str(tenants.b.id)}).status_code == 204
-    assert call_callback(client, app, "alert-rules-name.value",
-                         {"alert-rules-grid.cellClicked": {"rowId": str(rule_b)}},
-                         triggered="alert-rules-grid.cellClicked").status_code == 204
+    for forged in (str(rule_b), "²", "1.5"):
+        assert call_callback(client, app, "alert-rules-name.value",
+                             {"alert-rules-grid.cellClicked": {"rowId": forged}},
+                             triggered="alert-rules-grid.cellClicked").status_code == 204
     assert _save(client, app, str(tenants.a.id), rule_b).status_code == 204
     assert _save(client, app, str(tenants.a.id), rule_b,
                  button="alert-rules-delete").status_code == 204
