@@ -290,6 +290,8 @@ def history_options(conn: psycopg.Connection, scope: AccessScope) -> dict[str, l
 # ---- what people do --------------------------------------------------------------------------
 
 def _check_comment(text: str | None, *, required: bool) -> str:
+    if text is not None and not isinstance(text, str):
+        raise AlarmError("a comment is text")
     text = (text or "").strip()
     if required and not text:
         raise AlarmError("write a comment first")

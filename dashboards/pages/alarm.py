@@ -135,7 +135,7 @@ def act(_ack, _comment, alarm_id, text):
             feedback, color, keep = ("Acknowledged." if acknowledging else "Comment added."), \
                 "success", ""
         except AlarmError as error:
-            feedback, color, keep = str(error), "warning", text
+            feedback, color, keep = str(error), "warning", text if isinstance(text, str) else ""
         alarm = alarms.get_alarm(conn, scope, alarm_id)
         events = alarms.alarm_events(conn, scope, alarm["id"])
     return (alarm_views.timeline(events, alarm["timezone"]), _ack_text(alarm),

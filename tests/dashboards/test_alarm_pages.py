@@ -219,6 +219,8 @@ def test_operator_acknowledges_and_comments(app, tenants, seeded, db):
     assert "already acknowledged" in again["alarm-feedback"]["children"]
     empty = _act(client, app, seeded.major_a1, "  ", "alarm-comment-add").get_json()["response"]
     assert "write a comment" in empty["alarm-feedback"]["children"]
+    forged = _act(client, app, seeded.major_a1, ["x"], "alarm-comment-add").get_json()
+    assert "a comment is text" in forged["response"]["alarm-feedback"]["children"]
     _act(client, app, seeded.major_a1, "Fixed by the utility", "alarm-comment-add")
     kinds = [e["kind"] for e in alarms.alarm_events(db, system_scope(), seeded.major_a1)]
     assert kinds[-2:] == ["acknowledged", "commented"]
