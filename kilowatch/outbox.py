@@ -19,6 +19,7 @@ import smtplib
 import psycopg
 
 from kilowatch import alarms, mailer
+from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,16 @@ FIRST_RETRY_S = 30
 MAX_RETRY_S = 3600
 GIVE_UP_AFTER = dt.timedelta(days=3)
 PERMANENT_ATTEMPTS = 3
+
+
+def list_outbox(conn: psycopg.Connection, scope: AccessScope, *, status: str = "pending",
+                limit: int = 50) -> list[dict]:
+    """Return the newest outbox e-mails in a state (platform staff only: any company's)."""
+    if not scope.platform_wide:
+        raise AccessDenied("only platform staff read the outbox")
+    return conn.execute("SELECT id, created_at, recipient, subject, status, attempts, "
+                        "next_attempt_at, last_error FROM email_outbox WHERE status = %s "
+                        "ORDER BY id DESC LIMIT %s", (status, limit)).fetchall()
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
