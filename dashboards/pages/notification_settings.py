@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, html
+from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from kilowatch import fleet, notifications
@@ -45,8 +45,8 @@ def _form(prefs: notifications.Preferences, sites: list[dict]) -> dbc.CardBody:
                            value="all" if prefs.all_sites else "chosen",
                            options=[{"label": "All my sites", "value": "all"},
                                     {"label": "Only these", "value": "chosen"}]),
-            dbc.Checklist(id="notify-sites", value=list(prefs.site_ids), options=site_options,
-                          className="kw-checklist mt-1", inline=True)])),
+            dcc.Dropdown(id="notify-sites", value=list(prefs.site_ids), options=site_options,
+                         multi=True, placeholder="Choose sites", className="mt-1")])),
         _row("When", dbc.Checklist(id="notify-when", inline=True, value=when, options=[
             {"label": "An alarm is raised", "value": "raise"},
             {"label": "It is cleared", "value": "clear"}])),
