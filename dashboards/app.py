@@ -104,4 +104,15 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     server.before_request(_check_callback_requests(app))
     shell.protect_pages()
     app.layout = shell.app_layout
+    _register_component_scripts(app)
     return app
+
+
+def _register_component_scripts(app: dash.Dash) -> None:
+    # Dash serves a component script only once the same process has rendered a page
+    # that lists it. With several gunicorn workers the page and its scripts may come
+    # from different workers, so every worker registers the scripts at start-up.
+    with app.server.test_request_context("/"):
+        app._setup_server()
+        app._generate_scripts_html()
+        app._generate_css_dist_html()
