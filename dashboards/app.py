@@ -104,15 +104,16 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     server.before_request(_check_callback_requests(app))
     shell.protect_pages()
     app.layout = shell.app_layout
-    _register_component_scripts(app)
+    _finish_dash_setup(app)
     return app
 
 
-def _register_component_scripts(app: dash.Dash) -> None:
-    # Dash serves a component script only once the same process has rendered a page
-    # that lists it. With several gunicorn workers the page and its scripts may come
-    # from different workers, so every worker registers the scripts at start-up.
+def _finish_dash_setup(app: dash.Dash) -> None:
+    # Dash sets itself up on a process's first request (scripts it may serve, the
+    # pages router, the callback map) and marks that done before finishing, so under
+    # gunicorn's threads the requests racing the first one saw no scripts (404) and
+    # missing callbacks. Run Dash's own first-request hooks now, before serving.
     with app.server.test_request_context("/"):
-        app._setup_server()
-        app._generate_scripts_html()
-        app._generate_css_dist_html()
+        for hook in list(app.server.before_request_funcs[None]):
+            if getattr(hook, "__qualname__", "").startswith("Dash."):
+                hook()
