@@ -15,6 +15,8 @@ import click
 import psycopg
 
 from kilowatch import db, migrations
+from kilowatch.access import AccessDenied, system_scope
+from kilowatch.errors import UserFacingError
 from kilowatch.settings import SettingsError, get_settings
 
 
@@ -25,22 +27,55 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+class _UsageError(UserError):
+    """A bad option or argument, said in one line that points at the command's help."""
+
+    exit_code = 2
+
+
+def _first_line(error: Exception, default: str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default
+
+
+def _usage_error(error: click.UsageError) -> UserError:
+    where = error.ctx.command_path if error.ctx else "kilowatch"
+    message = error.format_message().strip().splitlines()[0] or "bad usage"
+    return _UsageError(f"{message} (see `{where} --help`)")
+
+
 class _Group(click.Group):
-    """Turn expected failures into one clear line on stderr instead of a traceback."""
+    """Turn expected failures into one clear line on stderr instead of a traceback.
+
+    Every :class:`~kilowatch.errors.UserFacingError` raised by a command (an
+    unknown name, a bad date, an invalid schedule, a bad setting …), an
+    :class:`~kilowatch.access.AccessDenied`, a value PostgreSQL refuses and a bad
+    option all end here, so commands need no error wrappers of their own.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except SettingsError as error:
-            raise UserError(str(error)) from None
-        except migrations.MigrationError as error:
-            raise UserError(str(error)) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            raise _usage_error(error) from None
+        except (UserFacingError, AccessDenied) as error:
+            raise UserError(_first_line(error, type(error).__name__)) from None
         except psycopg.OperationalError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "unreachable"
             raise UserError(
-                f"cannot reach the database ({first}); is `scripts/stack up` running "
-                "and KILOWATCH_DATABASE_URL right?"
+                f"cannot reach the database ({_first_line(error, 'unreachable')}); is "
+                "`scripts/stack up` running and KILOWATCH_DATABASE_URL right?"
             ) from None
+        except psycopg.DataError as error:
+            raise UserError(f"the database refused a value: {_first_line(error, 'bad value')}"
+                            ) from None
+
+
+def run_as_operator(action, *, actor: str = "cli"):
+    """Run ``action(conn, scope)`` on a new autocommit connection as the platform operator."""
+    with db.connect(autocommit=True) as conn:
+        return action(conn, system_scope(actor))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

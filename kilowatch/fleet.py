@@ -11,6 +11,7 @@ from psycopg import sql
 
 from kilowatch import audit
 from kilowatch.access import AccessDenied, AccessScope, site_filter
+from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
 DEVICE_MODELS = ("HES-L", "HES-XL", "HES-XXL", "meter", "gateway")
@@ -18,7 +19,7 @@ STORAGE_MODELS = ("HES-L", "HES-XL", "HES-XXL")
 SERIAL_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class FleetError(ValueError):
+class FleetError(UserFacingError, ValueError):
     """A request about companies, sites or devices that cannot be carried out."""
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from kilowatch.errors import UserFacingError
+
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 7_120_001  # advisory lock: one migrator at a time
@@ -22,7 +24,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class MigrationError(RuntimeError):
+class MigrationError(UserFacingError, RuntimeError):
     """The migrations cannot be applied as they are."""
 
 

@@ -14,6 +14,8 @@ import secrets
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from kilowatch.errors import UserFacingError
+
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # hashing megabytes of "password" would be a cheap denial of service
 
@@ -25,7 +27,7 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 
 
-class PasswordPolicyError(ValueError):
+class PasswordPolicyError(UserFacingError, ValueError):
     """A new password does not meet the policy."""
 
 

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from kilowatch import bills, energy, fleet, tariff_store, tariffs
 from kilowatch.access import AccessScope, site_filter
 from kilowatch.bills import Bill, BillingPeriod, Flow
+from kilowatch.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ RECHECK_INCOMPLETE_AFTER = timedelta(hours=1)
 HISTORY_MONTHS = 13
 
 
-class SavingsError(ValueError):
+class SavingsError(UserFacingError, ValueError):
     """Bills cannot be computed for this site and month (no tariff, month not begun)."""
 
 
@@ -151,7 +152,10 @@ def month_summary(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
                   refresh: bool = False, now: datetime | None = None) -> dict[str, Any]:
     """Return a visible site's three bills and savings for a month, computing them if needed."""
     site = fleet.get_site(conn, scope, site_id)
-    period = bills.billing_period(site["timezone"], label)
+    try:
+        period = bills.billing_period(site["timezone"], label)
+    except ValueError as error:
+        raise SavingsError(str(error)) from None
     now = (now or datetime.now(UTC)).astimezone(UTC)
     first_day = date(period.year, period.month, 1)
     rows = _stored(conn, scope, site_id, first_day)

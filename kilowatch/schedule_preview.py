@@ -25,6 +25,7 @@ from psycopg import sql
 
 from kilowatch import battery, energy, schedule_store, schedules
 from kilowatch.access import AccessScope, site_filter
+from kilowatch.errors import UserFacingError
 from kilowatch.fleet import STORAGE_MODELS
 
 STEP = dt.timedelta(minutes=15)
@@ -96,7 +97,7 @@ class Preview:
         return (max(step.grid_kw, 0.0), step.start) if step else (0.0, None)
 
 
-class NoStorage(LookupError):
+class NoStorage(UserFacingError, LookupError):
     """The site has no storage device, so there is no battery to simulate."""
 
 

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from kilowatch import alarms, audit, schedules
 from kilowatch.access import AccessDenied, AccessScope, site_filter
+from kilowatch.errors import UserFacingError
 from kilowatch.fleet import STORAGE_MODELS
 
 ACK_STATUSES = ("applied", "rejected")
@@ -26,7 +27,7 @@ PENDING_ALARM = "SCHEDULE_PENDING"
 REJECTED_ALARM = "SCHEDULE_REJECTED"
 
 
-class ScheduleNotFound(LookupError):
+class ScheduleNotFound(UserFacingError, LookupError):
     """The site has no such schedule revision (or none yet)."""
 
 

@@ -16,6 +16,8 @@ import re
 import zoneinfo
 from typing import Any, NamedTuple
 
+from kilowatch.errors import UserFacingError
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES = dict(zip(DAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
                             "Saturday", "Sunday"), strict=True))
@@ -38,7 +40,7 @@ _EXCEPTION_KEYS = {"date", "name", "periods"}
 MAX_PERIODS = 200  # weekly periods; also the most exceptions, and periods per exception
 
 
-class ScheduleInvalid(ValueError):
+class ScheduleInvalid(UserFacingError, ValueError):
     """A schedule breaks one or more rules; ``errors`` lists them in plain words."""
 
     def __init__(self, errors: list[str]) -> None:

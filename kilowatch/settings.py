@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from kilowatch.errors import UserFacingError
+
 PREFIX = "KILOWATCH_"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserFacingError, ValueError):
     """A setting has a value the program cannot use."""
 
 

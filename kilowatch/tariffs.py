@@ -27,6 +27,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kilowatch.errors import UserFacingError
+
 COMPENSATIONS = ("net_metering", "net_billing", "buy_all_sell_all")
 NETTINGS = ("interval", "hourly")
 TIER_BASES = ("monthly", "daily")
@@ -41,7 +43,7 @@ DGRULES = {
 }
 
 
-class TariffError(ValueError):
+class TariffError(UserFacingError, ValueError):
     """A tariff (or a URDB document) that cannot be used; the message names the field."""
 
 

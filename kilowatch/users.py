@@ -25,6 +25,7 @@ from kilowatch.access import (
     company_filter,
     site_filter,
 )
+from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -37,7 +38,7 @@ _USER_COLUMNS = sql.SQL(
 )
 
 
-class AccountError(ValueError):
+class AccountError(UserFacingError, ValueError):
     """A request about users or groups that cannot be carried out as asked."""
 
 

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kilowatch import db, fleet
-from kilowatch.access import AccessDenied, system_scope
-from kilowatch.cli import UserError, main
-
-
-def run_fleet(action):
-    """Run ``action(conn, scope)`` and turn fleet errors into one-line CLI errors."""
-    try:
-        with db.connect(autocommit=True) as conn:
-            return action(conn, system_scope())
-    except (fleet.FleetError, AccessDenied) as error:
-        raise UserError(str(error)) from None
+from kilowatch import fleet
+from kilowatch.cli import main, run_as_operator
 
 
 @main.group("company")
@@ -27,14 +17,14 @@ def company_group() -> None:
 @click.argument("name")
 def company_create(name: str) -> None:
     """Create a company."""
-    company_id = run_fleet(lambda conn, scope: fleet.create_company(conn, scope, name))
+    company_id = run_as_operator(lambda conn, scope: fleet.create_company(conn, scope, name))
     click.echo(f"company {company_id} created: {name}")
 
 
 @company_group.command("list")
 def company_list() -> None:
     """List companies."""
-    rows = run_fleet(lambda conn, scope: conn.execute(
+    rows = run_as_operator(lambda conn, scope: conn.execute(
         "SELECT id, name FROM companies ORDER BY name").fetchall())
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['name']}")
@@ -61,14 +51,14 @@ def site_create(company, name, timezone, latitude, longitude, address) -> None:
                                  timezone=timezone, address=address, latitude=latitude,
                                  longitude=longitude)
 
-    site_id = run_fleet(create)
+    site_id = run_as_operator(create)
     click.echo(f"site {site_id} created: {name}")
 
 
 @site_group.command("list")
 def site_list() -> None:
     """List sites with their company."""
-    for row in run_fleet(fleet.list_sites):
+    for row in run_as_operator(fleet.list_sites):
         click.echo(f"{row['id']:>5}  {row['company_name']} / {row['name']}  ({row['timezone']})")
 
 
@@ -92,5 +82,5 @@ def device_register(site, serial, model, rated_power_kw, capacity_kwh) -> None:
                                      model=model, rated_power_kw=rated_power_kw,
                                      capacity_kwh=capacity_kwh)
 
-    device_id = run_fleet(register)
+    device_id = run_as_operator(register)
     click.echo(f"device {device_id} registered: {serial}")

@@ -8,22 +8,11 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from kilowatch import db, fleet, savings, tariffs
-from kilowatch.access import AccessDenied, system_scope
-from kilowatch.cli import UserError, main
+from kilowatch import fleet, savings
+from kilowatch.cli import main, run_as_operator
 
 ROWS = (("without system", "without_system"), ("PV only", "pv_only"), ("actual", "actual"))
 COLUMNS = ("energy", "demand", "fixed", "export_credit", "total")
-
-
-def run_savings(action):
-    """Run ``action(conn, scope)``; turn expected failures into one-line errors."""
-    try:
-        with db.connect(autocommit=True) as conn:
-            return action(conn, system_scope())
-    except (savings.SavingsError, tariffs.TariffError, fleet.FleetError, AccessDenied,
-            ValueError) as error:
-        raise UserError(str(error)) from None
 
 
 def _local(iso: str | None, timezone: str) -> str:
@@ -85,7 +74,7 @@ def savings_show(site, month, as_json, refresh) -> None:
         site_row = fleet.resolve_site(conn, scope, site)
         return savings.month_summary(conn, scope, site_row["id"], month, refresh=refresh)
 
-    summary = run_savings(read)
+    summary = run_as_operator(read)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -106,7 +95,7 @@ def savings_list(site) -> None:
         site_id = fleet.resolve_site(conn, scope, site)["id"] if site else None
         return savings.list_bills(conn, scope, site_id=site_id)
 
-    for row in run_savings(read):
+    for row in run_as_operator(read):
         mark = "" if row["final"] else " (to date)"
         click.echo(f"{row['site_name']:20} {row['period_start']:%Y-%m}{mark:10} "
                    f"{row['without_system']:>10.2f} {row['pv_only']:>10.2f} {row['actual']:>10.2f}"

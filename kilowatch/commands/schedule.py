@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import click
 
-from kilowatch import db, fleet, schedule_delivery, schedule_store, schedules
-from kilowatch.access import AccessDenied, system_scope
-from kilowatch.cli import UserError, main
+from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch.cli import UserError, main, run_as_operator
 from kilowatch.ids import MAX_ID
 
 NOT_PUBLISHED_EXIT = 3
@@ -19,17 +18,14 @@ REVISION = click.IntRange(1, MAX_ID)
 
 
 def _run(action: Callable):
-    """Run ``action(conn, scope, site)`` for --site and turn known errors into one line."""
+    """Run ``action(conn, scope, site)`` for the site given by --site."""
     def wrapper(site_ref: str):
+        def on_site(conn, scope):
+            return action(conn, scope, fleet.resolve_site(conn, scope, site_ref))
         try:
-            with db.connect(autocommit=True) as conn:
-                scope = system_scope(_actor())
-                site = fleet.resolve_site(conn, scope, site_ref)
-                return action(conn, scope, site)
+            return run_as_operator(on_site, actor=_actor())
         except schedules.ScheduleInvalid as error:
             raise UserError(f"the schedule is not valid: {error}") from None
-        except (fleet.FleetError, AccessDenied, schedule_store.ScheduleNotFound) as error:
-            raise UserError(str(error)) from None
     return wrapper
 
 

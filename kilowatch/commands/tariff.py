@@ -8,18 +8,8 @@ from pathlib import Path
 
 import click
 
-from kilowatch import db, fleet, tariff_store, tariffs
-from kilowatch.access import AccessDenied, system_scope
-from kilowatch.cli import UserError, main
-
-
-def run_tariff(action):
-    """Run ``action(conn, scope)``; turn tariff, fleet and access errors into one-line errors."""
-    try:
-        with db.connect(autocommit=True) as conn:
-            return action(conn, system_scope())
-    except (tariffs.TariffError, fleet.FleetError, AccessDenied) as error:
-        raise UserError(str(error)) from None
+from kilowatch import fleet, tariff_store, tariffs
+from kilowatch.cli import UserError, main, run_as_operator
 
 
 def parse_date(value: str | None, option: str) -> date | None:
@@ -88,7 +78,7 @@ def tariff_import(file, company, name, label, currency, export_rate) -> None:
                                                source=source)
         return tariff_id, tariff_name, tariff
 
-    tariff_id, tariff_name, tariff = run_tariff(store)
+    tariff_id, tariff_name, tariff = run_as_operator(store)
     click.echo(f"tariff {tariff_id} imported: {tariff_name} ({tariffs.describe(tariff)})")
 
 
@@ -101,7 +91,7 @@ def tariff_list(company) -> None:
         company_id = fleet.resolve_company(conn, scope, company)["id"] if company else None
         return tariff_store.list_tariffs(conn, scope, company_id)
 
-    for row in run_tariff(read):
+    for row in run_as_operator(read):
         summary = tariffs.describe(tariffs.parse(row["structure"]))
         click.echo(f"{row['id']:>5}  {row['company_name']} / {row['name']}  [{row['currency']}]"
                    f"  {row['sites']} site(s)  {summary}")
@@ -116,7 +106,7 @@ def tariff_show(tariff) -> None:
         found = tariff_store.resolve_tariff(conn, scope, tariff)
         return tariff_store.get_tariff(conn, scope, found["id"])
 
-    row = run_tariff(read)
+    row = run_as_operator(read)
     click.echo(json.dumps({"id": row["id"], "name": row["name"], **row["structure"]}, indent=2))
 
 
@@ -136,7 +126,7 @@ def tariff_assign(site, tariff_ref, valid_from, valid_to) -> None:
                                    valid_from=start, valid_to=end)
         return site_row, found
 
-    site_row, found = run_tariff(assign)
+    site_row, found = run_as_operator(assign)
     until = f" to {end}" if end else ""
     click.echo(f"site {site_row['name']} uses tariff {found['name']} from {start}{until}")
 
@@ -150,7 +140,7 @@ def tariff_history(site) -> None:
         site_row = fleet.resolve_site(conn, scope, site)
         return tariff_store.assignments(conn, scope, site_row["id"], history=True)
 
-    for row in run_tariff(read):
+    for row in run_as_operator(read):
         state = (f"superseded {row['superseded_at']:%Y-%m-%d %H:%M}" if row["superseded_at"]
                  else "current")
         click.echo(f"{row['valid_from']} → {row['valid_to'] or '…':10}  {row['tariff_name']}"

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kilowatch import db, fleet, passwords, users
-from kilowatch.access import ROLES, AccessDenied, system_scope
-from kilowatch.cli import UserError, main
-
-
-def run_accounts(action):
-    """Run ``action(conn, scope)`` and turn account errors into one-line CLI errors."""
-    try:
-        with db.connect(autocommit=True) as conn:
-            return action(conn, system_scope())
-    except (users.AccountError, fleet.FleetError, passwords.PasswordPolicyError,
-            AccessDenied) as error:
-        raise UserError(str(error)) from None
+from kilowatch import fleet, passwords, users
+from kilowatch.access import ROLES
+from kilowatch.cli import main, run_as_operator
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:
@@ -26,13 +16,6 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
     password = click.get_text_stream("stdin").readline().rstrip("\r\n")
     passwords.check_policy(password)
     return password, False
-
-
-def _password(from_stdin: bool) -> tuple[str, bool]:
-    try:
-        return _read_password(from_stdin)
-    except passwords.PasswordPolicyError as error:
-        raise UserError(str(error)) from None
 
 
 @main.group("user")
@@ -48,7 +31,7 @@ def user_group() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 def user_create(email, role, company, display_name, password_stdin) -> None:
     """Create a user; without --password-stdin a one-time password is printed once."""
-    password, generated = _password(password_stdin)
+    password, generated = _read_password(password_stdin)
 
     def create(conn, scope):
         company_id = fleet.resolve_company(conn, scope, company)["id"] if company else None
@@ -58,7 +41,7 @@ def user_create(email, role, company, display_name, password_stdin) -> None:
                                  password_hash=passwords.hash_password(password),
                                  must_change_password=generated)
 
-    user_id = run_accounts(create)
+    user_id = run_as_operator(create)
     click.echo(f"user {user_id} created: {users.normalize_email(email)} ({role})")
     if generated:
         click.echo(f"one-time password (shown once, to be changed at first login): {password}")
@@ -69,14 +52,14 @@ def user_create(email, role, company, display_name, password_stdin) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 def user_set_password(user_ref, password_stdin) -> None:
     """Set a user's password; without --password-stdin a one-time password is printed once."""
-    password, generated = _password(password_stdin)
+    password, generated = _read_password(password_stdin)
 
     def set_password(conn, scope):
         user = users.resolve_user(conn, scope, user_ref)
         return users.reset_password(conn, scope, user["id"], passwords.hash_password(password),
                                     must_change=generated)
 
-    row = run_accounts(set_password)
+    row = run_as_operator(set_password)
     click.echo(f"password of {row['email']} set")
     if generated:
         click.echo(f"one-time password (shown once, to be changed at first login): {password}")
@@ -91,14 +74,14 @@ def user_list(company) -> None:
         company_id = fleet.resolve_company(conn, scope, company)["id"] if company else None
         return users.list_users(conn, scope, company_id)
 
-    for row in run_accounts(listing):
+    for row in run_as_operator(listing):
         state = "active" if row["active"] else "deactivated"
         click.echo(f"{row['id']:>5}  {row['email']:40} {row['role']:10} "
                    f"{row['company_name'] or '(platform)':24} {state}")
 
 
 def _set_active(user_ref: str, active: bool) -> dict:
-    return run_accounts(lambda conn, scope: users.set_active(
+    return run_as_operator(lambda conn, scope: users.set_active(
         conn, scope, users.resolve_user(conn, scope, user_ref)["id"], active))
 
 
@@ -130,7 +113,7 @@ def _company_id(conn, scope, company: str | None) -> int | None:
 @click.option("--name", required=True)
 def group_create(company, name) -> None:
     """Create a group in a company."""
-    group_id = run_accounts(lambda conn, scope: users.create_group(
+    group_id = run_as_operator(lambda conn, scope: users.create_group(
         conn, scope, company_id=_company_id(conn, scope, company), name=name))
     click.echo(f"group {group_id} created: {name.strip()}")
 
@@ -139,7 +122,7 @@ def group_create(company, name) -> None:
 @click.option("--company", help="Only this company (id or name).")
 def group_list(company) -> None:
     """List groups with their member and site counts."""
-    rows = run_accounts(lambda conn, scope: users.list_groups(
+    rows = run_as_operator(lambda conn, scope: users.list_groups(
         conn, scope, _company_id(conn, scope, company)))
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['company_name']} / {row['name']}  "
@@ -163,7 +146,7 @@ def group_grant(group, site, company) -> None:
         users.grant_site(conn, scope, group_row["id"], site_row["id"])
         return group_row, site_row
 
-    group_row, site_row = run_accounts(grant)
+    group_row, site_row = run_as_operator(grant)
     click.echo(f"group {group_row['name']} may see site {site_row['name']}")
 
 
@@ -180,7 +163,7 @@ def group_revoke(group, site, company) -> None:
         users.revoke_site(conn, scope, group_row["id"], site_row["id"])
         return group_row, site_row
 
-    group_row, site_row = run_accounts(revoke)
+    group_row, site_row = run_as_operator(revoke)
     click.echo(f"group {group_row['name']} no longer sees site {site_row['name']}")
 
 
@@ -197,5 +180,5 @@ def group_add_member(group, user_ref, company) -> None:
         users.add_member(conn, scope, group_row["id"], user_row["id"])
         return group_row, user_row
 
-    group_row, user_row = run_accounts(add)
+    group_row, user_row = run_as_operator(add)
     click.echo(f"{user_row['email']} is a member of group {group_row['name']}")
