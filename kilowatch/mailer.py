@@ -3,7 +3,8 @@
 - ``smtps://user:password@host:465`` — TLS from the first byte (``SMTP_SSL``);
 - ``smtp://host:587`` — STARTTLS when the server offers it (``?starttls=required``
   refuses to send without it, ``?starttls=off`` never tries), then login when the
-  URL carries a user.
+  URL carries a user. A password is never sent over an unencrypted connection
+  unless the URL says ``?starttls=off`` (an explicit choice, e.g. a local relay).
 
 Certificates are verified with the system's trust store. One :class:`Mailer`
 holds one connection for a batch of messages.
@@ -85,14 +86,20 @@ class Mailer:
             else:
                 smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
             smtp.ehlo()
+            encrypted = config.implicit_tls
             if not config.implicit_tls and config.starttls != "off":
                 if smtp.has_extn("starttls"):
                     smtp.starttls(context=context)
                     smtp.ehlo()
-                elif config.starttls == "required":
+                    encrypted = True
+                elif config.starttls == "required" or config.username:
+                    # Someone on the path can strip STARTTLS from the server's answer:
+                    # without it, a login would send the password in clear text.
                     smtp.close()
-                    raise MailError("the SMTP server does not offer STARTTLS")
-            if config.username:
+                    raise MailError("the SMTP server does not offer STARTTLS; refusing to "
+                                    "send the password unencrypted (use smtps:// or "
+                                    "?starttls=off to allow it)")
+            if config.username and (encrypted or config.starttls == "off"):
                 smtp.login(config.username, config.password or "")
         except (OSError, smtplib.SMTPException) as error:
             raise MailError(f"cannot talk to {config.host}:{config.port}: {error}") from error
