@@ -85,6 +85,8 @@ def period_labels(rows: Sequence[Mapping]) -> dict[int, str]:
     """Return period number → label from rate table rows (first label of each period)."""
     labels: dict[int, str] = {}
     for row in rows or ():
+        if not isinstance(row, Mapping):
+            continue  # a forged row; the save names the faulty row
         number = _whole(row.get("period"))
         if isinstance(number, int) and number not in labels:
             labels[number] = row.get("label") or ""

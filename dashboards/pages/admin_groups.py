@@ -12,6 +12,7 @@ from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
+from dashboards.components.forms import text
 from kilowatch import users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
@@ -104,7 +105,7 @@ def show_group(group_id, _changed):
 
 
 def _create(conn, scope, form: dict):
-    name = (form["name"] or "").strip()
+    name = text(form["name"], 120).strip()
     users.create_group(conn, scope, company_id=admin.as_id(form["company"], "company"),
                        name=name)
     return admin.success(f"Group {name} created.")

@@ -13,6 +13,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
+from dashboards.components.forms import text
 from kilowatch import passwords, users
 
 dash.register_page(__name__, path="/admin/users", name="Users", title="Users · Kilowatch",
@@ -100,10 +101,11 @@ def show_users(company_id, _changed):
 
 def _create(conn, scope, form: dict):
     password = passwords.generate_password()
-    email = users.normalize_email(form["email"] or "")
-    users.create_user(conn, scope, email=email, role=form["new_role"],
+    email = users.normalize_email(text(form["email"], 254))
+    users.create_user(conn, scope, email=email, role=text(form["new_role"], 20),
                       company_id=admin.as_id(form["company"], "company"),
-                      display_name=form["name"], password_hash=passwords.hash_password(password))
+                      display_name=text(form["name"], 120),
+                      password_hash=passwords.hash_password(password))
     return admin.one_time_password(email, password)
 
 
@@ -115,7 +117,8 @@ def _reset(conn, scope, form: dict):
 
 
 def _set_role(conn, scope, form: dict):
-    row = users.set_role(conn, scope, admin.as_id(form["selected"], "user"), form["role"])
+    row = users.set_role(conn, scope, admin.as_id(form["selected"], "user"),
+                         text(form["role"], 20))
     return admin.success(f"{row['email']} is now {row['role']}.")
 
 

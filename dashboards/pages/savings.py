@@ -154,7 +154,7 @@ def show_peak_day(which, found, site_id):
     """Draw the 15-minute grid import and load of the day of the chosen peak."""
     site_id = as_site_id(site_id)
     peaks = (found or {}).get("peaks") if isinstance(found, dict) else None
-    if not isinstance(peaks, dict) or which not in peaks:
+    if not isinstance(peaks, dict) or not isinstance(which, str) or which not in peaks:
         return charts.empty_figure("No peak to show.")
     try:
         _kw, at = peaks[which]

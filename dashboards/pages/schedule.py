@@ -526,7 +526,7 @@ def show_history(site_id, _changed, _tick, shown_options):
                   prevent_initial_call=True)
 def restore_choices(options):
     """Offer every revision but the newest for restoring."""
-    return (options or [])[1:]
+    return options[1:] if isinstance(options, list) else []
 
 
 @guarded_callback(Output("schedule-diff", "children"),

@@ -18,6 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin, tariff_editor, tariff_forms, tariff_grid
+from dashboards.components.forms import text
 from kilowatch import fleet, tariff_admin, tariff_store, tariffs, users
 from kilowatch.ids import parse_id
 from kilowatch.tariffs import TariffError
@@ -312,7 +313,7 @@ def _save(conn, scope, form: dict):
 def _create(conn, scope, form: dict):
     company_id = admin.as_id(form["company"], "company")
     tariff = tariffs.parse(tariff_forms.default_structure())
-    name = (form["new_name"] or "").strip()
+    name = text(form["new_name"], 200).strip()
     tariff_id = tariff_store.create_tariff(conn, scope, company_id=company_id, name=name,
                                            tariff=tariff)
     return admin.success(f"Tariff {name} created: paint its periods and set its rates, "
@@ -326,10 +327,10 @@ def _import(conn, scope, form: dict):
     if not isinstance(export_rate, float):
         raise TariffError(f"export rate: expected a number, got {form['export_rate']!r}")
     tariff_id, name, tariff = tariff_admin.import_tariff(
-        conn, scope, company_id=company_id, document=document, name=form["name"],
-        label=(form["label"] or "").strip() or None,
-        currency=(form["currency"] or "USD").strip().upper(), export_rate=export_rate,
-        fallback_name=str(form["filename"] or "Imported tariff").removesuffix(".json"))
+        conn, scope, company_id=company_id, document=document, name=text(form["name"], 200),
+        label=text(form["label"], 200).strip() or None,
+        currency=(text(form["currency"], 10).strip() or "USD").upper(), export_rate=export_rate,
+        fallback_name=text(form["filename"], 200).removesuffix(".json") or "Imported tariff")
     return admin.success(f"Imported {name} ({tariffs.describe(tariff)})."), str(tariff_id)
 
 
