@@ -8,6 +8,7 @@ this module never imports them.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from importlib.metadata import entry_points
 
@@ -70,6 +71,21 @@ class _Group(click.Group):
         except psycopg.DataError as error:
             raise UserError(f"the database refused a value: {_first_line(error, 'bad value')}"
                             ) from None
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option within a range that refuses ``nan`` and ``inf``."""
+
+    def convert(self, value, param, ctx):
+        """Convert like FloatRange, then refuse values that are not finite."""
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloat(min=0, min_open=True)
+NON_NEGATIVE = FiniteFloat(min=0)
 
 
 def run_as_operator(action, *, actor: str = "cli"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from typing import Any
@@ -129,8 +130,8 @@ def register_device(conn: psycopg.Connection, scope: AccessScope, *, site_id: in
     if model not in DEVICE_MODELS:
         raise FleetError(f"model must be one of {', '.join(DEVICE_MODELS)}")
     for label, value in (("rated power", rated_power_kw), ("capacity", capacity_kwh)):
-        if value is not None and value <= 0:
-            raise FleetError(f"{label} must be positive")
+        if value is not None and not (_is_number(value) and 0 < value < math.inf):
+            raise FleetError(f"{label} must be a positive finite number, not {value!r}")
     site = conn.execute("SELECT company_id FROM sites WHERE id = %s", (site_id,)).fetchone()
     if site is None:
         raise FleetError(f"no site {site_id}")
@@ -148,6 +149,10 @@ def register_device(conn: psycopg.Connection, scope: AccessScope, *, site_id: in
         audit.record(conn, scope, "device.register", target=f"device:{row['id']}",
                      company_id=site["company_id"], after=after)
     return row["id"]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def list_sites(conn: psycopg.Connection, scope: AccessScope) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kilowatch import fleet
-from kilowatch.cli import main, run_as_operator
+from kilowatch.cli import POSITIVE, main, run_as_operator
 
 
 @main.group("company")
@@ -71,8 +71,8 @@ def device_group() -> None:
 @click.option("--site", required=True, help="Site id or name.")
 @click.option("--serial", required=True)
 @click.option("--model", required=True, type=click.Choice(fleet.DEVICE_MODELS))
-@click.option("--rated-power-kw", type=float)
-@click.option("--capacity-kwh", type=float)
+@click.option("--rated-power-kw", type=POSITIVE)
+@click.option("--capacity-kwh", type=POSITIVE)
 def device_register(site, serial, model, rated_power_kw, capacity_kwh) -> None:
     """Register a device on a site."""
 

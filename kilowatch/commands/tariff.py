@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from kilowatch import fleet, tariff_store, tariffs
-from kilowatch.cli import UserError, main, run_as_operator
+from kilowatch.cli import NON_NEGATIVE, UserError, main, run_as_operator
 
 
 def parse_date(value: str | None, option: str) -> date | None:
@@ -57,7 +57,7 @@ def tariff_group() -> None:
 @click.option("--name", help="Tariff name (default: the URDB rate's name).")
 @click.option("--label", help="URDB label of the rate to take from an API response.")
 @click.option("--currency", default="USD", show_default=True, help="ISO currency of the rates.")
-@click.option("--export-rate", type=float, default=0.0, show_default=True,
+@click.option("--export-rate", type=NON_NEGATIVE, default=0.0, show_default=True,
               help="Export rate for periods without a URDB 'sell' rate.")
 def tariff_import(file, company, name, label, currency, export_rate) -> None:
     """Import a tariff from a URDB rate JSON file (or a Kilowatch tariff JSON)."""

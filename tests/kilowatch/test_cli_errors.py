@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
+URDB = str(Path(__file__).parent / "data" / "urdb_sunridge.json")
 BAD_COMMANDS = [
     # ids with Unicode digits, ids past PostgreSQL's int range, unknown names
     ["site", "create", "--company", "²", "--name", "X", "--timezone", "UTC"],
@@ -37,6 +39,12 @@ BAD_COMMANDS = [
     ["site", "create", "--company", "Acme", "--name", "X", "--timezone", "UTC",
      "--latitude", "nan"],
     ["deadletter", "list", "--limit", "0"],
+    ["device", "register", "--site", "Depot", "--serial", "S-1", "--model", "HES-L",
+     "--rated-power-kw", "nan"],
+    ["device", "register", "--site", "Depot", "--serial", "S-1", "--model", "HES-L",
+     "--capacity-kwh", "inf"],
+    ["tariff", "import", URDB, "--company", "Acme", "--export-rate", "nan"],
+    ["tariff", "import", URDB, "--company", "Acme", "--export-rate", "-inf"],
     ["worker", "--once", "--job", "nope"],
     ["schedule", "set", "--site", "Depot", "--file", "/nonexistent/schedule.json"],
 ]
