@@ -8,12 +8,14 @@ worker job in :mod:`kilowatch.jobs.schedules` publishes it again later.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -21,13 +23,21 @@ import psycopg
 
 from kilowatch import schedule_store, schedules
 from kilowatch.access import AccessDenied, AccessScope
+from kilowatch.errors import UserFacingError
 from kilowatch.settings import Settings, get_settings
 
 _LOCK_KEY = 7_120_005  # advisory lock (key, site id): one publisher per site at a time
+# A person waiting on a page gives the broker this long (to connect, then to confirm);
+# the worker's job sends an unconfirmed revision again anyway.
+INTERACTIVE_TIMEOUT_S = 3.0
 
 
 class PublishError(RuntimeError):
     """The broker could not be reached or did not confirm the messages."""
+
+
+class PublishBusy(UserFacingError):
+    """Another save of the same site's schedule is being sent right now."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,41 +65,66 @@ def publish_latest(conn: psycopg.Connection, scope: AccessScope, site_id: int, *
                    only_unpublished: bool = False, settings: Settings | None = None,
                    timeout_s: float = 10.0) -> PublishResult | None:
     """Send a site's latest revision to its storage devices; None when it has no schedule."""
-    settings = settings or get_settings()
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_KEY, site_id))
-    try:
-        revision = schedule_store.latest_revision(conn, scope, site_id)
-        if revision is None:
-            return None
-        if not _may_publish(conn, scope, site_id):
-            raise AccessDenied("you may read this site's schedule but not send it")
-        # Devices registered after the save get the latest revision too.
-        schedule_store.add_missing_deliveries(conn, scope, revision)
-        targets = schedule_store.deliveries(conn, scope, revision["id"])
-        if only_unpublished:
-            targets = [t for t in targets if t["published_at"] is None]
-        return _send(conn, scope, revision, targets, settings, timeout_s)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, site_id))
+    with _site_lock(conn, site_id, wait=True):
+        return _publish_locked(conn, scope, site_id, settings or get_settings(), timeout_s,
+                               only_unpublished=only_unpublished)
 
 
 def save_and_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int, body: object,
                      *, comment: str = "", settings: Settings | None = None,
+                     timeout_s: float = 10.0, wait: bool = True,
                      ) -> tuple[dict, PublishResult | None]:
     """Validate and save a schedule as a new revision, then send it (the editor and CLI path).
 
     The revision stays saved when the broker cannot be reached: check ``result.ok``.
+    With ``wait=False`` (the web editor) a save of the same site being sent right now
+    raises :class:`PublishBusy` before anything is saved, instead of queueing behind it.
     """
-    revision = schedule_store.save_revision(conn, scope, site_id, body, comment=comment)
-    return revision, publish_latest(conn, scope, site_id, settings=settings)
+    with _site_lock(conn, site_id, wait=wait):
+        revision = schedule_store.save_revision(conn, scope, site_id, body, comment=comment)
+        return revision, _publish_locked(conn, scope, site_id, settings or get_settings(),
+                                         timeout_s)
 
 
 def restore_and_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int,
                         revision: int, *, comment: str | None = None,
-                        settings: Settings | None = None) -> tuple[dict, PublishResult | None]:
-    """Save an older revision again as the newest one, then send it."""
-    row = schedule_store.restore_revision(conn, scope, site_id, revision, comment=comment)
-    return row, publish_latest(conn, scope, site_id, settings=settings)
+                        settings: Settings | None = None, timeout_s: float = 10.0,
+                        wait: bool = True) -> tuple[dict, PublishResult | None]:
+    """Save an older revision again as the newest one, then send it (``wait`` as for a save)."""
+    with _site_lock(conn, site_id, wait=wait):
+        row = schedule_store.restore_revision(conn, scope, site_id, revision, comment=comment)
+        return row, _publish_locked(conn, scope, site_id, settings or get_settings(), timeout_s)
+
+
+@contextlib.contextmanager
+def _site_lock(conn: psycopg.Connection, site_id: int, *, wait: bool) -> Iterator[None]:
+    """Hold the site's publish lock (session level: released before the connection is reused)."""
+    if wait:
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_KEY, site_id))
+    elif not conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS got",
+                          (_LOCK_KEY, site_id)).fetchone()["got"]:
+        raise PublishBusy("another save of this site's schedule is being sent right now; "
+                          "try again in a few seconds")
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, site_id))
+
+
+def _publish_locked(conn: psycopg.Connection, scope: AccessScope, site_id: int,
+                    settings: Settings, timeout_s: float, *,
+                    only_unpublished: bool = False) -> PublishResult | None:
+    revision = schedule_store.latest_revision(conn, scope, site_id)
+    if revision is None:
+        return None
+    if not _may_publish(conn, scope, site_id):
+        raise AccessDenied("you may read this site's schedule but not send it")
+    # Devices registered after the save get the latest revision too.
+    schedule_store.add_missing_deliveries(conn, scope, revision)
+    targets = schedule_store.deliveries(conn, scope, revision["id"])
+    if only_unpublished:
+        targets = [t for t in targets if t["published_at"] is None]
+    return _send(conn, scope, revision, targets, settings, timeout_s)
 
 
 def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> bool:

@@ -24,6 +24,7 @@ from auth.callbacks import (
     guarded_callback,
     guarded_clientside_callback,
 )
+from auth.scope import app_settings
 from dashboards.components import schedule_editor as editor
 from dashboards.components import schedule_history as history_view
 from dashboards.components import schedule_preview_chart as preview_view
@@ -36,6 +37,8 @@ dash.register_page(__name__, path_template="/site/<site_id>/schedule", name="Sch
                    title="Schedule · Kilowatch", roles=ALL_ROLES)
 
 REFRESH_MS = 5000
+# A save never queues behind another one, nor holds a server thread long for the broker.
+_SEND_OPTIONS = {"timeout_s": schedule_delivery.INTERACTIVE_TIMEOUT_S, "wait": False}
 PERIOD_COLUMNS = 9
 EXCEPTION_COLUMNS = 10
 
@@ -446,7 +449,8 @@ def _invalid(invalid: schedules.ScheduleInvalid) -> dbc.Alert:
 def _save(conn, site: dict, values: dict, comment) -> tuple:
     draft, _, _ = _draft(site, values)
     revision, result = schedule_delivery.save_and_publish(
-        conn, current_scope(), site["id"], draft.merged, comment=_comment(comment))
+        conn, current_scope(), site["id"], draft.merged, comment=_comment(comment),
+        **_SEND_OPTIONS, settings=app_settings())
     return _published(revision, result), ""
 
 
@@ -456,7 +460,8 @@ def _restore(conn, site: dict, revision, comment) -> tuple:
         return dbc.Alert("Choose the revision to restore.", color="warning",
                          dismissable=True), no_update
     row, result = schedule_delivery.restore_and_publish(
-        conn, current_scope(), site["id"], number, comment=_comment(comment) or None)
+        conn, current_scope(), site["id"], number, comment=_comment(comment) or None,
+        **_SEND_OPTIONS, settings=app_settings())
     return _published(row, result), no_update
 
 
@@ -490,6 +495,9 @@ def change_schedule(save, restore, site_id, values, comment, restore_revision, r
                 message, comment_value = _restore(conn, site, restore_revision, restore_comment)
     except schedules.ScheduleInvalid as invalid:
         return _invalid(invalid), no_update, no_update
+    except schedule_delivery.PublishBusy as busy:
+        return (dbc.Alert(editor.sentence(str(busy)) + ".", color="warning", dismissable=True,
+                          id="schedule-busy"), no_update, no_update)
     except schedule_store.ScheduleNotFound as missing:
         return dbc.Alert(editor.sentence(str(missing)) + ".", color="warning"), no_update, no_update
     return message, counter, comment_value
