@@ -38,6 +38,7 @@ LADDER = tuple(timedelta(seconds=s) for s in (
 RANGES = ("today", "yesterday", "7d", "30d", "12m", "custom")
 SOURCES = {"raw": "telemetry", "1m": "telemetry_1m", "1h": "telemetry_1h"}
 MAX_SERIES = 64
+CUSTOM_YEARS = (1970, 2100)  # custom days beyond these are typos, and overflow near year 1/9999
 
 # How the devices of a site combine into one site value, per point (default: sum).
 SITE_COMBINE = {"bms.soc": "avg", "bms.soh": "avg", "bms.v": "avg", "bms.t_min": "min",
@@ -143,6 +144,8 @@ def time_range(key: str, timezone: str, *, now: datetime | None = None,
     if key == "custom":
         if first_day is None or last_day is None or last_day < first_day:
             raise HistoryError("pick a first and a last day, the last not before the first")
+        if first_day.year < CUSTOM_YEARS[0] or last_day.year > CUSTOM_YEARS[1]:
+            raise HistoryError("pick days between 1970 and 2100")
         if (last_day - first_day).days > 3 * 366:
             raise HistoryError("a custom range is at most three years")
         return _midnight(first_day, tz), _midnight(last_day + DAY, tz)

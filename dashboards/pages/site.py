@@ -220,7 +220,7 @@ def _dates(start: str | None, end: str | None) -> tuple[date | None, date | None
     try:
         return (date.fromisoformat(start[:10]) if start else None,
                 date.fromisoformat(end[:10]) if end else None)
-    except ValueError:
+    except (TypeError, ValueError):  # a forged number or list where the picker sends a string
         raise history.HistoryError("pick valid days") from None
 
 

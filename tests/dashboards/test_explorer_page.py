@@ -27,10 +27,11 @@ def _as(app, account):
     return client
 
 
-def _plot(client, app, device_id, points=("bms.soc",), range_key="7d"):
+def _plot(client, app, device_id, points=("bms.soc",), range_key="7d", start=None, end=None):
     return call_callback(client, app, "explorer-graph.figure", {
         "explorer-device.value": device_id, "explorer-points.value": list(points),
-        "explorer-range.value": range_key})
+        "explorer-range.value": range_key, "explorer-custom.start_date": start,
+        "explorer-custom.end_date": end})
 
 
 def test_admin_lists_devices_and_points_then_plots(app, tenants, devices):
@@ -86,3 +87,17 @@ def test_bad_point_names_draw_a_message(app, tenants, devices):
     response = _plot(_as(app, tenants.a.admin), app, devices["a"], ("no.such.point", 5))
     assert response.status_code == 200
     assert "No data" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("2026-13-45", "yesterday", "pick valid days"),
+    (5, 6, "pick valid days"),
+    ("9999-12-31", "9999-12-31", "between 1970 and 2100"),
+    ("0001-01-01", "0001-01-01", "between 1970 and 2100"),
+])
+def test_bad_custom_dates_draw_a_message(app, tenants, devices, start, end, message):
+    response = _plot(_as(app, tenants.a.admin), app, devices["a"], range_key="custom",
+                     start=start, end=end)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    figure = response.get_json()["response"]["explorer-graph"]["figure"]
+    assert message in figure["layout"]["annotations"][0]["text"]

@@ -109,6 +109,8 @@ def test_anonymous_export_is_refused(client, tenants, data):
 @pytest.mark.parametrize(("query", "message"), [
     ("range=forever&points=pcs.p", "range must be one of"),
     ("range=custom&first=2026-02-30&last=2026-03-01&points=pcs.p", "first must be a date"),
+    ("range=custom&first=9999-12-31&last=9999-12-31&points=pcs.p", "between 1970 and 2100"),
+    ("range=custom&first=0001-01-01&last=0001-01-01&points=pcs.p", "between 1970 and 2100"),
     ("range=7d&points=", "choose at least one point"),
     ("range=7d&points=DROP TABLE", "point names"),
     ("range=7d&points=pcs.p&resolution=5s", "resolution must be one of"),

@@ -128,12 +128,43 @@ def test_malformed_site_ids_give_no_update(app, tenants, devices, forged):
     assert response.status_code in (204, 400)
 
 
-def test_bad_custom_dates_give_a_message_not_a_traceback(app, tenants, devices):
-    response = call_callback(_as(app, tenants.a.viewer), app, "site-power-graph.figure", {
-        "site-id.data": tenants.a.sites[0], **RANGE, "site-range.value": "custom",
-        "site-custom.start_date": "2026-13-45", "site-custom.end_date": "yesterday"})
-    assert response.status_code == 200
-    assert "pick valid days" in response.get_data(as_text=True)
+def _custom(app, account, site_id, start, end, output="site-power-graph.figure"):
+    tab = output.split("-")[1] if output != "site-power-graph.figure" else "power"
+    return call_callback(_as(app, account), app, output, {
+        "site-id.data": site_id, **RANGE, "site-tabs.active_tab": tab,
+        "site-range.value": "custom", "site-custom.start_date": start,
+        "site-custom.end_date": end})
+
+
+def _shown_message(response, graph: str) -> str:
+    """The message drawn in place of the chart (it is also the resolution line)."""
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    payload = response.get_json()["response"]
+    assert payload[graph]["figure"]["data"] == []
+    return payload[graph]["figure"]["layout"]["annotations"][0]["text"]
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("2026-13-45", "yesterday", "pick valid days"),
+    (5, 6, "pick valid days"),  # a forged number where the picker sends a string
+    (["2026-01-01"], {"a": 1}, "pick valid days"),
+    ("9999-12-31", "9999-12-31", "between 1970 and 2100"),
+    ("0001-01-01", "0001-01-01", "between 1970 and 2100"),
+    ("2026-02-01", "2026-01-01", "the last not before the first"),
+])
+def test_bad_custom_dates_give_a_message_not_a_traceback(app, tenants, devices, start, end,
+                                                         message):
+    response = _custom(app, tenants.a.viewer, tenants.a.sites[0], start, end)
+    assert message in _shown_message(response, "site-power-graph")
+    assert message in response.get_json()["response"]["site-resolution"]["children"]
+
+
+@pytest.mark.parametrize("output", ["site-battery-graph.figure", "site-health-graph.figure",
+                                    "site-energy-graph.figure"])
+def test_extreme_custom_dates_give_a_message_on_every_tab(app, tenants, devices, output):
+    response = _custom(app, tenants.a.viewer, tenants.a.sites[0], "9999-12-31", "9999-12-31",
+                       output)
+    assert "between 1970 and 2100" in _shown_message(response, output.split(".")[0])
 
 
 def test_support_reads_every_company_site(app, tenants, devices):

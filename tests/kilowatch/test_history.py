@@ -77,6 +77,24 @@ def test_custom_range_covers_whole_days_and_rejects_nonsense():
         history.time_range("forever", "UTC", now=NOW)
 
 
+@pytest.mark.parametrize(("first", "last"), [
+    (date(9999, 12, 31), date(9999, 12, 31)), (date(1, 1, 1), date(1, 1, 1)),
+    (date(1969, 12, 31), date(1970, 1, 2)), (date(2100, 12, 30), date(2101, 1, 1)),
+])
+def test_custom_days_outside_1970_to_2100_are_refused_not_overflowed(first, last):
+    with pytest.raises(history.HistoryError, match="between 1970 and 2100"):
+        history.time_range("custom", "Europe/Paris", now=NOW, first_day=first, last_day=last)
+
+
+def test_custom_days_at_the_edges_of_1970_to_2100_are_accepted():
+    start, _ = history.time_range("custom", "UTC", now=NOW, first_day=date(1970, 1, 1),
+                                  last_day=date(1970, 1, 1))
+    assert start == datetime(1970, 1, 1, tzinfo=UTC)
+    _, end = history.time_range("custom", "Pacific/Kiritimati", now=NOW,
+                                first_day=date(2100, 12, 31), last_day=date(2100, 12, 31))
+    assert end == datetime(2100, 12, 31, 10, tzinfo=UTC)
+
+
 def test_energy_window_picks_hours_days_or_months():
     day = history.energy_window(datetime(2026, 5, 4, 22, tzinfo=UTC),
                                 datetime(2026, 5, 5, 22, tzinfo=UTC), "Europe/Paris")
