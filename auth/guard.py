@@ -3,7 +3,8 @@
 Public: the login page, static assets (``/assets/``), ``/healthz`` and the
 device API (``/api/device/``). Everything else needs a live login session: a
 page request without one is redirected to the login page, and a request to
-Dash's JSON endpoints (``/_dash-update-component`` …) gets 401.
+Dash's JSON endpoints (``/_dash-update-component`` …) gets 401. Requests count
+as activity for the idle timeout, except Dash updates fired only by timers.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def _session_is_live() -> bool:
     return changed is None or session["login_at"] >= changed
 
 
+def _interval_only() -> bool:
+    """Say whether this is a Dash update fired only by timers (``dcc.Interval``), not a person.
+
+    An open page that refreshes itself must not keep its session alive forever:
+    such requests are checked as usual but do not count as activity.
+    """
+    if request.path != "/_dash-update-component" or request.method != "POST":
+        return False
+    body = request.get_json(silent=True)
+    changed = body.get("changedPropIds") if isinstance(body, dict) else None
+    return (isinstance(changed, list) and bool(changed)
+            and all(isinstance(prop, str) and prop.endswith(".n_intervals") for prop in changed))
+
+
 def guard():
     """Refuse every non-public request that lacks a live login session."""
     if is_public(request.path):
@@ -69,7 +84,8 @@ def guard():
         if _wants_json():
             return jsonify(error="password change required"), 403
         return redirect(url_for("auth.change_password"))
-    sessions.touch()
+    if not _interval_only():
+        sessions.touch()
     return None
 
 

@@ -10,7 +10,14 @@ from dashboards.app import create_app
 from kilowatch import passwords, users
 from kilowatch.access import system_scope
 from kilowatch.redis_client import get_redis, key
-from tests.dashboards.conftest import csrf_token, login, make_user, unique_email
+from tests.dashboards.conftest import (
+    call_callback,
+    csrf_token,
+    finish_setup,
+    login,
+    make_user,
+    unique_email,
+)
 
 
 def _session_cookie(response) -> str:
@@ -157,30 +164,76 @@ def test_logout_ends_the_session_even_for_a_copied_cookie(app, tenants):
     assert thief.get("/_dash-layout").status_code == 401
 
 
+def _age_session(client, seconds: int) -> None:
+    """Move the session's last activity ``seconds`` into the past (time passing, no sleep)."""
+    with client.session_transaction() as session:
+        session["seen_at"] -= seconds
+
+
+def _interval_tick(client, app, site_id):
+    """Post what a page's 5-second refresh posts: an update fired by ``n_intervals`` alone."""
+    return call_callback(client, app, "schedule-delivery.children",
+                         {"schedule-refresh.n_intervals": 7, "schedule-site-id.data": site_id},
+                         triggered="schedule-refresh.n_intervals")
+
+
 def test_idle_timeout_logs_out(settings, tenants):
-    short = create_app(dataclasses.replace(settings, session_idle_timeout=2))
+    short = create_app(dataclasses.replace(settings, session_idle_timeout=100))
     client = short.server.test_client()
     login(client, tenants.a.viewer.email, tenants.a.viewer.password)
     for _ in range(3):  # activity keeps the session alive past the idle timeout
-        time.sleep(1)
+        _age_session(client, 90)
         assert client.get("/_dash-layout").status_code == 200
-    time.sleep(2.5)
+    _age_session(client, 101)
     response = client.get("/")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?expired=1"
     assert client.get("/_dash-layout").status_code == 401
 
 
-def test_absolute_timeout_logs_out_despite_activity(settings, tenants):
-    short = create_app(dataclasses.replace(settings, session_absolute_timeout=3,
-                                           session_idle_timeout=60))
+def test_a_page_refreshing_itself_does_not_keep_the_session_alive(settings, tenants):
+    short = create_app(dataclasses.replace(settings, session_idle_timeout=100))
+    finish_setup(short)
     client = short.server.test_client()
-    login(client, tenants.a.viewer.email, tenants.a.viewer.password, remember=True)
-    assert client.get("/_dash-layout").status_code == 200
-    deadline = time.monotonic() + 6
-    while client.get("/_dash-layout").status_code == 200:
-        assert time.monotonic() < deadline, "still logged in after the absolute timeout"
-        time.sleep(0.5)
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    _age_session(client, 60)
+    assert _interval_tick(client, short, tenants.a.sites[0]).status_code == 200
+    _age_session(client, 50)  # 110 s since the last click: the ticks did not count
+    assert _interval_tick(client, short, tenants.a.sites[0]).status_code == 401
+    assert client.get("/").headers["Location"].startswith("/login")
+
+
+def test_a_click_beside_the_timer_counts_as_activity(settings, tenants):
+    short = create_app(dataclasses.replace(settings, session_idle_timeout=100))
+    finish_setup(short)
+    client = short.server.test_client()
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    _age_session(client, 60)
+    both = call_callback(client, short, "schedule-delivery.children",
+                         {"schedule-refresh.n_intervals": 8, "schedule-changed.data": 1,
+                          "schedule-site-id.data": tenants.a.sites[0]})
+    assert both.status_code == 200
+    _age_session(client, 50)
+    assert _interval_tick(client, short, tenants.a.sites[0]).status_code == 200
+
+
+def test_absolute_timeout_logs_out_despite_activity(settings, conn, tenants):
+    short = create_app(dataclasses.replace(settings, session_absolute_timeout=300,
+                                           session_idle_timeout=100))
+    client = short.server.test_client()
+    user = _fresh_user(conn, tenants)
+    # The login is moved back in time below; the password must be older than it.
+    conn.execute("UPDATE users SET password_changed_at = now() - interval '1 day' "
+                 "WHERE id = %s", (user.id,))
+    login(client, user.email, user.password, remember=True)
+    for _ in range(3):  # active every 90 s: only the absolute timeout can end it
+        with client.session_transaction() as session:
+            session["login_at"] -= 90
+        _age_session(client, 90)
+        assert client.get("/_dash-layout").status_code == 200
+    with client.session_transaction() as session:
+        session["login_at"] -= 31  # 301 s after the login
+    assert client.get("/_dash-layout").status_code == 401
     assert client.get("/").headers["Location"].startswith("/login")
 
 
