@@ -6,23 +6,20 @@ device id it receives against that scope in SQL.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import connection, current_scope, guarded_callback
-from auth.callbacks import guarded_clientside_callback as clientside
-from dashboards.components import charts
+from dashboards.components import charts, ranges
 from dashboards.components.inputs import as_id
 from kilowatch import fleet, history
 from kilowatch.ids import parse_id
 
 ROLES = ("admin", "support", "superadmin")
 MAX_POINTS = 8
-RANGE_LABELS = {"today": "Today", "yesterday": "Yesterday", "7d": "7 days", "30d": "30 days",
-                "12m": "12 months", "custom": "Custom"}
 
 dash.register_page(__name__, path="/explorer", name="Point explorer",
                    title="Point explorer · Kilowatch", roles=ROLES, menu="main", order=50)
@@ -34,7 +31,6 @@ def layout(site: str | None = None, device: str | None = None, **_query) -> html
         sites = fleet.list_sites(conn, current_scope())
     options = [{"label": f"{s['name']} · {s['company_name']}", "value": s["id"]} for s in sites]
     chosen = parse_id(site) or (sites[0]["id"] if sites else None)
-    today = datetime.now(UTC).date()
     return html.Div([
         html.H1("Point explorer", className="h4 mb-3"),
         dbc.Card(dbc.CardBody(dbc.Row(className="g-3", children=[
@@ -48,16 +44,7 @@ def layout(site: str | None = None, device: str | None = None, **_query) -> html
             dbc.Col([dbc.Label("Points", html_for="explorer-points"),
                      dcc.Dropdown(id="explorer-points", multi=True,
                                   placeholder=f"Up to {MAX_POINTS} points")], md=5),
-            dbc.Col(dbc.RadioItems(
-                id="explorer-range", value="today", inline=True,
-                options=[{"label": v, "value": k} for k, v in RANGE_LABELS.items()],
-                className="btn-group kw-segmented", inputClassName="btn-check",
-                labelClassName="btn btn-sm btn-outline-primary",
-                labelCheckedClassName="active"), xs="auto"),
-            dbc.Col(dcc.DatePickerRange(id="explorer-custom", start_date=today - timedelta(6),
-                                        end_date=today, display_format="YYYY-MM-DD",
-                                        minimum_nights=0),
-                    id="explorer-custom-col", xs="auto", style={"display": "none"}),
+            *ranges.range_controls("explorer"),
             dbc.Col(html.Small(id="explorer-resolution", className="text-muted"), xs="auto",
                     className="align-self-center"),
         ])), className="mb-3 kw-card"),
@@ -95,18 +82,9 @@ def list_points(device_id):
     return options, default
 
 
-def _dates(start, end) -> tuple[date | None, date | None]:
-    try:
-        return (date.fromisoformat(start[:10]) if start else None,
-                date.fromisoformat(end[:10]) if end else None)
-    except (TypeError, ValueError):
-        raise history.HistoryError("pick valid days") from None
-
-
 @guarded_callback(Output("explorer-graph", "figure"), Output("explorer-resolution", "children"),
                   Input("explorer-device", "value"), Input("explorer-points", "value"),
-                  Input("explorer-range", "value"), Input("explorer-custom", "start_date"),
-                  Input("explorer-custom", "end_date"), roles=ROLES)
+                  *ranges.range_inputs("explorer"), roles=ROLES)
 def plot_points(device_id, points, key, start, end):
     """Plot the chosen points of the device over the range."""
     device_id = as_id(device_id)
@@ -116,9 +94,7 @@ def plot_points(device_id, points, key, start, end):
     with connection() as conn:
         device = history.get_device(conn, current_scope(), device_id)
         try:
-            lo, hi = history.time_range(key or "today", device["timezone"],
-                                        first_day=_dates(start, end)[0],
-                                        last_day=_dates(start, end)[1])
+            lo, hi = ranges.picked_range(key, device["timezone"], start, end)
             resolution = history.choose_resolution(lo, hi)
             hi = min(hi, datetime.now(UTC))
             if hi <= lo:
@@ -131,5 +107,4 @@ def plot_points(device_id, points, key, start, end):
             f"Resolution: {data.resolution.label} · times in {device['timezone']}")
 
 
-clientside("(key) => ({display: key === 'custom' ? 'block' : 'none'})",
-           Output("explorer-custom-col", "style"), Input("explorer-range", "value"))
+ranges.custom_toggle("explorer")

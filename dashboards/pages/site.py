@@ -8,7 +8,7 @@ Charts are drawn only for the visible tab.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import dash
 import dash_bootstrap_components as dbc
@@ -17,7 +17,7 @@ from dash import Input, Output, dcc, html
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
 from auth.scope import app_settings
-from dashboards.components import charts
+from dashboards.components import charts, ranges
 from dashboards.components.inputs import as_id
 from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_figure
 from dashboards.components.shell import not_found
@@ -30,8 +30,6 @@ dash.register_page(__name__, path_template="/site/<site_id>", name="Site",
                    title="Site · Kilowatch", roles=ALL_ROLES)
 
 LIVE_MS = 5_000
-RANGE_LABELS = {"today": "Today", "yesterday": "Yesterday", "7d": "7 days", "30d": "30 days",
-                "12m": "12 months", "custom": "Custom"}
 EXPORT_POINTS = ("meter.grid.p", "meter.pv.p", "meter.load.p", "pcs.p", "bms.soc",
                  "bms.t_min", "bms.t_max", "meter.grid.e_import", "meter.grid.e_export",
                  "meter.pv.e", "meter.load.e", "pcs.e_charge", "pcs.e_discharge")
@@ -61,18 +59,8 @@ def _live_row() -> dbc.Row:
 
 
 def _range_controls(timezone: str) -> dbc.Row:
-    today = datetime.now(UTC).date()
     return dbc.Row(className="g-2 align-items-center mb-2", children=[
-        dbc.Col(dbc.RadioItems(
-            id="site-range", value="today", inline=True,
-            options=[{"label": label, "value": key} for key, label in RANGE_LABELS.items()],
-            className="btn-group kw-segmented", inputClassName="btn-check",
-            labelClassName="btn btn-sm btn-outline-primary", labelCheckedClassName="active"),
-            xs="auto"),
-        dbc.Col(dcc.DatePickerRange(
-            id="site-custom", start_date=today - timedelta(days=6), end_date=today,
-            display_format="YYYY-MM-DD", minimum_nights=0, className="kw-date-range"),
-            id="site-custom-col", xs="auto", style={"display": "none"}),
+        *ranges.range_controls("site"),
         dbc.Col(html.Small(id="site-resolution", className="text-muted"), xs="auto"),
         dbc.Col(html.Small(f"Times in {timezone}", className="text-muted"), xs="auto",
                 className="ms-auto"),
@@ -216,25 +204,12 @@ def update_live(_tick, site_id):
             _devices_list(live, site["timezone"]), status_badge(live["status"]), updated)
 
 
-def _dates(start: str | None, end: str | None) -> tuple[date | None, date | None]:
-    try:
-        return (date.fromisoformat(start[:10]) if start else None,
-                date.fromisoformat(end[:10]) if end else None)
-    except (TypeError, ValueError):  # a forged number or list where the picker sends a string
-        raise history.HistoryError("pick valid days") from None
-
-
-def _range(site: dict, key: str, start: str | None, end: str | None):
-    first, last = _dates(start, end)
-    return history.time_range(key or "today", site["timezone"], first_day=first, last_day=last)
-
-
 def _chart(site_id, key, start, end, points, build, *, height: int):
     """Read a site's history over the picked range and draw it; errors become a message."""
     with connection() as conn:
         site = fleet.get_site(conn, current_scope(), as_id(site_id))
         try:
-            lo, hi = _range(site, key, start, end)
+            lo, hi = ranges.picked_range(key, site["timezone"], start, end)
             resolution = history.choose_resolution(lo, hi)  # of the whole range, e.g. a day
             full_end, hi = hi, min(hi, datetime.now(UTC))
             if hi <= lo:
@@ -250,8 +225,7 @@ def _chart(site_id, key, start, end, points, build, *, height: int):
 
 
 _RANGE_INPUTS = (Input("site-id", "data"), Input("site-tabs", "active_tab"),
-                 Input("site-range", "value"), Input("site-custom", "start_date"),
-                 Input("site-custom", "end_date"))
+                 *ranges.range_inputs("site"))
 
 
 @guarded_callback(Output("site-power-graph", "figure"), Output("site-resolution", "children"),
@@ -325,8 +299,8 @@ def update_energy(site_id, tab, key, start, end):
     with connection() as conn:
         site = fleet.get_site(conn, current_scope(), as_id(site_id))
         try:
-            lo, hi, step = history.energy_window(*_range(site, key, start, end),
-                                                 site["timezone"])
+            lo, hi, step = history.energy_window(
+                *ranges.picked_range(key, site["timezone"], start, end), site["timezone"])
         except history.HistoryError as error:
             return charts.empty_figure(str(error), height=340), []
         bars = history.energy_bars(conn, current_scope(), site["id"], lo, hi, step)
@@ -349,9 +323,7 @@ def update_energy_months(site_id, tab):
     return charts.energy_figure(months, title="Last 12 months", height=300)
 
 
-clientside(
-    "(key) => ({display: key === 'custom' ? 'block' : 'none'})",
-    Output("site-custom-col", "style"), Input("site-range", "value"))
+ranges.custom_toggle("site")
 
 clientside(
     """(siteId, key, start, end, points, resolution) => {

@@ -101,3 +101,9 @@ def test_bad_custom_dates_draw_a_message(app, tenants, devices, start, end, mess
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     figure = response.get_json()["response"]["explorer-graph"]["figure"]
     assert message in figure["layout"]["annotations"][0]["text"]
+
+
+def test_the_shared_range_picker_shows_custom_days_only_for_custom(app, tenants):
+    toggle = app.callback_map["explorer-custom-col.style"]
+    assert toggle["inputs"] == [{"id": "explorer-range", "property": "value"}]
+    assert toggle.get("callback") is None, "runs in the browser"

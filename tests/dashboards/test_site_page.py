@@ -172,3 +172,12 @@ def test_support_reads_every_company_site(app, tenants, devices):
                              {"site-id.data": tenants.b.sites[0]})
     assert response.status_code == 200
     assert "140.0 kW" in json.dumps(response.get_json())  # B's PV at scale 7
+
+
+def test_the_shared_range_picker_shows_custom_days_only_for_custom(app, tenants):
+    text = _page(_as(app, tenants.a.viewer), app, f"/site/{tenants.a.sites[0]}")
+    assert '"id":"site-range"' in text and '"id":"site-custom"' in text
+    assert '"id":"site-custom-col","style":{"display":"none"}' in text
+    toggle = app.callback_map["site-custom-col.style"]
+    assert toggle["inputs"] == [{"id": "site-range", "property": "value"}]
+    assert toggle.get("callback") is None, "runs in the browser"
