@@ -30,7 +30,7 @@ from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
 from collector.writer import Writer
 from kilowatch.redis_client import get_redis
-from kilowatch.settings import Settings
+from kilowatch.settings import Settings, redact_url
 
 log = logging.getLogger("collector")
 
@@ -98,7 +98,7 @@ class Collector:
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._broker_log.warning("connect", "cannot reach the broker at %s; retrying",
-                                 self.settings.mqtt_url)
+                                 redact_url(self.settings.mqtt_url))
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)

@@ -21,6 +21,20 @@ class SettingsError(UserFacingError, ValueError):
     """A setting has a value the program cannot use."""
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` with the password of its ``user:password@`` part replaced by ``***``.
+
+    For logs and messages. Works on malformed values too: everything between the
+    first ``:`` after ``scheme://`` (if any) and the last ``@`` is hidden.
+    """
+    scheme, separator, rest = url.rpartition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{separator}{user}:***@{host}"
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
@@ -137,7 +151,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[field.name] = _PARSERS[field.name](environ[name])
         except ValueError as error:
-            raise SettingsError(f"{name}={environ[name]!r} is not valid: {error}") from None
+            raise SettingsError(f"{name}={redact_url(environ[name])!r} is not valid: "
+                                f"{error}") from None
     return Settings(**values)
 
 

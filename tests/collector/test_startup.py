@@ -25,7 +25,8 @@ def test_metrics_port_in_use_is_a_one_line_error(kw_env):
 
 
 def test_unreachable_broker_is_retried_without_crashing(kw_env, tmp_path):
-    env = {**os.environ, **kw_env, "KILOWATCH_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}
+    env = {**os.environ, **kw_env,
+           "KILOWATCH_MQTT_URL": f"mqtt://collector:s3cret@127.0.0.1:{free_port()}"}
     log_path = tmp_path / "collector.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(["kilowatch", "collector", "--client-id", "kwtest-nobroker"],
@@ -36,6 +37,8 @@ def test_unreachable_broker_is_retried_without_crashing(kw_env, tmp_path):
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
         assert process.poll() is None
+        assert "s3cret" not in log_path.read_text()  # the broker's password is not logged
+        assert "mqtt://collector:***@127.0.0.1:" in log_path.read_text()
     finally:
         process.terminate()
         assert process.wait(30) == 0

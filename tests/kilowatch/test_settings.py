@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kilowatch.settings import SettingsError, load_settings
+from kilowatch.settings import SettingsError, load_settings, redact_url
 
 
 def test_defaults_point_at_the_local_stack():
@@ -35,3 +35,23 @@ def test_values_are_parsed():
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("mqtt://kw:s3cret@broker:1883", "mqtt://kw:***@broker:1883"),
+    ("postgresql://kw:p%40ss:w@db.example.com:5432/kw", "postgresql://kw:***@db.example.com:5432/kw"),
+    ("smtps://mailer:pa/ss@smtp.example.com", "smtps://mailer:***@smtp.example.com"),
+    ("kw:s3cret@db", "kw:***@db"),
+    ("mqtt://kw@broker:1883", "mqtt://kw@broker:1883"),
+    ("redis://127.0.0.1:56379/0", "redis://127.0.0.1:56379/0"),
+    ("soon", "soon"),
+])
+def test_redact_url_hides_only_the_password(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_a_bad_url_setting_does_not_repeat_its_password():
+    with pytest.raises(SettingsError, match="KILOWATCH_SMTP_URL") as raised:
+        load_settings({"KILOWATCH_SMTP_URL": "ftp://mailer:s3cret@smtp.example.com"})
+    assert "s3cret" not in str(raised.value)
+    assert "mailer:***@smtp.example.com" in str(raised.value)
