@@ -14,8 +14,10 @@ test: stack
 	$(RUN) ruff check .
 	$(RUN) pytest
 
+# `kilowatch web` refuses the public development secret key; a demo gets a fresh one.
 demo: stack
-	$(RUN) kilowatch demo
+	KILOWATCH_SECRET_KEY="$${KILOWATCH_SECRET_KEY:-$$($(RUN) python -c 'import secrets; print(secrets.token_hex(32))')}" \
+	  $(RUN) kilowatch demo
 
 lint: bootstrap
 	$(RUN) ruff check .

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 from gunicorn.app.base import BaseApplication
 
-from kilowatch.settings import get_settings
+from kilowatch.cli import UserError
+from kilowatch.settings import DEFAULT_SECRET_KEY, get_settings
 
 
 class _Gunicorn(BaseApplication):
@@ -35,7 +36,11 @@ class _Gunicorn(BaseApplication):
 @click.option("--dev", is_flag=True, help="Use Flask's development server (one process).")
 def web(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     """Serve the web app."""
-    get_settings()  # a bad KILOWATCH_* value stops here with one line
+    settings = get_settings()  # a bad KILOWATCH_* value stops here with one line
+    if not dev and settings.secret_key == DEFAULT_SECRET_KEY:
+        raise UserError("KILOWATCH_SECRET_KEY is not set: the development value would sign "
+                        "every session with a public key; set it to a long random secret "
+                        "(e.g. `openssl rand -hex 32`), or use --dev on your own machine")
     click.echo(f"Kilowatch web app on http://{host}:{port}/", err=True)
     if dev:
         from dashboards.app import create_app

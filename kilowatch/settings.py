@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from kilowatch.errors import UserFacingError
 
 PREFIX = "KILOWATCH_"
+# Public, so anyone can sign cookies with it: fine for tests and --dev, refused by `kilowatch web`.
+DEFAULT_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
 
 
 class SettingsError(UserFacingError, ValueError):
@@ -95,7 +97,7 @@ class Settings:
     mqtt_share_group: str | None = None
     redis_url: str = "redis://127.0.0.1:56379/0"
     redis_prefix: str = "kw"
-    secret_key: str = "dev-only-secret-change-me"  # noqa: S105 - local default; set in production
+    secret_key: str = DEFAULT_SECRET_KEY
     smtp_url: str = "smtp://127.0.0.1:8025"
     mail_from: str = "Kilowatch <noreply@kilowatch.local>"
     base_url: str = "http://127.0.0.1:8050"
