@@ -88,7 +88,8 @@ def list_points(device_id):
 def plot_points(device_id, points, key, start, end):
     """Plot the chosen points of the device over the range."""
     device_id = as_id(device_id)
-    points = [p for p in (points or []) if isinstance(p, str)][:MAX_POINTS]
+    points = [p for p in points if isinstance(p, str)] if isinstance(points, list) else []
+    points = points[:MAX_POINTS]
     if not points:
         return charts.empty_figure("Pick one or more points", height=440), ""
     with connection() as conn:

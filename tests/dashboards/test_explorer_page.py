@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import psycopg
 import pytest
 
-from tests.dashboards import seed
-from tests.dashboards.conftest import call_callback, login
+from tests.dashboards import forging, seed
+from tests.dashboards.conftest import call_callback, dash_post, login
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,43 @@ def test_the_shared_range_picker_shows_custom_days_only_for_custom(app, tenants)
     toggle = app.callback_map["explorer-custom-col.style"]
     assert toggle["inputs"] == [{"id": "explorer-range", "property": "value"}]
     assert toggle.get("callback") is None, "runs in the browser"
+
+
+@pytest.mark.parametrize("search", ["?site=%C2%B2", "?site=99999999999", "?site=1&site=2",
+                                    "?device=%C2%B2", "?device=-1", "?device=1&device=2",
+                                    "?site=%7B%7D&device=%5B1%5D"])
+def test_a_link_with_a_bad_site_or_device_still_shows_the_explorer(app, tenants, devices,
+                                                                   search):
+    response = call_callback(_as(app, tenants.a.admin), app, "_pages_content.children",
+                             {"_pages_location.pathname": "/explorer",
+                              "_pages_location.search": search})
+    assert response.status_code == 200
+    assert "explorer-graph" in response.get_data(as_text=True)
+
+
+def _real_value(tenants, devices):
+    today = datetime.now(UTC).date()
+    values = {"explorer-site.value": tenants.a.sites[0], "explorer-device.value": devices["a"],
+              "explorer-points.value": ["bms.soc", "pcs.p"], "explorer-range.value": "custom",
+              "explorer-custom.start_date": (today - timedelta(days=1)).isoformat(),
+              "explorer-custom.end_date": today.isoformat()}
+    return lambda _key, d: values.get(f"{d['id']}.{d['property']}")
+
+
+def test_every_callback_answers_real_values(app, tenants, devices):
+    client, real = _as(app, tenants.a.admin), _real_value(tenants, devices)
+    for key, entry in forging.server_callbacks(app, "explorer-"):
+        response = dash_post(client, key, [{**d, "value": real(key, d)} for d in entry["inputs"]],
+                             [{**d, "value": real(key, d)} for d in entry["state"]])
+        assert response.status_code == 200, key
+
+
+def test_every_callback_survives_one_forged_value_beside_real_ones(app, tenants, devices):
+    failures = forging.forge_each_input(_as(app, tenants.a.admin), app, "explorer-",
+                                        _real_value(tenants, devices))
+    assert not failures, "\n".join(failures)
+
+
+def test_every_callback_survives_forged_values_everywhere(app, tenants, devices):
+    failures = forging.forge_all_inputs(_as(app, tenants.support), app, "explorer-")
+    assert not failures, "\n".join(failures)

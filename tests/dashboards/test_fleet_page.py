@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from dashboards.components import fleet_table as fleet_page
-from tests.dashboards import seed
+from tests.dashboards import forging, seed
 from tests.dashboards.conftest import call_callback, login
 
 
@@ -58,7 +58,7 @@ def test_status_filter_runs_on_the_server(app, tenants, devices):
     assert {"Company A site 1", "Company B site 1"} <= {r["name"] for r in everything}
 
 
-@pytest.mark.parametrize("forged", ["'; DROP TABLE sites; --", None, 7, ["all"]])
+@pytest.mark.parametrize("forged", ["'; DROP TABLE sites; --", 7, ["all"], *forging.FORGED])
 def test_forged_filter_values_fall_back_to_the_user_scope(app, tenants, devices, forged):
     response = _refresh(app, tenants.b.viewer, forged)
     assert response.status_code in (200, 400)
@@ -91,3 +91,13 @@ def test_grid_rows_keep_problems_first_and_filter():
     assert rows[0]["status_text"] == "Never seen"
     assert [r["name"] for r in fleet_page.grid_rows(sites, "alarms")] == ["y"]
     assert [r["name"] for r in fleet_page.grid_rows(sites, "problems")] == ["x", "y"]
+
+
+def test_every_callback_survives_one_forged_value_beside_real_ones(app, tenants, devices):
+    client = app.server.test_client()
+    assert login(client, tenants.a.admin.email, tenants.a.admin.password).status_code == 302
+    real = {"fleet-refresh.n_intervals": 1, "fleet-filter.value": "all"}
+    failures = forging.forge_each_input(client, app, "fleet-",
+                                        lambda _key, d: real[f"{d['id']}.{d['property']}"])
+    assert not failures, "\n".join(failures)
+    assert not forging.forge_all_inputs(client, app, "fleet-")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.dashboards import seed
-from tests.dashboards.conftest import call_callback, login
+from tests.dashboards import forging, seed
+from tests.dashboards.conftest import call_callback, dash_post, login
 
 RANGE = {"site-tabs.active_tab": "power", "site-range.value": "today",
          "site-custom.start_date": None, "site-custom.end_date": None}
@@ -159,6 +160,13 @@ def test_bad_custom_dates_give_a_message_not_a_traceback(app, tenants, devices, 
     assert message in response.get_json()["response"]["site-resolution"]["children"]
 
 
+@pytest.mark.parametrize("start", forging.EXTREME_DATES)
+def test_extreme_first_days_give_a_message(app, tenants, devices, start):
+    response = _custom(app, tenants.a.viewer, tenants.a.sites[0], start, "2026-01-01")
+    assert any(message in _shown_message(response, "site-power-graph") for message in (
+        "between 1970 and 2100", "pick valid days", "the last not before the first"))
+
+
 @pytest.mark.parametrize("output", ["site-battery-graph.figure", "site-health-graph.figure",
                                     "site-energy-graph.figure"])
 def test_extreme_custom_dates_give_a_message_on_every_tab(app, tenants, devices, output):
@@ -181,3 +189,37 @@ def test_the_shared_range_picker_shows_custom_days_only_for_custom(app, tenants)
     toggle = app.callback_map["site-custom-col.style"]
     assert toggle["inputs"] == [{"id": "site-range", "property": "value"}]
     assert toggle.get("callback") is None, "runs in the browser"
+
+
+def _real_value(site_id):
+    today = datetime.now(UTC).date()
+    values = {"site-id.data": site_id, "site-range.value": "custom",
+              "site-custom.start_date": (today - timedelta(days=1)).isoformat(),
+              "site-custom.end_date": today.isoformat(), "site-live-interval.n_intervals": 1}
+
+    def real(key: str, dependency: dict):
+        if dependency["property"] == "active_tab":  # the tab whose chart the callback draws
+            return next((tab for tab in ("battery", "health", "energy")
+                         if f"site-{tab}-" in key), "power")
+        return values.get(f"{dependency['id']}.{dependency['property']}")
+    return real
+
+
+def test_every_callback_answers_real_values(app, tenants, devices):
+    client, real = _as(app, tenants.a.viewer), _real_value(tenants.a.sites[0])
+    for key, entry in forging.server_callbacks(app, "site-"):
+        inputs = [{**d, "value": real(key, d)} for d in entry["inputs"]]
+        response = dash_post(client, key, inputs, [{**d, "value": real(key, d)}
+                                                   for d in entry["state"]])
+        assert response.status_code == 200, key
+
+
+def test_every_callback_survives_one_forged_value_beside_real_ones(app, tenants, devices):
+    failures = forging.forge_each_input(_as(app, tenants.a.viewer), app, "site-",
+                                        _real_value(tenants.a.sites[0]))
+    assert not failures, "\n".join(failures)
+
+
+def test_every_callback_survives_forged_values_everywhere(app, tenants, devices):
+    failures = forging.forge_all_inputs(_as(app, tenants.a.admin), app, "site-")
+    assert not failures, "\n".join(failures)
