@@ -8,6 +8,7 @@ Every change is written to the audit log with its before and after state.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,10 @@ from kilowatch.access import (
 from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
+log = logging.getLogger(__name__)
+# For anyone but a superadmin: the address may belong to another company (DESIGN:
+# nothing of one company shows, not even in an error message).
+DUPLICATE_EMAIL = "this e-mail address cannot be used; contact support if it should be"
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
 _PUBLIC = ("email", "display_name", "role", "company_id", "active", "language")
@@ -181,10 +186,18 @@ def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, rol
                  language),
             ).fetchone()
         except psycopg.errors.UniqueViolation:
-            raise AccountError(f"an account with the e-mail {email} already exists") from None
+            raise _taken(scope, email) from None
         audit.record(conn, scope, "user.create", target=f"user:{row['id']}",
                      company_id=company_id, after=_public(row))
     return row["id"]
+
+
+def _taken(scope: AccessScope, email: str) -> AccountError:
+    """Say an e-mail is taken, without telling a company admin it exists in another company."""
+    if scope.role == "superadmin":
+        return AccountError(f"an account with the e-mail {email} already exists")
+    log.info("%s tried to create an account for %s, which already exists", scope.actor, email)
+    return AccountError(DUPLICATE_EMAIL)
 
 
 def _change_user(conn: psycopg.Connection, scope: AccessScope, user_id: int, action: str,

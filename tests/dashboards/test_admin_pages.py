@@ -106,9 +106,18 @@ def test_admin_cannot_create_platform_staff(app, conn, tenants, role):
     assert _user_row(conn, email) is None
 
 
-def test_duplicate_email_gets_a_clear_message(app, tenants):
-    response = _create_user(_as(app, tenants.a.admin), app, company_id=tenants.a.id,
-                            email=tenants.a.viewer.email.upper())
+@pytest.mark.parametrize("owner", ["a", "b"])
+def test_duplicate_email_gets_the_same_neutral_message_in_any_company(app, tenants, owner):
+    taken = getattr(tenants, owner).viewer.email.upper()
+    response = _create_user(_as(app, tenants.a.admin), app, company_id=tenants.a.id, email=taken)
+    text = response.get_data(as_text=True)
+    assert "This e-mail address cannot be used; contact support" in text
+    assert "already exists" not in text
+
+
+def test_superadmin_is_told_the_email_already_exists(app, tenants):
+    response = _create_user(_as(app, tenants.superadmin), app, company_id=tenants.a.id,
+                            email=tenants.b.viewer.email)
     assert "already exists" in response.get_data(as_text=True)
 
 
