@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 import psycopg
 
-from kilowatch import schedule_store, schedules
+from kilowatch import fleet, schedule_store, schedules
 from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.errors import UserFacingError
 from kilowatch.settings import Settings, get_settings
@@ -128,8 +128,8 @@ def _publish_locked(conn: psycopg.Connection, scope: AccessScope, site_id: int,
 
 
 def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> bool:
-    row = conn.execute("SELECT company_id FROM sites WHERE id = %s", (site_id,)).fetchone()
-    return row is not None and scope.may_edit_site(row["company_id"], site_id)
+    site = fleet.get_site(conn, scope, site_id)  # filtered in SQL; AccessDenied when not visible
+    return scope.may_edit_site(site["company_id"], site["id"])
 
 
 def _send(conn: psycopg.Connection, scope: AccessScope, revision: dict, targets: list[dict],

@@ -2,7 +2,7 @@
 
 Who may do what is decided here with the caller's scope, not in the UI:
 company admins manage the company roles of their own company only;
-superadmins manage everything; support staff may read; nobody else may.
+superadmins manage everything; nobody else lists or changes accounts and groups.
 Every change is written to the audit log with its before and after state.
 """
 
@@ -83,6 +83,12 @@ def _user_query(scope: AccessScope, where: str) -> sql.Composable:
     ).format(_USER_COLUMNS, sql.SQL(where), _company(scope, "u"))
 
 
+def _require_directory(scope: AccessScope) -> None:
+    # Support staff read sites, alarms and diagnostics (DESIGN), not user directories.
+    if scope.role not in ("admin", "superadmin"):
+        raise AccessDenied("only administrators see users and groups")
+
+
 def _company(scope: AccessScope, alias: str) -> sql.Composable:
     return company_filter(scope, sql.Identifier(alias, "company_id"))
 
@@ -105,8 +111,7 @@ def get_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict
 def list_users(conn: psycopg.Connection, scope: AccessScope,
                company_id: int | None = None) -> list[dict]:
     """Return the users of the caller's company (or of every company for platform staff)."""
-    if scope.role not in ("admin", "support", "superadmin"):
-        raise AccessDenied("only administrators list users")
+    _require_directory(scope)
     query = _user_query(scope, "(%s::int IS NULL OR u.company_id = %s)")
     return conn.execute(query, (company_id, company_id)).fetchall()
 
@@ -297,8 +302,7 @@ def record_login(conn: psycopg.Connection, scope: AccessScope, user_id: int,
 def list_groups(conn: psycopg.Connection, scope: AccessScope,
                 company_id: int | None = None) -> list[dict]:
     """Return the visible groups with their member and site counts."""
-    if scope.role not in ("admin", "support", "superadmin"):
-        raise AccessDenied("only administrators list groups")
+    _require_directory(scope)
     query = sql.SQL(
         "SELECT g.id, g.name, g.company_id, c.name AS company_name, "
         "(SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, "
@@ -311,8 +315,7 @@ def list_groups(conn: psycopg.Connection, scope: AccessScope,
 
 def get_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> dict:
     """Return one visible group with its members and granted sites, or raise AccessDenied."""
-    if scope.role not in ("admin", "support", "superadmin"):
-        raise AccessDenied("only administrators see groups")
+    _require_directory(scope)
     group = conn.execute(
         sql.SQL("SELECT g.* FROM groups g WHERE g.id = %s AND {}").format(
             _company(scope, "g")), (group_id,)

@@ -160,12 +160,17 @@ def test_schema_ties_roles_to_companies_and_emails_are_unique(conn, world):
                           company_id=world["a"]["company"], password_hash=HASH)
 
 
-def test_support_reads_everyone_but_changes_nothing(conn, world):
+def test_support_neither_reads_nor_changes_user_directories(conn, world):
     support = AccessScope(role="support", actor="support@test")
-    assert {u["company_id"] for u in users.list_users(conn, support)} >= {
-        world["a"]["company"], world["b"]["company"]}
+    group = users.create_group(conn, ROOT, company_id=world["a"]["company"], name="support test")
+    for read in (lambda: users.list_users(conn, support),
+                 lambda: users.list_groups(conn, support),
+                 lambda: users.get_group(conn, support, group)):
+        with pytest.raises(AccessDenied):
+            read()
     with pytest.raises(AccessDenied):
         users.set_role(conn, support, world["a"]["viewer"], "admin")
+    assert users.get_group(conn, ROOT, group)["name"] == "support test"
 
 
 def test_bad_email_and_role_are_clear_errors(conn, world):
