@@ -3,13 +3,15 @@
 Real processes on this module's services: ``kilowatch web`` (``live_server``),
 ``kilowatch collector``, ``kilowatch simulate --register`` and one
 ``kilowatch worker --once --job rollups``; headless Chromium drives the pages.
+No fixed sleeps: the simulator starts once the collector's metrics say it is
+connected, and the export waits until the device's final "offline" status
+(sent after its last telemetry) is stored.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ import pytest
 from kilowatch import users
 from kilowatch.access import system_scope
 from simulator.sites import make_sites
+from tests.collector.helpers import CollectorProcess
 from tests.dashboards.conftest import browser_login
 
 pytestmark = pytest.mark.browser
@@ -58,11 +61,12 @@ def _wait_until(condition, timeout_s: float = 90.0, what: str = "condition"):
 
 
 @pytest.fixture(scope="module")
-def simulated_site(kw_env, settings, tenants):
+def simulated_site(kw_env, settings, tenants, tmp_path_factory):
     """A simulated site of company A, granted to A's viewer, publishing every 2 s."""
-    collector = _kilowatch(kw_env, "collector", "--client-id",
-                           f"kwtest-journey-{secrets.token_hex(4)}", "--session-expiry", "60")
-    time.sleep(3)  # subscribed before the device speaks
+    # start() returns once /metrics shows kilowatch_collector_broker_connected 1:
+    # subscribed before the device speaks.
+    collector = CollectorProcess(
+        kw_env, log_path=tmp_path_factory.mktemp("journey") / "collector.log").start()
     simulator = _kilowatch(kw_env, "simulate", "--register", "--company", tenants.a.name,
                            "--sites", "1", "--seed", str(SEED), "--serial-prefix", PREFIX,
                            "--backfill", "2", "--interval", "2", "--fault-rate", "0")
@@ -82,9 +86,9 @@ def simulated_site(kw_env, settings, tenants):
                             text=True, timeout=120, check=False)
     assert worker.returncode == 0, worker.stderr
     yield {"name": spec.name, "device_id": device["id"], "site_id": device["site_id"],
-           "timezone": spec.timezone, "simulator": simulator}
+           "timezone": spec.timezone, "simulator": simulator, "collector": collector}
     _stop(simulator)
-    _stop(collector)
+    collector.stop()
 
 
 def _text(page, selector: str) -> str:
@@ -124,9 +128,23 @@ def test_viewer_follows_a_live_site_then_exports_thirty_days(live_server, browse
         "PV", "Consumption", "Grid (+ import)", "Battery (+ discharge)"]
     page.screenshot(path=str(SCREENSHOTS / "journey-site-30-days.png"), full_page=True)
 
-    # Stop the device so that the database holds still, then export raw samples.
+    # The shared range picker shows its day picker for "Custom" only.
+    custom_days = page.locator("#site-custom-col")
+    assert not custom_days.is_visible()
+    page.locator("label", has_text="Custom").click()
+    custom_days.wait_for(state="visible")
+    page.locator("label", has_text="30 days").click()
+    custom_days.wait_for(state="hidden")
+
+    # Stop the device so that the database holds still, then export raw samples. Its last
+    # message is the "offline" status: once that is stored, so is every sample before it.
     _stop(simulated_site["simulator"])
-    time.sleep(3)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        _wait_until(lambda: not conn.execute("SELECT online FROM devices WHERE id = %s", (
+            simulated_site["device_id"],)).fetchone()[0], 30, "the device's offline status")
+    collector = simulated_site["collector"]
+    _wait_until(lambda: collector.metric("kilowatch_collector_backlog_messages") == 0, 30,
+                "the collector's backlog to drain")
     page.get_by_role("tab", name="Export").click()
     page.locator("label", has_text="Raw samples").click()
     href = page.locator("#site-export-csv").get_attribute("href")
