@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import click
 
@@ -50,6 +51,15 @@ def collector_command(client_id, receive_maximum, session_expiry, batch_points, 
         raise UserError(str(error)) from None
 
 
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Escape what a device sent so that it cannot drive the operator's terminal."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
 @click.group("deadletter")
 def deadletter_group() -> None:
     """Read the messages the collector refused."""
@@ -70,7 +80,7 @@ def deadletter_list(limit, reason, serial, as_json) -> None:
             click.echo(json.dumps({**letter, "received_at": letter["received_at"].isoformat()}))
             continue
         click.echo(f"{letter['received_at']:%Y-%m-%d %H:%M:%S} {letter['reason']:<17} "
-                   f"{letter['serial'] or '-':<20} {letter['detail'] or ''}")
-        click.echo(f"    {letter['topic']}  {letter['payload'][:200]}")
+                   f"{printable(letter['serial'] or '-'):<20} {printable(letter['detail'] or '')}")
+        click.echo(f"    {printable(letter['topic'])}  {printable(letter['payload'][:200])}")
     if not letters:
         click.echo("no dead letters")
