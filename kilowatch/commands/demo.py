@@ -8,11 +8,17 @@ computed in bulk); create one user of each role and a group with site grants
 through ``kilowatch user`` and ``kilowatch group``; print the URL and logins.
 Everything runs as subprocesses of the real CLI; Ctrl-C stops them all.
 ``--check`` waits until the web app answers and telemetry is stored, then stops.
+
+``kilowatch web`` refuses the public development secret key, so unless
+KILOWATCH_SECRET_KEY is set the demo gives its services a random key for this
+run (the logins are new on every run anyway). URLs are printed without their
+passwords.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +31,7 @@ import click
 from kilowatch import db, fleet, migrations, passwords
 from kilowatch.access import system_scope
 from kilowatch.cli import UserError, main
-from kilowatch.settings import get_settings
+from kilowatch.settings import DEFAULT_SECRET_KEY, Settings, get_settings, redact_url
 
 COMPANY = "Demo Energy"
 GROUP = "Demo operations"
@@ -36,14 +42,15 @@ ROLES = ("viewer", "operator", "admin", "support", "superadmin")
 class Services:
     """The demo's child processes, started in order and stopped together."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, *args: str, quiet: bool = False) -> None:
         """Start ``kilowatch ARGS`` as a child process."""
         output = subprocess.DEVNULL if quiet else None
         process = subprocess.Popen([sys.executable, "-m", "kilowatch", *args],
-                                   stdout=output, stderr=output)
+                                   stdout=output, stderr=output, env=self.env)
         self.children.append((name, process))
         click.echo(f"{name:10} started (pid {process.pid})")
 
@@ -80,6 +87,14 @@ def _wait(condition, what: str, services: Services, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise UserError(f"gave up waiting for {what} after {timeout_s:.0f} s")
         time.sleep(1)
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Return the services' environment: a random secret key unless one is configured."""
+    env = dict(os.environ)
+    if settings.secret_key == DEFAULT_SECRET_KEY:
+        env["KILOWATCH_SECRET_KEY"] = secrets.token_hex(32)
+    return env
 
 
 def _web_is_up(url: str) -> bool:
@@ -162,10 +177,12 @@ def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
         backfill_days = 0.05
     with db.connect(autocommit=True) as conn:
         applied = migrations.upgrade(conn)
-    click.echo(f"database   {settings.database_url} ({len(applied)} migration(s) applied)")
-    click.echo(f"broker     {settings.mqtt_url} (topics {settings.mqtt_prefix}/<serial>/…)")
+    click.echo(f"database   {redact_url(settings.database_url)} "
+               f"({len(applied)} migration(s) applied)")
+    click.echo(f"broker     {redact_url(settings.mqtt_url)} "
+               f"(topics {settings.mqtt_prefix}/<serial>/…)")
     url = f"http://127.0.0.1:{port}"
-    services = Services()
+    services = Services(service_env(settings))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _run(services, url, sites=sites, backfill_days=backfill_days, port=port, check=check)

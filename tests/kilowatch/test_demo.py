@@ -10,6 +10,10 @@ import sys
 
 from kilowatch import users
 from kilowatch.access import system_scope
+from kilowatch.commands.demo import service_env
+from kilowatch.settings import DEFAULT_SECRET_KEY, load_settings
+
+DB_PASSWORD, MQTT_PASSWORD = "db-pw-9f3k", "mqtt-pw-7x2q"  # both servers ignore them (trust)
 
 
 def _free_port() -> int:
@@ -18,13 +22,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _with_password(url: str, password: str) -> str:
+    scheme, rest = url.split("://", 1)
+    user = rest.split("@", 1)[0] if "@" in rest else "demo"
+    return f"{scheme}://{user.split(':')[0]}:{password}@{rest.split('@')[-1]}"
+
+
 def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn):
+    # No KILOWATCH_SECRET_KEY: `kilowatch web` refuses the development key, so the demo
+    # must hand its services one. Passwords in the URLs must not be printed.
+    env = {**os.environ, **kw_env,
+           "KILOWATCH_DATABASE_URL": _with_password(kw_env["KILOWATCH_DATABASE_URL"],
+                                                    DB_PASSWORD),
+           "KILOWATCH_MQTT_URL": _with_password(kw_env["KILOWATCH_MQTT_URL"], MQTT_PASSWORD)}
+    env.pop("KILOWATCH_SECRET_KEY")
     result = subprocess.run(
         [sys.executable, "-m", "kilowatch", "demo", "--check", "--sites", "2",
          "--backfill", "0.02", "--port", str(_free_port())],
-        env={**os.environ, **kw_env}, capture_output=True, text=True, timeout=280, check=False)
+        env=env, capture_output=True, text=True, timeout=280, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
+    assert DB_PASSWORD not in output and MQTT_PASSWORD not in output
+    assert re.search(r"^database\s+postgresql://\w+:\*\*\*@127\.0\.0\.1:55432/", result.stdout,
+                     re.MULTILINE), result.stdout[:500]
+    assert re.search(r"^broker\s+mqtt://demo:\*\*\*@127\.0\.0\.1:51883 ", result.stdout,
+                     re.MULTILINE), result.stdout[:500]
+    assert "Kilowatch demo: open http://127.0.0.1:" in result.stdout
     assert "check ok: web up, 2 site(s), 2 device(s) storing telemetry" in output
     logins = dict(re.findall(r"^\s+(\w+)\s+(\S+@demo\.kilowatch\.example)\s+\S+$", result.stdout,
                              re.MULTILINE))
@@ -37,3 +60,11 @@ def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn):
     assert len(viewer.site_ids) == 1  # the group grants all sites but the last
     for name in ("collector", "web", "simulator", "worker"):
         assert re.search(rf"^{name}\s+started \(pid \d+\)", result.stdout, re.MULTILINE)
+
+
+def test_services_get_a_random_key_unless_one_is_configured(kw_env):
+    default = load_settings({**kw_env, "KILOWATCH_SECRET_KEY": DEFAULT_SECRET_KEY})
+    first, second = (service_env(default)["KILOWATCH_SECRET_KEY"] for _ in range(2))
+    assert first != second and len(first) == 64 and DEFAULT_SECRET_KEY not in (first, second)
+    configured = load_settings(kw_env)  # this module's own key, also in os.environ
+    assert service_env(configured)["KILOWATCH_SECRET_KEY"] == kw_env["KILOWATCH_SECRET_KEY"]
