@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +28,7 @@ from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
 from collector.writer import Writer
+from kilowatch.mqtt import broker_address
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
 
@@ -84,11 +84,11 @@ class Collector:
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5, manual_ack=True)
-        url = urlsplit(self.settings.mqtt_url)
-        if url.scheme in ("mqtts", "ssl"):
+        broker = broker_address(self.settings.mqtt_url)
+        if broker.tls:
             client.tls_set()
-        if url.username:
-            client.username_pw_set(url.username, url.password)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -186,9 +186,8 @@ class Collector:
                 raise CollectorError(f"cannot serve /metrics on port {self.metrics_port}: "
                                      f"{error.strerror or error}") from None
         self.writer.start()
-        url = urlsplit(self.settings.mqtt_url)
-        default_port = 8883 if url.scheme in ("mqtts", "ssl") else 1883
-        self.client.connect_async(url.hostname, url.port or default_port, keepalive=30,
+        broker = broker_address(self.settings.mqtt_url)
+        self.client.connect_async(broker.host, broker.port, keepalive=30,
                                   clean_start=False, properties=self._connect_properties())
         self.client.loop_start()
 

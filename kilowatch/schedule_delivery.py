@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -24,6 +23,7 @@ import psycopg
 from kilowatch import fleet, schedule_store, schedules
 from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.errors import UserFacingError
+from kilowatch.mqtt import broker_address
 from kilowatch.settings import Settings, get_settings
 
 _LOCK_KEY = 7_120_005  # advisory lock (key, site id): one publisher per site at a time
@@ -185,15 +185,13 @@ def publish_retained(messages: list[tuple[str, str]], *, settings: Settings | No
 
 
 def _connect(settings: Settings, timeout_s: float) -> mqtt.Client:
-    url = urlsplit(settings.mqtt_url)
-    tls = url.scheme in ("mqtts", "ssl")
-    host, port = url.hostname or "localhost", url.port or (8883 if tls else 1883)
+    host, port, tls, username, password = broker_address(settings.mqtt_url)
     where = f"the MQTT broker at {host}:{port}"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                          client_id=f"kilowatch-schedule-{secrets.token_hex(6)}",
                          protocol=mqtt.MQTTv5, reconnect_on_failure=False)
-    if url.username:
-        client.username_pw_set(url.username, url.password)
+    if username:
+        client.username_pw_set(username, password)
     if tls:
         client.tls_set()
     client.connect_timeout = timeout_s

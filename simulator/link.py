@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kilowatch.mqtt import broker_address
 from simulator import payloads
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,6 @@ KEEPALIVE_S = 30
 
 class LinkError(RuntimeError):
     """The device could not connect to the broker."""
-
-
-def broker_address(url: str) -> tuple[str, int, bool, str | None, str | None]:
-    """Split an ``mqtt://`` / ``mqtts://`` URL into host, port, TLS flag, user and password."""
-    parts = urlsplit(url)
-    tls = parts.scheme in ("mqtts", "ssl")
-    port = parts.port or (8883 if tls else 1883)
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "localhost", port, tls, user, password
 
 
 class MqttLink:
