@@ -26,16 +26,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-MODES = ("idle", "charge", "discharge", "peak_shaving", "self_consumption", "optimized")
-
-REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
-    "idle": (),
-    "charge": ("power_kw", "soc_max"),
-    "discharge": ("power_kw", "soc_min"),
-    "peak_shaving": ("grid_limit_kw", "soc_min"),
-    "self_consumption": ("soc_min", "soc_max"),
-    "optimized": (),
-}
+from kilowatch.schedules import MODE_PARAMS, MODES
 
 _DEFAULTS: dict[str, dict[str, float]] = {
     "peak_shaving": {"soc_max": 100.0},
@@ -77,7 +68,7 @@ def check_mode(mode: str, params: Mapping[str, float] | None) -> dict[str, float
     if mode not in MODES:
         raise BatteryModeError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     values = {**_DEFAULTS.get(mode, {}), **dict(params or {})}
-    for name in REQUIRED_PARAMS[mode]:
+    for name in MODE_PARAMS[mode]:
         if name not in values:
             raise BatteryModeError(f"mode {mode} needs {name}")
     for name, value in values.items():

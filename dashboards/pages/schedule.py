@@ -10,6 +10,7 @@ caller's scope in ``kilowatch`` (``AccessDenied`` → no update).
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import dash
 import dash_bootstrap_components as dbc
@@ -394,15 +395,15 @@ def _summary(found: editor.RowErrors) -> dbc.Alert | None:
                      color="danger", className="py-2", id="schedule-error-summary")
 
 
+# Which parameter inputs a mode disables, in the browser; the table is schedules.MODE_PARAMS.
+PARAM_SWITCH_JS = (
+    f"function(mode, editable) {{ const wanted = ({json.dumps(schedules.MODE_PARAMS)})[mode] "
+    f"|| []; return {json.dumps(list(editor.PARAMS))}.map("
+    "key => !editable || !wanted.includes(key)); }")
+
 for _kind in ("period", "exception"):
     guarded_clientside_callback(
-        """function(mode, editable) {
-            const wanted = {idle: [], optimized: [], charge: ['power_kw', 'soc_max'],
-                discharge: ['power_kw', 'soc_min'], peak_shaving: ['grid_limit_kw', 'soc_min'],
-                self_consumption: ['soc_min', 'soc_max']}[mode] || [];
-            return ['power_kw', 'grid_limit_kw', 'soc_min', 'soc_max'].map(
-                key => !editable || !wanted.includes(key));
-        }""",
+        PARAM_SWITCH_JS,
         [Output({"type": f"schedule-{_kind}-{key}", "index": MATCH}, "disabled")
          for key in editor.PARAMS],
         Input({"type": f"schedule-{_kind}-mode", "index": MATCH}, "value"),
@@ -410,13 +411,7 @@ for _kind in ("period", "exception"):
         prevent_initial_call=True)
 
 guarded_clientside_callback(
-    """function(mode, editable) {
-        const wanted = {charge: ['power_kw', 'soc_max'], discharge: ['power_kw', 'soc_min'],
-            peak_shaving: ['grid_limit_kw', 'soc_min'],
-            self_consumption: ['soc_min', 'soc_max']}[mode] || [];
-        return ['power_kw', 'grid_limit_kw', 'soc_min', 'soc_max'].map(
-            key => !editable || !wanted.includes(key));
-    }""",
+    PARAM_SWITCH_JS,
     [Output(f"schedule-default-{key}", "disabled") for key in editor.PARAMS],
     Input("schedule-default-mode", "value"), State("schedule-editable", "data"),
     prevent_initial_call=True)
