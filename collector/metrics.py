@@ -52,7 +52,8 @@ class Metrics:
         self.redis_errors = Counter(
             "kilowatch_collector_redis_errors_total", "Failed live-value writes", registry=r)
         self.connected = Gauge(
-            "kilowatch_collector_broker_connected", "1 while connected to the broker",
+            "kilowatch_collector_broker_connected",
+            "1 while connected to the broker and subscribed",
             registry=r)
 
     def serve(self, port: int) -> None:

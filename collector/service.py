@@ -90,6 +90,7 @@ class Collector:
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
@@ -113,12 +114,18 @@ class Collector:
         with self._state_lock:
             self._generation += 1
             self._connected = True
-        self.metrics.connected.set(1)
         options = SubscribeOptions(qos=1,
                                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in self.topics()])
         log.info("connected to the broker client_id=%s session_present=%s topics=%s",
                  self.client_id, flags.session_present, ",".join(self.topics()))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # Connected counts from the SUBACK: from then on no device message is missed.
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+        self.metrics.connected.set(1)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._state_lock:

@@ -12,7 +12,8 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -29,6 +30,35 @@ _TEMPLATE_LOCK = 7_120_002
 
 def _admin() -> psycopg.Connection:
     return psycopg.connect(ADMIN_URL, autocommit=True)
+
+
+def wait_for(condition: Callable[[], object], *, what: str, timeout_s: float = 60,
+             interval_s: float = 0.2):
+    """Poll until ``condition()`` is truthy and return it; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def collector_ready(metrics_port: int | str, process: subprocess.Popen | None = None) -> bool:
+    """Say whether a collector is connected and subscribed (its /metrics says so).
+
+    Raises when ``process`` (the collector) has exited, so a wait on it fails at once.
+    """
+    if process is not None and process.poll() is not None:
+        raise AssertionError(f"the collector exited with status {process.returncode}")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    return "\nkilowatch_collector_broker_connected 1.0\n" in f"\n{text}"
 
 
 @pytest.fixture(scope="session")

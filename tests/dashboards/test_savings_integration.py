@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +20,7 @@ import pytest
 from kilowatch import savings
 from kilowatch.access import system_scope
 from simulator.sites import make_site
+from tests.conftest import collector_ready, wait_for
 from tests.dashboards.conftest import call_callback, login, make_user
 from tests.dashboards.savings_helpers import tou_structure
 
@@ -67,7 +67,8 @@ def simulated(kw_env, settings, tmp_path_factory):
         ["kilowatch", "collector", "--client-id", f"kwtest-int-{secrets.token_hex(4)}"],
         env=_env(kw_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(3)  # connected and subscribed before the device speaks
+        wait_for(lambda: collector_ready(kw_env["KILOWATCH_METRICS_PORT"], collector),
+                 what="the collector to subscribe")  # before the device speaks
         _run(kw_env, "simulate", "--register", "--company", COMPANY, "--sites", "1",
              "--seed", str(SEED), "--serial-prefix", "INT", "--backfill", f"{backfill_days:.3f}",
              "--backfill-interval", "900", "--duration", "0", "--fault-rate", "0")
@@ -75,15 +76,14 @@ def simulated(kw_env, settings, tmp_path_factory):
                              row_factory=psycopg.rows.dict_row) as conn:
             device = conn.execute("SELECT id FROM devices WHERE serial = %s",
                                   (spec.serial,)).fetchone()["id"]
-            deadline = time.monotonic() + 300
-            newest = None
-            while time.monotonic() < deadline:  # the collector has written the last sample
+
+            def newest_is_recent() -> bool:  # the collector has written the last sample
                 newest = conn.execute("SELECT max(time) AS t FROM telemetry WHERE device_id = %s",
                                       (device,)).fetchone()["t"]
-                if newest and newest > datetime.now(UTC) - timedelta(minutes=20):
-                    break
-                time.sleep(1)
-            assert newest is not None and newest > datetime.now(UTC) - timedelta(minutes=20)
+                return newest is not None and newest > datetime.now(UTC) - timedelta(minutes=20)
+
+            wait_for(newest_is_recent, what="the last backfilled sample stored", timeout_s=300,
+                     interval_s=1)
     finally:
         collector.terminate()
         collector.wait(30)

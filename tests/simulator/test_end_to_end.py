@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,19 +12,10 @@ import pytest
 from kilowatch import energy, fleet
 from kilowatch.access import system_scope
 from simulator.sites import make_sites
+from tests.conftest import collector_ready, wait_for
 from tests.simulator.conftest import run_simulate
 
 SERIALS = ("E2E-0001", "E2E-0002")
-
-
-def wait_until(condition, timeout_s: float = 60.0):
-    """Poll ``condition()`` until it is truthy and return its value (or the last one)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -35,7 +25,9 @@ def collector(kw_env):
         ["kilowatch", "collector", "--client-id", f"kwtest-sim-{secrets.token_hex(4)}",
          "--session-expiry", "300"],
         env={**os.environ, **kw_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(3)  # let it connect and subscribe before the devices speak
+    # Subscribed before the devices speak.
+    wait_for(lambda: collector_ready(kw_env["KILOWATCH_METRICS_PORT"], process),
+             what="the collector to subscribe")
     yield process
     process.terminate()
     process.wait(30)
@@ -62,8 +54,8 @@ def test_the_collector_stores_every_value_alarm_and_gap_the_simulator_sends(
 
     published = sum(len(sample["v"]) for message in inbox.on("telemetry")
                     for sample in message["samples"])
-    assert wait_until(lambda: stored_values(conn, ids) == published), (
-        stored_values(conn, ids), published)
+    wait_for(lambda: stored_values(conn, ids) == published,
+             what=f"all {published} values stored")
     assert conn.execute("SELECT count(*) AS n FROM dead_letters").fetchone()["n"] == 0
 
     for site in make_sites(2, seed=21, serial_prefix="E2E"):
@@ -81,9 +73,9 @@ def test_the_collector_stores_every_value_alarm_and_gap_the_simulator_sends(
             "SELECT code FROM alarms WHERE device_id = %s AND source = 'device'",
             (device["id"],)).fetchall()}
         assert stored == raised, site.serial
-        refreshed = wait_until(lambda d=device: conn.execute(
+        refreshed = wait_for(lambda d=device: conn.execute(
             "SELECT firmware, online FROM devices WHERE id = %s AND NOT online",
-            (d["id"],)).fetchone(), 20)
+            (d["id"],)).fetchone(), what=f"{site.serial} offline", timeout_s=20)
         assert refreshed == {"firmware": site.firmware, "online": False}
 
     site_id = devices["E2E-0001"]["site_id"]
