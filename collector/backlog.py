@@ -24,7 +24,7 @@ class Item:
     points: int = 0
     reason: str | None = None
     detail: str | None = None
-    payload: bytes = b""
+    payload: bytes = b""  # the first PAYLOAD_KEEP bytes, for a dead letter
 
 
 class Backlog:

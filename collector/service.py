@@ -27,7 +27,7 @@ from collector.backlog import Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
-from collector.writer import Writer
+from collector.writer import PAYLOAD_KEEP, Writer
 from kilowatch.mqtt import broker_address
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
@@ -153,8 +153,11 @@ class Collector:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "(topic is not UTF-8)"
+        # The head of the payload stays with the item: the writer may refuse it later too
+        # (unknown serial, too many points …) and support must see what was sent.
         item = Item(mid=message.mid, qos=message.qos, generation=self._generation, topic=topic,
-                    serial=None, kind=None, received_at=time.time())
+                    serial=None, kind=None, received_at=time.time(),
+                    payload=message.payload[:PAYLOAD_KEEP])
         try:
             item.serial, item.kind = parse_topic(topic, self.settings.mqtt_prefix)
             body = decode_json(message.payload)
@@ -171,7 +174,6 @@ class Collector:
             item.reason, item.detail = "bad_schema", f"unexpected: {error}"[:300]
         if item.reason:
             item.body, item.points = None, 0
-            item.payload = message.payload
         return item
 
     def _ack(self, item: Item) -> None:

@@ -28,7 +28,7 @@ from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_KEEP = 4096  # bytes of a refused payload kept in the dead-letter store
+PAYLOAD_KEEP = 4096  # bytes of a payload kept until stored, and in the dead-letter store
 _DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
 
 

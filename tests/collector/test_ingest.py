@@ -169,6 +169,8 @@ def test_every_invalid_kind_is_refused_and_neighbours_are_stored(
     by_reason = {r["reason"]: r for r in rows}
     assert by_reason["bad_json"]["payload"] == INVALID["bad_json"].decode()
     assert by_reason["bad_value"]["serial"] == "INV-3"
+    # refused after validation (by the writer): what the device sent is kept too
+    assert by_reason["unknown_serial"]["payload"] == telemetry(1, start).decode()
     assert len(by_reason["too_many_samples"]["payload"]) <= 4096
     for reason in reasons:
         value = collector.metric("kilowatch_collector_messages_rejected_total",
