@@ -52,9 +52,14 @@ def app_settings() -> Settings:
 
 
 @contextlib.contextmanager
-def connection() -> Iterator[psycopg.Connection]:
-    """Lend a pooled database connection of the running web app."""
-    with db.connection(app_settings()) as conn:
+def connection(*, read_only: bool = False) -> Iterator[psycopg.Connection]:
+    """Lend a pooled database connection of the running web app.
+
+    ``read_only=True`` reads from KILOWATCH_DATABASE_READ_URL when it is set (a
+    replica, possibly a little behind): only for views that write nothing and do
+    not need what was written a moment ago.
+    """
+    with db.connection(app_settings(), read_only=read_only) as conn:
         yield conn
 
 

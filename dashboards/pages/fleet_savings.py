@@ -51,7 +51,7 @@ def layout(month=None, **_query) -> html.Div:
 def show_fleet_month(month):
     """Show every visible site's bills and savings of the chosen month."""
     try:
-        with connection() as conn:
+        with connection(read_only=True) as conn:  # stored bills only
             rows = savings_views.fleet_month(conn, current_scope(), str(month))
     except ValueError as error:
         message = dbc.Alert(str(error), color="warning", id="fleet-savings-error")

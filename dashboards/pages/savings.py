@@ -188,7 +188,7 @@ def show_history(_computed, site_id):
 def export_bills(clicks, site_id):
     """Send the site's stored bills as a CSV file."""
     site_id = as_site_id(site_id)
-    with connection() as conn:
+    with connection(read_only=True) as conn:  # stored bills only
         text = savings_views.bills_csv(conn, current_scope(), site_id)
     return {"content": text, "filename": f"kilowatch-bills-site-{site_id}.csv",
             "type": "text/csv", "base64": False}
