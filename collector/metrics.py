@@ -19,6 +19,10 @@ class Metrics:
         self.points_received = Counter(
             "kilowatch_collector_points_received_total",
             "Point values in valid telemetry messages", registry=r)
+        self.messages_stored = Counter(
+            "kilowatch_collector_messages_stored_total",
+            "Valid messages whose content is committed (redeliveries included), by kind",
+            ["kind"], registry=r)
         self.points_stored = Counter(
             "kilowatch_collector_points_stored_total", "New raw rows committed", registry=r)
         self.points_duplicate = Counter(

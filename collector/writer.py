@@ -315,6 +315,9 @@ class Writer(threading.Thread):
     def _count(self, batch: list[Item], result: BatchResult, committed_at: float) -> None:
         m = self.metrics
         m.points_stored.inc(result.inserted)
+        for index, item in enumerate(batch):
+            if index not in result.refused:
+                m.messages_stored.labels(item.kind or "unknown").inc()
         m.points_duplicate.inc(result.rows - result.inserted)
         m.batch_points.observe(result.rows)
         m.last_commit.set(committed_at)

@@ -74,6 +74,23 @@ def _topic_prefix(raw: str) -> str:
     return raw
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _secret_key(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("expected at least 16 characters, e.g. from "
+                         "`python -c 'import secrets; print(secrets.token_hex(32))'`")
+    return raw
+
+
 def _share_group(raw: str) -> str | None:
     if raw and any(c in raw for c in "+#/"):
         raise ValueError("expected a group name without '/', '+' or '#'")
@@ -123,7 +140,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "mqtt_share_group": _share_group,
     "redis_url": _url("redis", "rediss", "unix"),
     "redis_prefix": _key_prefix,
-    "secret_key": str,
+    "secret_key": _secret_key,
     "smtp_url": _url("smtp", "smtps"),
     "mail_from": str,
     "base_url": _url("http", "https"),
@@ -135,7 +152,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "schedule_pending_alarm_after": _positive_int,
     "max_points_per_device": _positive_int,
     "metrics_port": _positive_int,
-    "log_level": lambda raw: raw.upper(),
+    "log_level": _log_level,
     "secure_cookies": _bool,
     "notify_max_per_hour": _positive_int,
     "comm_lost_recheck": _positive_int,

@@ -106,6 +106,8 @@ def test_published_points_reach_the_rollups(kw_env, conn, collector, devices):
 
 
 def test_same_message_twice_stores_one_row(conn, collector, publisher, topic, devices):
+    stored = 'kilowatch_collector_messages_stored_total', '{kind="telemetry"}'
+    before = collector.metric(*stored) or 0
     payload = telemetry(1, now() - dt.timedelta(minutes=5), samples=2, points=4)
     publisher.publish(topic("INV-2"), payload)
     publisher.publish(topic("INV-2"), payload)
@@ -115,6 +117,8 @@ def test_same_message_twice_stores_one_row(conn, collector, publisher, topic, de
     wait_for(lambda: collector.metric("kilowatch_collector_points_duplicate_total") == 10,
              what="duplicates counted")
     assert count_rows(conn, [device_id]) == 15
+    # Every delivery is a stored message (the duplicate is committed as a no-op), not a refusal.
+    assert collector.metric(*stored) - before == 3
 
 
 INVALID = {

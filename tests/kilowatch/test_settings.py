@@ -25,12 +25,19 @@ def test_values_are_parsed():
     assert settings.secure_cookies is True
 
 
+def test_log_level_is_case_insensitive():
+    assert load_settings({"KILOWATCH_LOG_LEVEL": " debug"}).log_level == "DEBUG"
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("KILOWATCH_OFFLINE_AFTER", "soon"),
     ("KILOWATCH_RAW_RETENTION_DAYS", "-3"),
     ("KILOWATCH_DATABASE_URL", "mysql://x/y"),
     ("KILOWATCH_MQTT_PREFIX", "ess/#"),
     ("KILOWATCH_SECURE_COOKIES", "maybe"),
+    ("KILOWATCH_LOG_LEVEL", "bogus"),
+    ("KILOWATCH_SECRET_KEY", ""),
+    ("KILOWATCH_SECRET_KEY", "short"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
