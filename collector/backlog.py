@@ -25,6 +25,7 @@ class Item:
     reason: str | None = None
     detail: str | None = None
     payload: bytes = b""  # the first PAYLOAD_KEEP bytes, for a dead letter
+    retained: bool = False  # the broker's stored copy, sent on a new subscription
 
 
 class Backlog:

@@ -157,7 +157,7 @@ class Collector:
         # (unknown serial, too many points …) and support must see what was sent.
         item = Item(mid=message.mid, qos=message.qos, generation=self._generation, topic=topic,
                     serial=None, kind=None, received_at=time.time(),
-                    payload=message.payload[:PAYLOAD_KEEP])
+                    payload=message.payload[:PAYLOAD_KEEP], retained=bool(message.retain))
         try:
             item.serial, item.kind = parse_topic(topic, self.settings.mqtt_prefix)
             body = decode_json(message.payload)

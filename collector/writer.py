@@ -277,8 +277,16 @@ class Writer(threading.Thread):
             at = dt.datetime.fromtimestamp(item.received_at, dt.UTC)
             if item.kind == "status" and isinstance(item.body, dict) and not item.reason:
                 state = item.body["state"]
+                live = True
+                if item.retained:
+                    # A retained status may be hours old (sent again on a new subscription):
+                    # it counts at its own time, and only while that is recent.
+                    at = min(at, item.body["at"])
+                    live = at >= dt.datetime.now(dt.UTC) - dt.timedelta(
+                        seconds=self.settings.offline_after)
                 activity[device.id].append(ingest.Activity(
-                    at, state == "online", f"status {state}", item.body.get("firmware")))
+                    at, state == "online", f"status {state}", item.body.get("firmware"),
+                    liveness=live))
             else:
                 activity[device.id].append(ingest.Activity(at, True, item.kind or "message"))
         return activity

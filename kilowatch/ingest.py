@@ -160,6 +160,8 @@ class Activity:
     online: bool
     reason: str
     firmware: str | None = None
+    # False for a stale retained status: it tells the firmware, not that the device is alive.
+    liveness: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +196,11 @@ def apply_activity(conn: psycopg.Connection,
         online, last_seen, firmware = row["online"], row["last_seen"], row["firmware"]
         transitions: list[Transition] = []
         for act in activity[device_id]:
+            firmware = act.firmware or firmware
+            if not act.liveness:
+                continue
             if act.online:
                 last_seen = act.at if last_seen is None else max(last_seen, act.at)
-            firmware = act.firmware or firmware
             if act.online != online:
                 online = act.online
                 transitions.append(Transition(device_id, online, act.at, act.reason))
