@@ -91,27 +91,28 @@ def _hourly(conn, device_id, point, readings):
 def test_today_energy_from_counters_survives_a_reset(conn, world):
     device = world["devices"]["Charlie"]
     tz = ZoneInfo("Europe/Paris")
-    now = datetime.now(UTC)
-    midnight = datetime.combine(now.astimezone(tz).date(), datetime.min.time(), tz)
+    # A fixed "now" at 05:00 a week ago: all four hours are closed whatever the time of day.
+    day = (datetime.now(UTC).astimezone(tz) - timedelta(days=7)).date()
+    midnight = datetime.combine(day, datetime.min.time(), tz)
+    now = (midnight + timedelta(hours=5)).astimezone(UTC)
     baseline = midnight.astimezone(UTC) - timedelta(hours=1)  # the bucket ending at midnight
     hours = [baseline + timedelta(hours=h) for h in range(4)]
-    hours = [h for h in hours if h + timedelta(hours=1) <= now] or hours[:1]
     # 1000 at midnight, +5, then a reset to 2 (counts 2), then +3.
-    values = [1000.0, 1005.0, 2.0, 5.0][:len(hours)]
+    values = [1000.0, 1005.0, 2.0, 5.0]
     _hourly(conn, device, "meter.pv.e", zip(hours, values, strict=True))
-    expected = {1: 0.0, 2: 5.0, 3: 7.0, 4: 10.0}[len(values)]
+    expected = 10.0
     # The worker closed those hours (the overview caches hourly figures until it does).
     conn.execute("UPDATE rollup_state SET done_until = %s WHERE rollup = '1h'",
                  (hours[-1] + timedelta(hours=1),))
     # The live counter adds what came after the last hourly reading.
     world["client"].hset(f"{live.key('live', device)}", "meter.pv.e", repr(values[-1] + 1.5))
-    rows = overview.fleet_overview(conn, world["client"], ROOT)
+    rows = overview.fleet_overview(conn, world["client"], ROOT, now=now)
     charlie = next(r for r in rows if r["name"] == "Charlie")
     assert charlie["today_kwh"]["pv"] == pytest.approx(expected + 1.5)
     assert "load" not in charlie["today_kwh"]  # no counter, no number (never a zero)
     # A newer live counter value counts at once; the hourly part comes from the cache.
     world["client"].hset(f"{live.key('live', device)}", "meter.pv.e", repr(values[-1] + 4.0))
-    again = next(r for r in overview.fleet_overview(conn, world["client"], ROOT)
+    again = next(r for r in overview.fleet_overview(conn, world["client"], ROOT, now=now)
                  if r["name"] == "Charlie")
     assert again["today_kwh"]["pv"] == pytest.approx(expected + 4.0)
 
