@@ -20,9 +20,10 @@ from auth.scope import app_settings
 from dashboards.components import charts, ranges
 from dashboards.components.inputs import as_id
 from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_figure
+from dashboards.components.schedule_history import delivery_summary
 from dashboards.components.shell import not_found
 from dashboards.components.tiles import ago, local_time, power_tile, status_badge
-from kilowatch import fleet, history, overview
+from kilowatch import fleet, history, overview, schedule_store
 from kilowatch.ids import parse_id
 from kilowatch.redis_client import get_redis
 
@@ -142,6 +143,8 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
         site = fleet.get_site(conn, scope, number)
         devices = fleet.list_devices(conn, scope, site["id"])
         points = history.site_points(conn, scope, site["id"])
+        delivery = schedule_store.delivery_state(conn, scope, site["id"])
+    schedule_text, schedule_color = delivery_summary(delivery, site["timezone"])
     subtitle = " · ".join(filter(None, [site["company_name"], site["address"], site["timezone"]]))
     return html.Div([
         dcc.Store(id="site-id", data=site["id"]),
@@ -149,8 +152,11 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
             dcc.Link("← Fleet", href="/", className="btn btn-sm btn-light"),
             html.H1(site["name"], className="h4 mb-0", id="site-name"),
             html.Span(id="site-status"),
+            # Whether the equipment runs the latest schedule, as of this page's load.
+            dbc.Badge(schedule_text, color=schedule_color, id="site-schedule-state",
+                      className="ms-auto text-wrap"),
             dcc.Link("Schedule", href=f"/site/{site['id']}/schedule", id="site-schedule-link",
-                     className="btn btn-sm btn-outline-primary ms-auto"),
+                     className="btn btn-sm btn-outline-primary"),
             dcc.Link("Savings", href=f"/site/{site['id']}/savings", id="site-savings-link",
                      className="btn btn-sm btn-outline-primary"),
             html.Small(subtitle, className="text-muted w-100"),

@@ -357,6 +357,8 @@ def test_delivery_state_says_pending_then_applied(app, conn, tenants, site):
     text = json.dumps(response_json(post(client, app, "schedule-delivery.children", {
         "schedule-site-id.data": site["id"]})), ensure_ascii=False)
     assert f"Revision {latest['revision']} pending since" in text
+    assert f"Revision {latest['revision']} pending since" in _page(
+        app, tenants.a.viewer, f"/site/{site['id']}")
     device = conn.execute("SELECT id FROM devices WHERE serial = %s",
                           (site["serial"],)).fetchone()["id"]
     schedule_store.record_ack(conn, device_id=device, revision=latest["revision"],
@@ -369,6 +371,9 @@ def test_delivery_state_says_pending_then_applied(app, conn, tenants, site):
     text = json.dumps(response_json(post(client, app, "schedule-delivery.children", {
         "schedule-site-id.data": site["id"]})))
     assert f"Applied revision {latest['revision']}" in text
+    # The site page says it too, beside its Schedule link.
+    assert f"Applied revision {latest['revision']}" in _page(app, tenants.a.viewer,
+                                                             f"/site/{site['id']}")
 
 
 def test_preview_charts_soc_and_grid_power(app, tenants, site):
