@@ -2,6 +2,9 @@
 
 The payload is the schedule JSON plus ``revision``, sent retained with QoS 1 on
 ``{prefix}/{serial}/schedule`` so a device that connects later still gets it.
+On a site with several storage devices each gets its share of the schedule's
+power and grid limit, in proportion to its rated power
+(:func:`kilowatch.schedules.device_part`).
 A broker that cannot be reached leaves the revision saved but unpublished; the
 worker job in :mod:`kilowatch.jobs.schedules` publishes it again later.
 """
@@ -122,9 +125,13 @@ def _publish_locked(conn: psycopg.Connection, scope: AccessScope, site_id: int,
     # Devices registered after the save get the latest revision too.
     schedule_store.add_missing_deliveries(conn, scope, revision)
     targets = schedule_store.deliveries(conn, scope, revision["id"])
-    if only_unpublished:
-        targets = [t for t in targets if t["published_at"] is None]
-    return _send(conn, scope, revision, targets, settings, timeout_s)
+    site_kw = schedule_store.site_limits(conn, scope, site_id).rated_power_kw or 0.0
+    missing = [t for t in targets if t["published_at"] is None]
+    # On a site with several storage devices a late-registered one changes every
+    # device's share, so whenever one still needs the revision all get it again.
+    if only_unpublished and (len(targets) == 1 or not missing):
+        targets = missing
+    return _send(conn, scope, revision, targets, site_kw, settings, timeout_s)
 
 
 def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> bool:
@@ -132,11 +139,17 @@ def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> 
     return scope.may_edit_site(site["company_id"], site["id"])
 
 
+def device_payload(revision: dict, device: dict, site_kw: float) -> str:
+    """Return the schedule message of one storage device (a delivery row) of a site."""
+    body = schedules.device_part(schedules.canonical(revision["body"]),
+                                 schedule_store.rated_power(device), site_kw)
+    return json.dumps({"revision": revision["revision"], **body})
+
+
 def _send(conn: psycopg.Connection, scope: AccessScope, revision: dict, targets: list[dict],
-          settings: Settings, timeout_s: float) -> PublishResult:
-    payload = json.dumps({"revision": revision["revision"],
-                          **schedules.canonical(revision["body"])})
-    messages = [(schedule_topic(t["serial"], settings), payload) for t in targets]
+          site_kw: float, settings: Settings, timeout_s: float) -> PublishResult:
+    messages = [(schedule_topic(t["serial"], settings), device_payload(revision, t, site_kw))
+                for t in targets]
     confirmed, error = publish_retained(messages, settings=settings, timeout_s=timeout_s)
     now = dt.datetime.now(dt.UTC)
     done = [t for i, t in enumerate(targets) if i in confirmed]

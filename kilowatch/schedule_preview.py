@@ -175,7 +175,7 @@ def site_battery(conn: psycopg.Connection, scope: AccessScope, site_id: int,
     if not rows:
         raise NoStorage("this site has no storage device to preview")
     for row in rows:
-        row["power"] = row["rated_power_kw"] or schedule_store.NOMINAL_POWER_KW[row["model"]]
+        row["power"] = schedule_store.rated_power(row)
         row["capacity"] = row["capacity_kwh"] or NOMINAL_CAPACITY_KWH[row["model"]]
     storage = battery.Battery(rated_power_kw=math.fsum(r["power"] for r in rows),
                               capacity_kwh=math.fsum(r["capacity"] for r in rows))

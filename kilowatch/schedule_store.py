@@ -51,10 +51,27 @@ def site_limits(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> s
     return _limits(conn, site)
 
 
+def rated_power(device: dict) -> float:
+    """Return a storage device row's rated power, its model's nominal one when not on file."""
+    return device["rated_power_kw"] or NOMINAL_POWER_KW[device["model"]]
+
+
+def share_labels(rows: list[dict]) -> dict[str, str]:
+    """Label each storage device row of a site with its share of the site's power.
+
+    Empty for a site with one storage device, which runs the schedule as it is.
+    """
+    if len(rows) < 2:
+        return {}
+    total = sum(rated_power(r) for r in rows)
+    return {r["serial"]: f"{rated_power(r):g} kW, {rated_power(r) / total * 100:.0f} % of the "
+                         f"site's power" for r in rows}
+
+
 def _limits(conn: psycopg.Connection, site: dict) -> schedules.SiteLimits:
     rows = conn.execute("SELECT model, rated_power_kw FROM devices WHERE site_id = %s "
                         "AND model = ANY(%s)", (site["id"], list(STORAGE_MODELS))).fetchall()
-    rated = sum(r["rated_power_kw"] or NOMINAL_POWER_KW[r["model"]] for r in rows)
+    rated = sum(rated_power(r) for r in rows)
     return schedules.SiteLimits(timezone=site["timezone"], rated_power_kw=rated if rows else None,
                                 has_optimizer=site["has_optimizer"])
 
@@ -156,7 +173,8 @@ def history(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> list[
 def delivery_state(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> list[dict]:
     """Return, per storage device of a visible site, how the latest revision fared.
 
-    Each row has serial, model, revision (latest), status, published_at,
+    Each row has serial, model, rated_power_kw (as registered, may be None), revision
+    (latest), status, published_at,
     publish_error, acked_at, reason, pending_since and applied_revision (the newest
     revision the device confirmed, which may be older than the latest).
     """
@@ -164,7 +182,8 @@ def delivery_state(conn: psycopg.Connection, scope: AccessScope, site_id: int) -
         """WITH latest AS (
                SELECT id, revision, created_at FROM schedule_revisions
                WHERE site_id = %(site)s ORDER BY revision DESC LIMIT 1)
-           SELECT dev.id AS device_id, dev.serial, dev.model, latest.revision,
+           SELECT dev.id AS device_id, dev.serial, dev.model, dev.rated_power_kw,
+                  latest.revision,
                   coalesce(d.status, CASE WHEN latest.id IS NULL THEN NULL ELSE 'pending' END)
                       AS status,
                   d.published_at, d.publish_error, d.acked_at, d.reason,
@@ -216,7 +235,8 @@ def add_missing_deliveries(conn: psycopg.Connection, scope: AccessScope, revisio
 def deliveries(conn: psycopg.Connection, scope: AccessScope, revision_id: int) -> list[dict]:
     """Return the delivery rows of one revision of a visible site, with device serials."""
     query = sql.SQL(
-        """SELECT d.*, dev.serial, r.revision, r.site_id FROM schedule_deliveries d
+        """SELECT d.*, dev.serial, dev.model, dev.rated_power_kw, r.revision, r.site_id
+           FROM schedule_deliveries d
            JOIN schedule_revisions r ON r.id = d.revision_id
            JOIN devices dev ON dev.id = d.device_id
            JOIN sites s ON s.id = r.site_id

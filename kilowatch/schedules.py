@@ -383,6 +383,40 @@ def canonical(schedule: dict) -> dict:
             "exceptions": exceptions}
 
 
+SHARED_PARAMS = ("power_kw", "grid_limit_kw")
+
+
+def device_part(schedule: dict, device_kw: float, site_kw: float) -> dict:
+    """Return the part of a site's validated schedule that one of its storage devices runs.
+
+    The site's ``power_kw`` and ``grid_limit_kw`` are split between its storage devices
+    in proportion to their rated power (``device_kw`` out of ``site_kw``), so the
+    devices together deliver what the schedule asks and none is asked for more than
+    its own rating. SoC limits apply to every device unchanged. A site's only
+    device gets the schedule as it is.
+    """
+    if site_kw <= 0 or device_kw >= site_kw:
+        return schedule
+    share = device_kw / site_kw
+
+    def part(params: dict) -> dict:
+        split = {k: round(params[k] * share, 2) for k in SHARED_PARAMS if k in params}
+        if "power_kw" in split:
+            # Rounding never lifts a share above the device's rating nor down to 0 kW;
+            # a site power above the site's rating stays too high, for the device to refuse.
+            if params["power_kw"] <= site_kw:
+                split["power_kw"] = min(split["power_kw"], device_kw)
+            split["power_kw"] = max(split["power_kw"], 0.01)
+        return {**params, **split}
+
+    result = {**schedule, "periods": [part(p) for p in schedule.get("periods", [])],
+              "exceptions": [{**e, "periods": [part(p) for p in e.get("periods", [])]}
+                             for e in schedule.get("exceptions", [])]}
+    if "default_params" in schedule:
+        result["default_params"] = part(schedule["default_params"])
+    return result
+
+
 # ---- which mode applies when ----------------------------------------------------------
 
 def mode_at(schedule: dict, t: dt.datetime) -> Setpoint:

@@ -7,7 +7,7 @@ import datetime as dt
 import dash_bootstrap_components as dbc
 from dash import html
 
-from kilowatch import schedules
+from kilowatch import schedule_store, schedules
 
 
 def local_time(moment: dt.datetime | None, timezone: str) -> str:
@@ -111,9 +111,12 @@ def delivery_panel(rows: list[dict], timezone: str) -> html.Div:
     if not rows or rows[0]["revision"] is None:
         return html.Div(summary)
     lines = []
+    shares = schedule_store.share_labels(rows)
     for row in rows:
         detail = _device_detail(row, timezone)
-        lines.append(html.Li([html.Code(row["serial"], className="me-2"),
+        share = ([html.Span(f"({shares[row['serial']]})", className="me-2")]
+                 if row["serial"] in shares else [])
+        lines.append(html.Li([html.Code(row["serial"], className="me-2"), *share,
                               dbc.Badge(row["status"], color=STATUS_COLORS[row["status"]],
                                         text_color="dark" if row["status"] == "pending"
                                         else None, className="me-2"),

@@ -87,8 +87,10 @@ def schedule_show(site_ref: str, revision: int | None, as_json: bool) -> None:
                f"{_local(row['created_at'], timezone)} by {row['author']}"
                + (f": {row['comment']}" if row["comment"] else ""))
     click.echo(f"delivery: {schedule_store.describe_delivery(state, timezone)}")
+    shares = schedule_store.share_labels(state)
     for device in state:
-        click.echo(f"  {device['serial']:<20} {_device_line(device, timezone)}")
+        share = f" ({shares[device['serial']]})" if device["serial"] in shares else ""
+        click.echo(f"  {device['serial']:<20} {_device_line(device, timezone)}{share}")
     for line in _describe(row["body"]):
         click.echo(line)
 

@@ -285,6 +285,38 @@ def test_add_a_period_row(app, tenants, site):
     assert text.count('"schedule-period-day"') == 8
 
 
+def _row_values(rows_json: str, kind: str, prop: str = "value") -> list:
+    return [c["props"][prop] for c in _find(json.loads(rows_json), lambda c: isinstance(
+        c["props"].get("id"), dict) and c["props"]["id"]["type"] == kind)]
+
+
+@pytest.mark.parametrize("kind", ["period", "exception"])
+def test_delete_a_period_row_and_an_exception_row(app, tenants, site, kind):
+    holidays = {**BODY, "exceptions": [
+        {"date": "2099-12-25", "name": "Christmas", "periods": []},
+        {"date": "2099-12-31", "name": "New Year's Eve", "periods": [
+            {"start": "08:00", "end": "12:00", "mode": "idle"}]}]}
+    # The browser sends every row's n_clicks; the clicked delete button is row 1's.
+    counts = {"period": 7, "exception": 2}
+    values = {**draft_values(site["id"], holidays),
+              f"schedule-{kind}-delete.n_clicks": [1 if i == 1 else None
+                                                   for i in range(counts[kind])]}
+    triggered = json.dumps({"index": 1, "type": f"schedule-{kind}-delete"},
+                           separators=(",", ":")) + ".n_clicks"
+    answer = response_json(post(signed_in(app, tenants.a.operator), app,
+                                "schedule-periods.children", values, triggered=triggered))
+    periods = json.dumps(answer["schedule-periods"]["children"])
+    exceptions = json.dumps(answer["schedule-exceptions"]["children"])
+    days = _row_values(periods, "schedule-period-day")
+    dates = _row_values(exceptions, "schedule-exception-date")
+    if kind == "period":  # Tuesday's row goes; every other row and both exceptions stay
+        assert days == ["mon", "wed", "thu", "fri", "sat", "sun"]
+        assert dates == ["2099-12-25", "2099-12-31"]
+    else:
+        assert days == list(schedules.DAYS)
+        assert dates == ["2099-12-25"]
+
+
 def test_readers_cannot_run_editing_callbacks(app, tenants, site):
     values = {**draft_values(site["id"], BODY), "schedule-add-period.n_clicks": 1}
     response = post(signed_in(app, tenants.a.viewer), app, "schedule-periods.children", values,
@@ -374,6 +406,28 @@ def test_delivery_state_says_pending_then_applied(app, conn, tenants, site):
     # The site page says it too, beside its Schedule link.
     assert f"Applied revision {latest['revision']}" in _page(app, tenants.a.viewer,
                                                              f"/site/{site['id']}")
+
+
+def test_delivery_panel_shows_each_devices_share_of_a_sites_power(app, conn, tenants, settings):
+    site_id = fleet.create_site(conn, ROOT, company_id=tenants.a.id, name="Two cabinets",
+                                timezone="Europe/Paris")
+    tag = secrets.token_hex(3)
+    serials = [f"SHL-{tag}", f"SHX-{tag}"]
+    fleet.register_device(conn, ROOT, site_id=site_id, serial=serials[0], model="HES-L")
+    fleet.register_device(conn, ROOT, site_id=site_id, serial=serials[1], model="HES-XL",
+                          rated_power_kw=150)
+    schedule_store.save_revision(conn, ROOT, site_id, BODY, comment="two devices")
+    text = json.dumps(response_json(post(signed_in(app, tenants.a.admin), app,
+                                         "schedule-delivery.children",
+                                         {"schedule-site-id.data": site_id})),
+                      ensure_ascii=False)
+    assert "50 kW, 25 % of the site's power" in text
+    assert "150 kW, 75 % of the site's power" in text
+    # A site with one storage device runs the schedule as it is: no share is shown.
+    one = json.dumps(response_json(post(signed_in(app, tenants.a.admin), app,
+                                        "schedule-delivery.children",
+                                        {"schedule-site-id.data": tenants.a.sites[0]})))
+    assert "of the site's power" not in one
 
 
 def test_preview_charts_soc_and_grid_power(app, tenants, site):

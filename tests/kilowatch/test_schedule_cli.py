@@ -77,6 +77,26 @@ def test_set_show_history_diff_and_restore(kw_env, depot, tmp_path):
         "revisions 1 and 3 are the same"
 
 
+def test_show_names_each_devices_share_on_a_site_with_two_storage_devices(kw_env, settings,
+                                                                          depot, tmp_path):
+    assert run(kw_env, "site", "create", "--company", "Acme", "--name", "Yard",
+               "--timezone", "Europe/Paris").returncode == 0
+    for serial, model in (("CLI-Y1", "HES-L"), ("CLI-Y2", "HES-XXL")):
+        assert run(kw_env, "device", "register", "--site", "Yard", "--serial", serial,
+                   "--model", model).returncode == 0
+    # 280 kW is more than either device's rating but within the site's 300 kW.
+    body = {**BODY, "periods": [{**BODY["periods"][0], "power_kw": 280}]}
+    saved = run(kw_env, "schedule", "set", "--site", "Yard", "--file", write(tmp_path, body))
+    assert saved.returncode == 0, saved.stderr
+    shown = run(kw_env, "schedule", "show", "--site", "Yard").stdout
+    assert "(50 kW, 17 % of the site's power)" in shown
+    assert "(250 kW, 83 % of the site's power)" in shown
+    assert "published to CLI-Y1, CLI-Y2" in saved.stdout
+    schedule_delivery.publish_retained(
+        [(schedule_delivery.schedule_topic(s, settings), "") for s in ("CLI-Y1", "CLI-Y2")],
+        settings=settings)
+
+
 def test_invalid_schedule_is_one_clear_line(kw_env, depot, tmp_path):
     bad = {**BODY, "periods": [*BODY["periods"],
                                {"days": ["mon"], "start": "20:00", "end": "22:00",

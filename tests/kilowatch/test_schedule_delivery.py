@@ -58,7 +58,7 @@ def site(conn, settings):
     info = {"id": site_id, "company": company, "tag": tag, "serials": serials}
     yield info
     topics = [schedule_delivery.schedule_topic(s, settings) for s in
-              (*serials, f"XL-{tag}")]
+              (*serials, f"XL-{tag}", f"L-{tag}")]
     schedule_delivery.publish_retained([(t, "") for t in topics], settings=settings)
 
 
@@ -110,6 +110,74 @@ def test_unreachable_broker_leaves_the_revision_unpublished_until_the_job_sends_
     state = schedule_store.delivery_state(conn, ROOT, site["id"])
     assert {r["revision"] for r in state} == {revision["revision"]}
     assert all(r["published_at"] is not None and r["publish_error"] is None for r in state)
+
+
+SITE_POWER = {"timezone": "Europe/Berlin", "default_mode": "peak_shaving",
+              "default_params": {"grid_limit_kw": 90, "soc_min": 10},
+              "periods": [{"days": ["mon", "tue"], "start": "17:00", "end": "24:00",
+                           "mode": "discharge", "power_kw": 280, "soc_min": 20}]}
+
+
+def _received(subscriber: Subscriber, count: int) -> dict[str, dict]:
+    """The next ``count`` schedule messages, by device serial."""
+    messages = [subscriber.next() for _ in range(count)]
+    return {m.topic.split("/")[-2]: json.loads(m.payload) for m in messages}
+
+
+def test_each_device_of_a_site_gets_its_share_of_the_sites_power(conn, settings, site):
+    # 250 kW on file plus an HES-L without a rating (nominal 50 kW): the site has 300 kW,
+    # so 280 kW is valid for the site but more than either device could run alone.
+    big, small = site["serials"][0], f"L-{site['tag']}"
+    ids = {big: conn.execute("SELECT id FROM devices WHERE serial = %s",
+                             (big,)).fetchone()["id"],
+           small: fleet.register_device(conn, ROOT, site_id=site["id"], serial=small,
+                                        model="HES-L")}
+    subscriber = Subscriber(settings.mqtt_prefix)
+    try:
+        revision, result = schedule_delivery.save_and_publish(
+            conn, ROOT, site["id"], SITE_POWER, comment="split", settings=settings)
+        assert result.ok and set(result.published) == {big, small}
+        got = _received(subscriber, 2)
+    finally:
+        subscriber.close()
+    assert {s: p["periods"][0]["power_kw"] for s, p in got.items()} == {
+        big: pytest.approx(280 * 250 / 300, abs=0.005), small: pytest.approx(280 * 50 / 300,
+                                                                             abs=0.005)}
+    assert sum(p["periods"][0]["power_kw"] for p in got.values()) == pytest.approx(280, abs=0.01)
+    assert {s: p["default_params"]["grid_limit_kw"] for s, p in got.items()} == {
+        big: 75.0, small: 15.0}
+    assert all(p["revision"] == revision["revision"] and p["periods"][0]["soc_min"] == 20
+               and p["default_params"]["soc_min"] == 10 for p in got.values())
+
+    # Both acks settle the site's summary; one refusal names its device and reason.
+    for serial, status, reason in ((big, "applied", None), (small, "rejected", "BMS fault")):
+        schedule_store.record_ack(conn, device_id=ids[serial], revision=revision["revision"],
+                                  status=status, reason=reason)
+    state = schedule_store.delivery_state(conn, ROOT, site["id"])
+    assert schedule_store.describe_delivery(state, "Europe/Berlin") == (
+        f"revision {revision['revision']} rejected ({small}: BMS fault)")
+    schedule_store.record_ack(conn, device_id=ids[small],
+                              revision=revision["revision"], status="applied")
+    state = schedule_store.delivery_state(conn, ROOT, site["id"])
+    assert schedule_store.describe_delivery(state, "Europe/Berlin") == (
+        f"applied revision {revision['revision']}")
+
+    # A third device changes every share: the worker's job sends the revision to all three.
+    late = f"XL-{site['tag']}"
+    fleet.register_device(conn, ROOT, site_id=site["id"], serial=late, model="HES-XL",
+                          rated_power_kw=125)
+    subscriber = Subscriber(settings.mqtt_prefix)
+    try:
+        _received(subscriber, 2)  # the retained messages of the first two devices
+        assert schedule_jobs.republish(conn, settings) >= 3
+        again = _received(subscriber, 3)
+    finally:
+        subscriber.close()
+    assert {s: p["periods"][0]["power_kw"] for s, p in again.items()} == {
+        big: pytest.approx(280 * 250 / 425, abs=0.005),
+        small: pytest.approx(280 * 50 / 425, abs=0.005),
+        late: pytest.approx(280 * 125 / 425, abs=0.005)}
+    assert site["id"] not in schedule_store.sites_to_republish(conn, ROOT)
 
 
 def test_only_editors_may_send_a_schedule(conn, settings, site):

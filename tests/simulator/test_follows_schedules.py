@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from kilowatch import schedule_delivery, schedule_store, schedules
+from kilowatch import fleet, schedule_delivery, schedule_store, schedules
 from kilowatch.access import system_scope
 from simulator.sites import make_sites
 from tests.collector.helpers import Publisher, running_collector, wait_for
@@ -136,3 +136,47 @@ def test_simulate_answers_the_retained_schedule_unless_told_to_ignore_schedules(
     expected = [] if ignore else [{"revision": 12, "status": "applied"}]
     assert [{k: v for k, v in ack.items() if k != "ts"}
             for ack in inbox.on("schedule/ack", site.serial)] == expected
+
+
+def test_two_simulated_devices_of_one_site_share_its_power_by_rating(kw_env, settings, conn,
+                                                                     tmp_path):
+    """An HES-L (50 kW) and an HES-XL (125 kW) on one site: 150 kW split 3:7 between them."""
+    small, large = make_sites(2, seed=44, serial_prefix="MDV")
+    assert (small.model, large.model) == ("HES-L", "HES-XL")
+    company = fleet.create_company(conn, ROOT, "Shared Power")
+    site_id = fleet.create_site(conn, ROOT, company_id=company, name="Two cabinets",
+                                timezone="Europe/Berlin")
+    ids = {spec.serial: fleet.register_device(conn, ROOT, site_id=site_id, serial=spec.serial,
+                                              model=spec.model) for spec in (small, large)}
+    site_power = 150.0  # more than either device's rating, within the site's 175 kW
+    body = {"timezone": "Europe/Berlin", "default_mode": "idle",
+            "periods": [{"days": list(schedules.DAYS), "start": "00:00", "end": "24:00",
+                         "mode": "discharge", "power_kw": site_power, "soc_min": 5}]}
+    log = (tmp_path / "simulate.log").open("w")
+    process = subprocess.Popen(
+        simulate_command("--sites", "2", "--seed", "44", "--serial-prefix", "MDV",
+                         "--interval", "0.5", "--fault-rate", "0", "--duration", "300"),
+        env={**os.environ, **kw_env}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with running_collector(kw_env):
+            revision, result = schedule_delivery.save_and_publish(
+                conn, ROOT, site_id, body, comment="both cabinets", settings=settings)
+            assert result.ok and set(result.published) == set(ids)
+            state = wait_for(lambda: (rows := schedule_store.delivery_state(conn, ROOT, site_id))
+                             and all(r["status"] == "applied" for r in rows) and rows,
+                             what="both devices applying the revision", timeout_s=30)
+            assert schedule_store.describe_delivery(state, "Europe/Berlin") == (
+                f"applied revision {revision['revision']}")
+            acked = max(r["acked_at"] for r in state)
+            runs = {serial: wait_for(lambda d=device: stored_power(conn, d, acked)[4:],
+                                     what=f"telemetry of {serial} after the acks")
+                    for serial, device in ids.items()}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, (tmp_path / "simulate.log").read_text()
+        log.close()
+        schedule_delivery.publish_retained(
+            [(schedule_delivery.schedule_topic(s, settings), "") for s in ids], settings=settings)
+    for spec in (small, large):
+        share = round(site_power * spec.rated_power_kw / 175.0, 2)  # 42.86 and 107.14 kW
+        assert all(p == pytest.approx(share, abs=1e-3) for p, _ in runs[spec.serial])
