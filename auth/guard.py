@@ -2,9 +2,10 @@
 
 Public: the login page, static assets (``/assets/``), ``/healthz`` and the
 device API (``/api/device/``). Everything else needs a live login session: a
-page request without one is redirected to the login page, and a request to
-Dash's JSON endpoints (``/_dash-update-component`` …) gets 401. Requests count
-as activity for the idle timeout, except Dash updates fired only by timers.
+page request (or a browser's form post) without one is redirected to the login
+page, and a request to Dash's JSON endpoints (``/_dash-update-component`` …) or
+any other POST gets 401. Requests count as activity for the idle timeout,
+except Dash updates fired only by timers.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def is_public(path: str) -> bool:
 def _wants_json() -> bool:
     dash_json = request.path.startswith("/_dash-") and not request.path.startswith(
         "/_dash-component-suites/")
-    return dash_json or request.method not in ("GET", "HEAD")
+    # A form of our pages (sign out, change password) posted by a browser is a page
+    # request: with an expired session it goes to the login page, not to a JSON error.
+    form_post = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    return dash_json or (request.method not in ("GET", "HEAD") and not form_post)
 
 
 def _refuse(status: int, message: str, *, expired: bool = False):

@@ -1,5 +1,9 @@
 """Server-rendered login, logout and change-password pages, with CSRF and throttling.
 
+Signing out is a POST carrying the session's CSRF token, so that another site
+cannot sign a user out with a link or an image; a GET of ``/logout`` only shows
+a page with the sign-out button.
+
 Failed logins count against two Redis-backed limits (Flask-Limiter): one per
 account (the e-mail typed) and one per client address. When either is used
 up the login form answers 429 without checking the password. Unknown e-mail,
@@ -25,7 +29,8 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField
+from flask_wtf.csrf import generate_csrf, validate_csrf
+from wtforms import BooleanField, EmailField, PasswordField, ValidationError
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from auth import scope as auth_scope
@@ -121,7 +126,15 @@ def login():
 
 
 def logout():
-    """Sign the user out and show the login page."""
+    """Show the sign-out button; on a POST with this session's CSRF token, sign the user out."""
+    if request.method == "GET":
+        return render_template("auth/logout.html")
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError as error:
+        log.warning("sign-out of user %s refused: %s", current_user.id, error)
+        return render_template("auth/logout.html",
+                               error="This sign-out button has expired; please try again."), 400
     sessions.end()
     logout_user()
     return redirect(url_for("auth.login"))
@@ -185,5 +198,7 @@ def init_login(server: Flask, settings: Settings) -> None:
     blueprint.add_url_rule("/logout", "logout", logout, methods=["GET", "POST"])
     blueprint.add_url_rule("/account/password", "change_password", change_password,
                            methods=["GET", "POST"])
+    # The sign-out form on the auth pages posts this token (as the navbar's does).
+    blueprint.context_processor(lambda: {"csrf_token": generate_csrf})
     server.register_blueprint(blueprint)
     server.register_error_handler(RateLimitExceeded, _too_many)

@@ -2,9 +2,10 @@
 
 The signed Flask cookie carries the Flask-Login user id plus ``sid`` (a fresh
 random id at every login, so a session planted before login is worthless),
-``login_at`` and ``seen_at``. Redis holds ``key("session", sid)`` → user id with
-a time to live of the idle timeout, renewed at each request but never past the
-absolute timeout; logging out deletes it, so a copied cookie dies with it.
+``login_at``, ``seen_at`` and a fresh CSRF token. Redis holds
+``key("session", sid)`` → user id with a time to live of the idle timeout,
+renewed at each request but never past the absolute timeout; logging out
+deletes it, so a copied cookie dies with it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import secrets
 import time
 
-from flask import current_app, session
+from flask import current_app, g, session
+from flask_wtf.csrf import generate_csrf
 
 from kilowatch.redis_client import get_redis, key
 from kilowatch.settings import Settings
@@ -35,11 +37,20 @@ def start(user_id: int, *, remember: bool) -> str:
     now = int(time.time())
     sid = secrets.token_urlsafe(32)
     session.update(sid=sid, login_at=now, seen_at=now)
+    _mint_csrf_token()
     # "Remember me" keeps the cookie across browser restarts; the timeouts still apply.
     session.permanent = remember
     settings = _settings()
     get_redis(settings).set(_redis_key(sid), str(user_id), ex=settings.session_idle_timeout)
     return sid
+
+
+def _mint_csrf_token() -> None:
+    # Every request rewrites the cookie, so a token first minted by one of several
+    # concurrent requests (the navbar's, in /_dash-layout) would be lost to the others:
+    # mint it with the session instead, after dropping Flask-WTF's copy of the old one.
+    g.pop("csrf_token", None)
+    generate_csrf()
 
 
 def current_id() -> str | None:

@@ -21,6 +21,7 @@ import logging
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from flask_wtf.csrf import generate_csrf
 
 from auth.callbacks import has_role
 from auth.scope import SessionUser, current_account
@@ -102,10 +103,18 @@ def _user_menu(account: SessionUser) -> dbc.DropdownMenu:
             dbc.DropdownMenuItem(divider=True),
             dbc.DropdownMenuItem("Change password", href="/account/password",
                                  external_link=True),
-            dbc.DropdownMenuItem("Sign out", href="/logout", external_link=True,
-                                 id="nav-logout"),
+            _sign_out_form(),
         ],
     )
+
+
+def _sign_out_form() -> html.Form:
+    # A POST with the session's CSRF token, so that no other site can sign the user out;
+    # the layout is built per page load, inside the request, so the token is this session's.
+    return html.Form(method="POST", action="/logout", className="m-0", children=[
+        dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+        html.Button("Sign out", type="submit", id="nav-logout", className="dropdown-item"),
+    ])
 
 
 def navbar(account: SessionUser | None) -> dbc.Navbar:

@@ -6,6 +6,8 @@ import dataclasses
 import re
 import time
 
+import pytest
+
 from dashboards.app import create_app
 from kilowatch import passwords, users
 from kilowatch.access import system_scope
@@ -152,11 +154,87 @@ def test_remember_me_keeps_the_cookie_until_the_absolute_timeout(client, setting
     assert max_age is None or max_age <= settings.session_absolute_timeout
 
 
+def _navbar_sign_out_token(client) -> str:
+    """Return the CSRF token of the navbar's sign-out form, as the browser receives it."""
+    def find(node):
+        if isinstance(node, dict):
+            props = node.get("props", {})
+            if props.get("name") == "csrf_token" and props.get("type") == "hidden":
+                return props["value"]
+            return find(props.get("children"))
+        for child in node if isinstance(node, list) else ():
+            if (token := find(child)) is not None:
+                return token
+        return None
+
+    token = find(client.get("/_dash-layout").get_json())
+    assert token, "no sign-out form with a CSRF token in the navbar"
+    return token
+
+
+def _sign_out(client, token: str | None):
+    return client.post("/logout", data={} if token is None else {"csrf_token": token})
+
+
+def test_sign_out_from_the_navbar_ends_the_session(client, tenants):
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    response = _sign_out(client, _navbar_sign_out_token(client))
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert client.get("/").headers["Location"].startswith("/login")
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_navbar_token_survives_a_concurrent_request_rewriting_the_cookie(client, tenants):
+    # The browser fetches /_dash-layout and /_dash-dependencies at once, with the same
+    # cookie; each answer rewrites it, and the later one wins.
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    before = client.get_cookie("kilowatch_session").value
+    token = _navbar_sign_out_token(client)
+    client.set_cookie("kilowatch_session", before)
+    assert client.get("/_dash-dependencies").status_code == 200
+    assert _sign_out(client, token).status_code == 302
+
+
+def test_a_get_of_logout_only_shows_the_sign_out_button(client, tenants):
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    response = client.get("/logout")
+    assert response.status_code == 200
+    assert 'id="logout-submit"' in response.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+    assert _sign_out(client, csrf_token(client, "/logout")).status_code == 302
+    assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("token", [None, "", "not-the-token"])
+def test_sign_out_without_the_sessions_csrf_token_is_refused(client, tenants, token):
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    response = _sign_out(client, token)
+    assert response.status_code == 400
+    assert "This sign-out button has expired" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+    assert client.get("/_dash-layout").status_code == 200
+
+
+def test_another_sessions_token_does_not_sign_out(app, tenants):
+    client, other = app.server.test_client(), app.server.test_client()
+    login(client, tenants.a.viewer.email, tenants.a.viewer.password)
+    login(other, tenants.a.viewer.email, tenants.a.viewer.password)
+    assert _sign_out(client, _navbar_sign_out_token(other)).status_code == 400
+    assert client.get("/").status_code == 200
+
+
+def test_sign_out_after_the_session_ended_goes_to_the_login_page(client):
+    response = _sign_out(client, "whatever the page held")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
 def test_logout_ends_the_session_even_for_a_copied_cookie(app, tenants):
     client = app.server.test_client()
     login(client, tenants.a.viewer.email, tenants.a.viewer.password)
     copied = client.get_cookie("kilowatch_session").value
-    assert client.get("/logout").status_code == 302
+    assert _sign_out(client, _navbar_sign_out_token(client)).status_code == 302
     assert client.get("/").status_code == 302
     thief = app.server.test_client()
     thief.set_cookie("kilowatch_session", copied)
@@ -272,6 +350,16 @@ def test_change_password_needs_the_current_one_and_12_characters(app, conn, tena
                  "a brand new password").status_code == 302
 
 
+def test_sign_out_works_from_the_password_changed_page(app, conn, tenants):
+    account = _fresh_user(conn, tenants)
+    client = app.server.test_client()
+    login(client, account.email, account.password)
+    page = _change(client, account.password, "a brand new password").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    assert _sign_out(client, token).status_code == 302
+    assert client.get("/").status_code == 302
+
+
 def test_password_change_ends_the_other_sessions(app, conn, tenants):
     account = _fresh_user(conn, tenants)
     laptop, phone = app.server.test_client(), app.server.test_client()
@@ -283,18 +371,30 @@ def test_password_change_ends_the_other_sessions(app, conn, tenants):
     assert phone.get("/_dash-layout").status_code == 401
 
 
-def test_one_time_password_must_be_replaced_first(app, conn, tenants):
+def _signed_in_with_a_one_time_password(app, conn, tenants):
+    """Create a viewer who must replace "one-time password 1", sign in; return client, answer."""
     email = unique_email()
     users.create_user(conn, system_scope("test"), email=email, role="viewer",
                       company_id=tenants.a.id, password_hash=passwords.hash_password(
                           "one-time password 1"), must_change_password=True)
     client = app.server.test_client()
-    response = login(client, email, "one-time password 1")
+    return client, login(client, email, "one-time password 1")
+
+
+def test_one_time_password_must_be_replaced_first(app, conn, tenants):
+    client, response = _signed_in_with_a_one_time_password(app, conn, tenants)
     assert response.headers["Location"] == "/account/password"
     assert client.get("/").headers["Location"] == "/account/password"
     assert client.get("/_dash-layout").status_code == 403
     assert _change(client, "one-time password 1", "my own password 123").status_code == 200
     assert client.get("/").status_code == 200
+
+
+def test_one_time_password_user_can_sign_out_from_the_password_page(app, conn, tenants):
+    client, _ = _signed_in_with_a_one_time_password(app, conn, tenants)
+    assert 'id="password-logout"' in client.get("/account/password").get_data(as_text=True)
+    assert _sign_out(client, csrf_token(client, "/account/password")).status_code == 302
+    assert client.get("/account/password").headers["Location"].startswith("/login")
 
 
 def test_outdated_hash_is_rehashed_at_login(client, conn, tenants):

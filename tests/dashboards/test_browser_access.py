@@ -54,6 +54,7 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     page.set_default_timeout(20_000)
     browser_login(page, live_server, email, one_time)
     assert page.url.endswith("/account/password")
+    page.screenshot(path=f"{SCREENSHOTS}/change-password.png")
     page.fill("#current", one_time)
     page.fill("#new", "viewer's own password")
     page.fill("#confirm", "viewer's own password")
@@ -68,7 +69,9 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     page.goto(f"{live_server}/admin/users")
     page.locator("#kw-not-allowed").wait_for()
     page.click("#nav-user")
-    page.click("#nav-logout")
+    page.locator("#nav-logout").wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/user-menu.png")
+    page.click("#nav-logout")  # posts the sign-out form with its CSRF token
     page.locator("#login-submit").wait_for()
     page.goto(f"{live_server}/")
     assert "/login" in page.url
