@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from playwright.sync_api import expect
 
 from tests.dashboards import alarm_seed
 from tests.dashboards.conftest import browser_login
@@ -32,7 +33,7 @@ def test_support_filters_history_opens_and_acknowledges_an_alarm(page, live_serv
                                                                    seeded, settings):
     SCREENSHOTS.mkdir(exist_ok=True)
     browser_login(page, live_server, tenants.support.email, tenants.support.password)
-    assert page.locator("#nav-alarms-critical").inner_text() == "2"  # A2 and B1, active
+    expect(page.locator("#nav-alarms-critical")).to_have_text("2")  # A2 and B1, active
 
     page.goto(f"{live_server}/alarm-history")
     rows = _grid_rows(page, "alarm-history-grid")
@@ -41,8 +42,8 @@ def test_support_filters_history_opens_and_acknowledges_an_alarm(page, live_serv
     page.locator("#alarm-history-severity label", has_text="Critical").click()
     page.wait_for_function("document.querySelectorAll('#alarm-history-grid "
                            ".ag-center-cols-container .ag-row').length === 1")
-    assert "BMS_OVERTEMP" in rows.first.inner_text()
-    assert "1 alarms" in page.locator("#alarm-history-count").inner_text()
+    expect(rows.first).to_contain_text("BMS_OVERTEMP")
+    expect(page.locator("#alarm-history-count")).to_contain_text("1 alarms")
     page.screenshot(path=str(SCREENSHOTS / "alarm-history.png"), full_page=True)
 
     rows.first.locator("[col-id='message']").click()
@@ -52,7 +53,7 @@ def test_support_filters_history_opens_and_acknowledges_an_alarm(page, live_serv
     timeline = page.locator("#alarm-timeline-list li")
     kinds = [text.split("\n")[1].split(" · ")[0] for text in timeline.all_inner_texts()]
     assert kinds == ["Raised", "Cleared"]
-    assert page.locator("#alarm-ack-status").inner_text() == "Not acknowledged"
+    expect(page.locator("#alarm-ack-status")).to_have_text("Not acknowledged")
 
     page.fill("#alarm-comment", "Cooling checked on site, cells back to 31 °C")
     page.click("#alarm-ack")

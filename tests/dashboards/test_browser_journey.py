@@ -147,8 +147,11 @@ def test_viewer_follows_a_live_site_then_exports_thirty_days(live_server, browse
                 "the collector's backlog to drain")
     page.get_by_role("tab", name="Export").click()
     page.locator("label", has_text="Raw samples").click()
-    href = page.locator("#site-export-csv").get_attribute("href")
-    assert "range=30d" in href and "resolution=raw" in href
+    link = page.locator("#site-export-csv")
+    # The link's href is set by a callback: wait for it to follow the choice.
+    _wait_until(lambda: "resolution=raw" in (link.get_attribute("href") or ""), 30,
+                "the export link to ask for raw samples")
+    assert "range=30d" in link.get_attribute("href")
     with page.expect_download() as download_info:
         page.click("#site-export-csv")
     path = tmp_path / "export.csv"

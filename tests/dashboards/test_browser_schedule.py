@@ -19,6 +19,7 @@ import sys
 
 import psycopg
 import pytest
+from playwright.sync_api import expect
 
 from kilowatch import fleet, schedule_delivery, schedule_store, schedules
 from kilowatch.access import system_scope
@@ -127,8 +128,8 @@ def test_operator_moves_mondays_discharge_and_sees_it_applied(live_server, brows
     page.screenshot(path=f"{SCREENSHOTS}/schedule-editor.png", full_page=True)
 
     # The first rows are Monday's: 01:00–05:00 charge, then 17:00–21:00 discharge.
-    assert _cell(page, "period", "day", 1).input_value() == "mon"
-    assert _cell(page, "period", "mode", 1).input_value() == "discharge"
+    expect(_cell(page, "period", "day", 1)).to_have_value("mon")
+    expect(_cell(page, "period", "mode", 1)).to_have_value("discharge")
     _cell(page, "period", "start", 1).fill("18:00")
     _cell(page, "period", "end", 1).fill("22:30")
     _cell(page, "period", "end", 1).press("Tab")
@@ -156,8 +157,7 @@ def test_operator_moves_mondays_discharge_and_sees_it_applied(live_server, brows
                and p["mode"] == "discharge"]
     assert tuesday[0]["start"] == "17:00" and tuesday[0]["days"] == ["tue", "wed", "thu", "fri"]
     diff = page.locator("#schedule-diff-lines")
-    diff.wait_for()
-    assert "18:00–22:30" in diff.inner_text()
+    expect(diff).to_contain_text("18:00–22:30")
 
     # The operator's browser session forging a save for a site they are not granted.
     other = tenants.a.sites[1]
