@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from collector.validation import REASONS
@@ -63,3 +65,14 @@ class Metrics:
     def serve(self, port: int) -> None:
         """Serve ``/metrics`` on ``port`` (all interfaces) from a daemon thread."""
         start_http_server(port, registry=self.registry)
+
+
+def is_subscribed(metrics_port: int | str) -> bool:
+    """Tell whether the collector serving /metrics on this local port is subscribed."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    return "\nkilowatch_collector_broker_connected 1.0\n" in f"\n{text}"

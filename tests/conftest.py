@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from collector import metrics
 from kilowatch import db, migrations
 from kilowatch.settings import Settings, load_settings, reset_settings
 
@@ -52,13 +52,7 @@ def collector_ready(metrics_port: int | str, process: subprocess.Popen | None = 
     """
     if process is not None and process.poll() is not None:
         raise AssertionError(f"the collector exited with status {process.returncode}")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
-                                    timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return False
-    return "\nkilowatch_collector_broker_connected 1.0\n" in f"\n{text}"
+    return metrics.is_subscribed(metrics_port)
 
 
 @pytest.fixture(scope="session")

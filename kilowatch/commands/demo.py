@@ -1,6 +1,7 @@
 """``kilowatch demo``: every service on the local stack, a simulated fleet and one login per role.
 
-In order: migrate; start ``kilowatch collector`` and ``kilowatch web``; start
+In order: migrate; start ``kilowatch collector`` and ``kilowatch web``; once the
+collector reports (on its metrics port) that it is subscribed, start
 ``kilowatch simulate --register`` (it creates the company, sites and devices
 through the CLI, replays ``--backfill`` days of history, then publishes live);
 start ``kilowatch worker`` once the history has arrived (so the rollups are
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from collector import metrics
 from kilowatch import db, fleet, migrations, passwords
 from kilowatch.access import system_scope
 from kilowatch.cli import UserError, main
@@ -97,6 +100,13 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def free_port() -> int:
+    """Return a TCP port of this machine that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _web_is_up(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
@@ -130,7 +140,7 @@ def _ensure_user(email: str, role: str, password: str) -> None:
         status, output = cli("user", "set-password", "--user", email, "--password-stdin",
                              stdin=password + "\n")
     if status != 0:
-        raise UserError(f"could not create the demo {role}: {output.splitlines()[-1]}")
+        raise UserError(f"could not create the demo {role}: {_last_line(output)}")
 
 
 def create_logins(site_ids: list[int]) -> dict[str, tuple[str, str]]:
@@ -141,14 +151,27 @@ def create_logins(site_ids: list[int]) -> dict[str, tuple[str, str]]:
         password = passwords.generate_password()
         _ensure_user(email, role, password)
         logins[role] = (email, password)
-    cli("group", "create", "--company", COMPANY, "--name", GROUP)
+    status, output = cli("group", "create", "--company", COMPANY, "--name", GROUP)
+    if status != 0 and "already has a group" not in output:  # an earlier demo made it
+        raise UserError(f"could not create the demo group: {_last_line(output)}")
     granted = site_ids[:-1] if len(site_ids) > 1 else site_ids
     for site_id in granted:
-        cli("group", "grant", "--group", GROUP, "--company", COMPANY, "--site", str(site_id))
+        _cli_or_fail(f"grant site {site_id} to the demo group", "group", "grant", "--group",
+                     GROUP, "--company", COMPANY, "--site", str(site_id))
     for role in ("viewer", "operator"):
-        cli("group", "add-member", "--group", GROUP, "--company", COMPANY,
-            "--user", logins[role][0])
+        _cli_or_fail(f"add the demo {role} to the demo group", "group", "add-member",
+                     "--group", GROUP, "--company", COMPANY, "--user", logins[role][0])
     return logins
+
+
+def _cli_or_fail(what: str, *args: str) -> None:
+    status, output = cli(*args)
+    if status != 0:
+        raise UserError(f"could not {what}: {_last_line(output)}")
+
+
+def _last_line(output: str) -> str:
+    return output.splitlines()[-1] if output else "no output"
 
 
 def _print_logins(url: str, logins: dict[str, tuple[str, str]], granted: int, total: int) -> None:
@@ -196,10 +219,13 @@ def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
 def _run(services: Services, url: str, *, sites: int, backfill_days: float, port: int,
          check: bool) -> None:
     # A check must not take over the session or metrics port of a collector already running.
-    extra = ["--client-id", f"kilowatch-demo-check-{os.getpid()}", "--metrics-port", "0"]
-    services.start("collector", "collector", *(extra if check else []))
+    metrics_port = free_port() if check else get_settings().metrics_port
+    extra = ["--client-id", f"kilowatch-demo-check-{os.getpid()}"] if check else []
+    services.start("collector", "collector", "--metrics-port", str(metrics_port), *extra)
     services.start("web", "web", "--host", "127.0.0.1", "--port", str(port))
-    time.sleep(2)  # the collector subscribes before the devices speak
+    # The devices speak only once the collector is subscribed, so no message is lost.
+    _wait(lambda: metrics.is_subscribed(metrics_port), "the collector's subscription",
+          services, 60)
     services.start("simulator", "simulate", "--register", "--company", COMPANY,
                    "--sites", str(sites), "--backfill", f"{backfill_days:g}",
                    "--interval", "5" if check else "10")

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
-from kilowatch import users
+import pytest
+
+from collector import metrics
+from kilowatch import fleet, users
 from kilowatch.access import system_scope
-from kilowatch.commands.demo import service_env
+from kilowatch.cli import UserError
+from kilowatch.commands.demo import (
+    COMPANY,
+    GROUP,
+    create_logins,
+    free_port,
+    service_env,
+)
 from kilowatch.settings import DEFAULT_SECRET_KEY, load_settings
+from tests.collector.helpers import running_collector
 
 DB_PASSWORD, MQTT_PASSWORD = "db-pw-9f3k", "mqtt-pw-7x2q"  # both servers ignore them (trust)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _with_password(url: str, password: str) -> str:
@@ -38,7 +42,7 @@ def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn):
     env.pop("KILOWATCH_SECRET_KEY")
     result = subprocess.run(
         [sys.executable, "-m", "kilowatch", "demo", "--check", "--sites", "2",
-         "--backfill", "0.02", "--port", str(_free_port())],
+         "--backfill", "0.02", "--port", str(free_port())],
         env=env, capture_output=True, text=True, timeout=280, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -68,3 +72,35 @@ def test_services_get_a_random_key_unless_one_is_configured(kw_env):
     assert first != second and len(first) == 64 and DEFAULT_SECRET_KEY not in (first, second)
     configured = load_settings(kw_env)  # this module's own key, also in os.environ
     assert service_env(configured)["KILOWATCH_SECRET_KEY"] == kw_env["KILOWATCH_SECRET_KEY"]
+
+
+def test_logins_fail_loudly_when_a_grant_fails_and_a_rerun_reuses_the_group(kw_env, conn):
+    scope = system_scope("test")
+    known = conn.execute("SELECT id FROM companies WHERE name = %s", (COMPANY,)).fetchone()
+    demo = known["id"] if known else fleet.create_company(conn, scope, COMPANY)  # a demo ran?
+    other = fleet.create_company(conn, scope, "Not the demo's")
+    own = fleet.create_site(conn, scope, company_id=demo, name="Demo site",
+                            timezone="Europe/Paris")
+    foreign = fleet.create_site(conn, scope, company_id=other, name="Foreign site",
+                                timezone="Europe/Paris")
+    # The last site is left out of the group: a foreign one before it must stop the demo.
+    with pytest.raises(UserError, match=f"could not grant site {foreign} to the demo group: "
+                                        ".*does not belong to the group's company"):
+        create_logins([foreign, own])
+
+    logins = create_logins([own])  # run twice: the group of the first run is reused
+    again = create_logins([own])
+    assert set(logins) == set(again) == {"viewer", "operator", "admin", "support",
+                                         "superadmin"}
+    groups = conn.execute("SELECT id FROM groups WHERE name = %s", (GROUP,)).fetchall()
+    assert len(groups) == 1
+    viewer = users.build_scope(conn, scope, users.resolve_user(conn, scope,
+                                                               again["viewer"][0])["id"])
+    assert own in viewer.site_ids and foreign not in viewer.site_ids
+
+
+def test_is_subscribed_reads_the_collectors_metrics(kw_env):
+    assert not metrics.is_subscribed(free_port())  # nothing listens there
+    with running_collector(kw_env) as collector:  # it returns once the gauge reads 1
+        assert metrics.is_subscribed(collector.metrics_port)
+    assert not metrics.is_subscribed(collector.metrics_port)
