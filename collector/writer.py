@@ -23,7 +23,7 @@ import redis
 from collector.backlog import Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
-from kilowatch import alarms, db, ingest, live, telemetry
+from kilowatch import alarms, db, ingest, live, schedule_store, telemetry
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -450,11 +450,8 @@ def _device_alarm(conn: psycopg.Connection, device_id: int, body: dict) -> None:
 
 
 def _schedule_ack(conn: psycopg.Connection, device_id: int, body: dict) -> None:
-    # Imported here: the schedules module is owned by another part of the platform.
-    from kilowatch.schedules import record_ack
-
-    record_ack(conn, device_id=device_id, revision=body["revision"], status=body["status"],
-               reason=body.get("reason"), at=body["at"])
+    schedule_store.record_ack(conn, device_id=device_id, revision=body["revision"],
+                              status=body["status"], reason=body.get("reason"), at=body["at"])
 
 
 def _text(value: str) -> str:

@@ -64,13 +64,6 @@ class Setpoint(NamedTuple):
     params: dict[str, float]
 
 
-def record_ack(conn, **ack) -> bool:
-    """Record a device's schedule ack (see :func:`kilowatch.schedule_store.record_ack`)."""
-    from kilowatch import schedule_store
-
-    return schedule_store.record_ack(conn, **ack)
-
-
 # ---- formatting -----------------------------------------------------------------------
 
 def minutes(hhmm: str) -> int:

@@ -158,16 +158,17 @@ def test_delivery_state_follows_acks_applied_and_rejected(conn, fleet_ids):
     assert "revision 1 pending since" in schedule_store.describe_delivery(state, "Europe/Paris")
     t0 = dt.datetime.now(dt.UTC)
     for device in (dev1, dev2):
-        assert schedules.record_ack(conn, device_id=device, revision=1, status="applied",
+        assert schedule_store.record_ack(conn, device_id=device, revision=1, status="applied",
                                     reason=None, at=t0)
     state = schedule_store.delivery_state(conn, ROOT, site)
     assert schedule_store.describe_delivery(state, "Europe/Paris") == "applied revision 1"
     assert {r["applied_revision"] for r in state} == {1}
 
     schedule_store.save_revision(conn, ROOT, site, schedule(60))
-    schedules.record_ack(conn, device_id=dev1, revision=2, status="applied", reason=None, at=t0)
-    schedules.record_ack(conn, device_id=dev2, revision=2, status="rejected",
-                         reason="soc_min below the BMS floor", at=t0)
+    schedule_store.record_ack(conn, device_id=dev1, revision=2, status="applied", reason=None,
+                              at=t0)
+    schedule_store.record_ack(conn, device_id=dev2, revision=2, status="rejected",
+                              reason="soc_min below the BMS floor", at=t0)
     state = {r["device_id"]: r for r in schedule_store.delivery_state(conn, ROOT, site)}
     assert state[dev2]["status"] == "rejected" and state[dev2]["applied_revision"] == 1
     assert state[dev1]["applied_revision"] == 2
@@ -179,17 +180,17 @@ def test_older_duplicate_ack_is_ignored_and_unknown_revision_is_an_error(conn, f
     site, device = fleet_ids["a1"], fleet_ids["dev1"]
     schedule_store.save_revision(conn, ROOT, site, schedule())
     t0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    schedules.record_ack(conn, device_id=device, revision=1, status="rejected", reason="x",
+    schedule_store.record_ack(conn, device_id=device, revision=1, status="rejected", reason="x",
                          at=t0)
-    assert not schedules.record_ack(conn, device_id=device, revision=1, status="applied",
+    assert not schedule_store.record_ack(conn, device_id=device, revision=1, status="applied",
                                     reason=None, at=t0 - dt.timedelta(seconds=1))
     state = {r["device_id"]: r for r in schedule_store.delivery_state(conn, ROOT, site)}
     assert state[device]["status"] == "rejected"
     with pytest.raises(UnknownRevision, match="no schedule revision 9"):
-        schedules.record_ack(conn, device_id=device, revision=9, status="applied",
+        schedule_store.record_ack(conn, device_id=device, revision=9, status="applied",
                              reason=None, at=None)
     with pytest.raises(ValueError, match="applied or rejected"):
-        schedules.record_ack(conn, device_id=device, revision=1, status="done", reason=None,
+        schedule_store.record_ack(conn, device_id=device, revision=1, status="done", reason=None,
                              at=None)
 
 
@@ -214,11 +215,11 @@ def test_pending_too_long_raises_a_warning_that_the_ack_clears(conn, fleet_ids):
     assert schedule_jobs.alarm_pending(conn, settings, now=later)[0] == 0
     assert _active_alarms(conn, device)["SCHEDULE_PENDING"]["raise_count"] == 1
 
-    schedules.record_ack(conn, device_id=device, revision=1, status="rejected",
+    schedule_store.record_ack(conn, device_id=device, revision=1, status="rejected",
                          reason="too fast", at=later)
     active = _active_alarms(conn, device)
     assert "SCHEDULE_PENDING" not in active
     assert active["SCHEDULE_REJECTED"]["message"] == "schedule revision 1 rejected: too fast"
-    schedules.record_ack(conn, device_id=device, revision=1, status="applied", reason=None,
+    schedule_store.record_ack(conn, device_id=device, revision=1, status="applied", reason=None,
                          at=later + dt.timedelta(seconds=1))
     assert _active_alarms(conn, device) == {}
