@@ -35,8 +35,8 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from auth import scope as auth_scope
 from auth import sessions
-from kilowatch import passwords, users
 from kilowatch.access import system_scope
+from kilowatch.accounts import passwords, users
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ import psycopg
 from flask import current_app
 from flask_login import current_user
 
-from kilowatch import db, users
+from kilowatch import db
 from kilowatch.access import AccessDenied, AccessScope, system_scope
+from kilowatch.accounts import users
 from kilowatch.ids import parse_id
 from kilowatch.settings import Settings
 

@@ -30,10 +30,13 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kilowatch import alarms, alert_rules, db, migrations, notifications, outbox  # noqa: E402
-from kilowatch.access import system_scope  # noqa: E402
-from kilowatch.settings import load_settings  # noqa: E402
-from tests.kilowatch.smtp_server import SmtpServer  # noqa: E402
+from kilowatch import db, migrations
+from kilowatch.access import system_scope
+from kilowatch.alarms import events as alarms
+from kilowatch.alarms import notifications, outbox
+from kilowatch.alarms import rules as alert_rules
+from kilowatch.settings import load_settings
+from tests.kilowatch.smtp_server import SmtpServer
 
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
 

@@ -39,9 +39,11 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kilowatch import db, fleet, live, migrations, passwords, users  # noqa: E402
-from kilowatch.access import system_scope  # noqa: E402
-from kilowatch.settings import load_settings, reset_settings  # noqa: E402
+from kilowatch import db, fleet, migrations
+from kilowatch.access import system_scope
+from kilowatch.accounts import passwords, users
+from kilowatch.settings import load_settings, reset_settings
+from kilowatch.telemetry import live
 
 PASSWORD = "benchmark password 42"
 # point: SQL expression of the hourly/minute value at time g (site index i)

@@ -41,8 +41,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kilowatch import db, fleet, migrations, telemetry  # noqa: E402
-from kilowatch.access import system_scope  # noqa: E402
+from kilowatch import db, fleet, migrations
+from kilowatch.access import system_scope
+from kilowatch.telemetry import storage as telemetry
 
 CANONICAL = ["meter.grid.p", "meter.grid.e_import", "meter.grid.e_export", "meter.load.p",
              "meter.load.e", "meter.pv.p", "meter.pv.e", "pcs.p", "pcs.q", "pcs.e_charge",

@@ -31,10 +31,12 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kilowatch import bills, db, energy, fleet, migrations, savings, tariff_store, tariffs  # noqa: E402
-from kilowatch.access import system_scope  # noqa: E402
-from kilowatch.savings import _flows  # noqa: E402
-from tests.kilowatch.test_tariffs import DATA  # noqa: E402
+from kilowatch import db, fleet, migrations
+from kilowatch.access import system_scope
+from kilowatch.billing import bills, savings, tariff_store, tariffs
+from kilowatch.billing.savings import _flows
+from kilowatch.telemetry import energy
+from tests.kilowatch.billing.test_tariffs import DATA
 
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
 MONTH_START = datetime(2026, 9, 1, tzinfo=UTC)

@@ -32,10 +32,14 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboards.components import schedule_editor, schedule_timeline  # noqa: E402
-from dashboards.components.schedule_preview_chart import preview_figure  # noqa: E402
-from kilowatch import db, energy, fleet, migrations, schedule_preview, schedules  # noqa: E402
-from kilowatch.access import system_scope  # noqa: E402
+from dashboards.components.schedules import editor as schedule_editor
+from dashboards.components.schedules import timeline as schedule_timeline
+from dashboards.components.schedules.preview_chart import preview_figure
+from kilowatch import db, fleet, migrations
+from kilowatch.access import system_scope
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import preview as schedule_preview
+from kilowatch.telemetry import energy
 
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
 NOW = datetime(2026, 9, 21, 12, 7, tzinfo=UTC)

@@ -10,10 +10,11 @@ import click
 
 from collector.service import Collector, CollectorError, default_client_id
 from collector.validation import REASONS
-from kilowatch import db, ingest
+from kilowatch import db
 from kilowatch.access import system_scope
 from kilowatch.cli import UserError
 from kilowatch.settings import get_settings
+from kilowatch.telemetry import ingest
 
 
 @click.command("collector")

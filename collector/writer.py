@@ -23,8 +23,12 @@ import redis
 from collector.backlog import Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
-from kilowatch import alarms, db, ingest, live, schedule_store, telemetry
+from kilowatch import db
+from kilowatch.alarms import events as alarms
+from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings
+from kilowatch.telemetry import ingest, live
+from kilowatch.telemetry import storage as telemetry
 
 log = logging.getLogger(__name__)
 

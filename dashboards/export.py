@@ -28,9 +28,10 @@ import xlsxwriter
 from flask import Blueprint, Flask, Response, abort, request, send_file, stream_with_context
 
 from auth.scope import connection, current_scope
-from kilowatch import fleet, history
+from kilowatch import fleet
 from kilowatch.access import AccessDenied
 from kilowatch.ids import parse_id
+from kilowatch.telemetry import history
 
 log = logging.getLogger(__name__)
 

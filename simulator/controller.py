@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from kilowatch import battery
+from kilowatch.schedules import battery
 from simulator.sites import SiteSpec
 
 ModeAndParams = tuple[str, Mapping[str, float]]

@@ -13,7 +13,7 @@ import logging
 import random
 from datetime import UTC, datetime
 
-from kilowatch import battery
+from kilowatch.schedules import battery
 from simulator import physics
 from simulator.alarms import AlarmEvent, AlarmGenerator
 from simulator.controller import Controller

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from kilowatch import schedules
+from kilowatch.schedules import model as schedules
 from simulator import payloads
 from simulator.controller import Controller, DeviceLink, ModeAndParams, default_controller
 from simulator.sites import SiteSpec

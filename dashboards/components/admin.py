@@ -5,8 +5,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import html
 
+from kilowatch.accounts.users import AccountError
 from kilowatch.ids import parse_id
-from kilowatch.users import AccountError
 
 ROLE_OPTIONS = [{"label": "Viewer", "value": "viewer"},
                 {"label": "Operator", "value": "operator"},

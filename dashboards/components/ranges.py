@@ -4,7 +4,7 @@ A page puts :func:`range_controls` in its layout, calls :func:`custom_toggle`
 at module level (page modules run for every app, so the browser callback is
 registered with each), listens to :func:`range_inputs` and turns the values it
 receives with :func:`picked_range`. The values come from the browser: anything
-that is not a range name or an ISO day becomes a :class:`~kilowatch.history.HistoryError`
+that is not a range name or an ISO day becomes a :class:`~kilowatch.telemetry.history.HistoryError`
 whose message the page shows in place of the chart.
 """
 
@@ -16,7 +16,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc
 
 from auth.callbacks import guarded_clientside_callback
-from kilowatch import history
+from kilowatch.telemetry import history
 
 RANGE_LABELS = {"today": "Today", "yesterday": "Yesterday", "7d": "7 days", "30d": "30 days",
                 "12m": "12 months", "custom": "Custom"}

@@ -25,7 +25,7 @@ from flask_wtf.csrf import generate_csrf
 
 from auth.callbacks import has_role
 from auth.scope import SessionUser, current_account
-from dashboards.components import alarm_badges
+from dashboards.components.alarms import badges as alarm_badges
 from kilowatch.access import AccessDenied
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dash.exceptions import PreventUpdate
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.forms import text
-from kilowatch import users
+from kilowatch.accounts import users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=20)

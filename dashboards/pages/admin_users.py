@@ -1,7 +1,7 @@
 """Administration: a company's users — create with a one-time password, role, (de)activate, reset.
 
 Company admins manage their own company; superadmins pick any company. The
-rules (which roles, which company) are enforced by ``kilowatch.users`` with
+rules (which roles, which company) are enforced by ``kilowatch.accounts.users`` with
 the caller's scope; this page only offers what it would allow.
 """
 
@@ -14,7 +14,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.forms import text
-from kilowatch import passwords, users
+from kilowatch.accounts import passwords, users
 
 dash.register_page(__name__, path="/admin/users", name="Users", title="Users · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=10)

@@ -3,7 +3,7 @@ acknowledge and comment (operators and above, support).
 
 The alarm id in the URL and in the page's ``alarm-id`` store comes from the
 browser: every read and write passes it with the user's scope to
-``kilowatch.alarms``, which checks it in SQL (another company's alarm shows the
+``kilowatch.alarms.events``, which checks it in SQL (another company's alarm shows the
 "not allowed" page, or gives "no update" to a callback).
 """
 
@@ -16,12 +16,13 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, ctx, dcc, html
 
 from auth.callbacks import connection, current_scope, guarded_callback
-from dashboards.components import alarm_views
-from dashboards.components.tiles import SEVERITY_COLORS
-from kilowatch import alarms, history
+from dashboards.components.alarms import views as alarm_views
+from dashboards.components.telemetry.tiles import SEVERITY_COLORS
 from kilowatch.access import ROLES
-from kilowatch.alarms import AlarmError
-from kilowatch.alert_rules import format_duration
+from kilowatch.alarms import events as alarms
+from kilowatch.alarms.events import AlarmError
+from kilowatch.alarms.rules import format_duration
+from kilowatch.telemetry import history
 
 dash.register_page(__name__, path_template="/alarms/<alarm_id>", name="Alarm",
                    title="Alarm · Kilowatch", roles=ROLES)

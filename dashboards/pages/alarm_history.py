@@ -18,10 +18,12 @@ from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
-from dashboards.components import alarm_views
-from kilowatch import alarms, fleet, history
-from kilowatch.alarms import SEVERITIES, SOURCES, AlarmError
+from dashboards.components.alarms import views as alarm_views
+from kilowatch import fleet
+from kilowatch.alarms import events as alarms
+from kilowatch.alarms.events import SEVERITIES, SOURCES, AlarmError
 from kilowatch.ids import parse_id
+from kilowatch.telemetry import history
 
 dash.register_page(__name__, path="/alarm-history", name="Alarm history",
                    title="Alarm history · Kilowatch", roles=ALL_ROLES)

@@ -8,8 +8,9 @@ from dash import Input, Output, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
-from dashboards.components import alarm_badges, alarm_views
-from kilowatch import alarms
+from dashboards.components.alarms import badges as alarm_badges
+from dashboards.components.alarms import views as alarm_views
+from kilowatch.alarms import events as alarms
 
 dash.register_page(__name__, path="/alarms", name="Alarms", title="Alarms · Kilowatch",
                    roles=ALL_ROLES, menu="main", order=10)

@@ -1,7 +1,7 @@
 """Administration: a company's alert rules (point, comparison, threshold, clear threshold,
 minimum duration, severity, sites), evaluated by the worker on incoming data.
 
-Rule and site ids from the browser go to ``kilowatch.alert_rules`` with the
+Rule and site ids from the browser go to ``kilowatch.alarms.rules`` with the
 user's scope, which refuses another company's (no update).
 """
 
@@ -14,11 +14,13 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
-from dashboards.components import admin, alarm_views
-from kilowatch import alert_rules, users
-from kilowatch.alarms import SEVERITIES
-from kilowatch.alert_rules import COMPARISONS, RuleError
-from kilowatch.users import AccountError
+from dashboards.components import admin
+from dashboards.components.alarms import views as alarm_views
+from kilowatch.accounts import users
+from kilowatch.accounts.users import AccountError
+from kilowatch.alarms import rules as alert_rules
+from kilowatch.alarms.events import SEVERITIES
+from kilowatch.alarms.rules import COMPARISONS, RuleError
 
 dash.register_page(__name__, path="/admin/alert-rules", name="Alert rules",
                    title="Alert rules · Kilowatch", roles=ADMIN_ROLES, menu="admin", order=40)

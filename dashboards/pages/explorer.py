@@ -13,10 +13,12 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import connection, current_scope, guarded_callback
-from dashboards.components import charts, ranges
+from dashboards.components import ranges
 from dashboards.components.inputs import as_id
-from kilowatch import fleet, history
+from dashboards.components.telemetry import charts
+from kilowatch import fleet
 from kilowatch.ids import parse_id
+from kilowatch.telemetry import history
 
 ROLES = ("admin", "support", "superadmin")
 MAX_POINTS = 8

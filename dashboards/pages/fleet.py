@@ -17,9 +17,9 @@ from dash import Input, Output, State, dcc, html
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
 from auth.scope import app_settings
-from dashboards.components import fleet_table
-from kilowatch import overview
+from dashboards.components.telemetry import fleet_table
 from kilowatch.redis_client import get_redis
+from kilowatch.telemetry import overview
 
 dash.register_page(__name__, path="/", name="Fleet", title="Fleet · Kilowatch",
                    roles=ALL_ROLES, menu="main", order=0)

@@ -11,9 +11,9 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc, html
 
 from auth.callbacks import connection, current_scope, guarded_callback
-from dashboards.components import savings_cards as cards
-from dashboards.components import savings_charts as charts
-from kilowatch import savings_views
+from dashboards.components.billing import savings_cards as cards
+from dashboards.components.billing import savings_charts as charts
+from kilowatch.billing import views as savings_views
 
 ROLES = ("admin", "support", "superadmin")
 

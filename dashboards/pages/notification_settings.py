@@ -11,9 +11,10 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
-from kilowatch import fleet, notifications
-from kilowatch.alarms import SEVERITIES
-from kilowatch.notifications import PreferenceError
+from kilowatch import fleet
+from kilowatch.alarms import notifications
+from kilowatch.alarms.events import SEVERITIES
+from kilowatch.alarms.notifications import PreferenceError
 
 dash.register_page(__name__, path="/account/notifications", name="Notifications",
                    title="Notifications · Kilowatch", roles=ALL_ROLES)

@@ -1,6 +1,6 @@
 """A site's utility-bill savings: monthly bills, a month's breakdown, peaks, CSV export.
 
-Three bills per month (see :mod:`kilowatch.savings`): without system, PV only and
+Three bills per month (see :mod:`kilowatch.billing.savings`): without system, PV only and
 actual; the system saves 1 − 3, the storage alone 2 − 3. Choosing a month
 computes its bills if they are missing or out of date.
 """
@@ -12,10 +12,12 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
-from dashboards.components import savings_cards as cards
-from dashboards.components import savings_charts as charts
-from kilowatch import fleet, savings, savings_views, tariff_store
+from dashboards.components.billing import savings_cards as cards
+from dashboards.components.billing import savings_charts as charts
+from kilowatch import fleet
 from kilowatch.access import AccessDenied
+from kilowatch.billing import savings, tariff_store
+from kilowatch.billing import views as savings_views
 from kilowatch.ids import parse_id
 
 dash.register_page(__name__, path_template="/site/<site_id>/savings", name="Savings",

@@ -26,13 +26,17 @@ from auth.callbacks import (
     guarded_clientside_callback,
 )
 from auth.scope import app_settings
-from dashboards.components import schedule_editor as editor
-from dashboards.components import schedule_history as history_view
-from dashboards.components import schedule_preview_chart as preview_view
-from dashboards.components.schedule_timeline import week_figure
-from kilowatch import fleet, schedule_delivery, schedule_preview, schedule_store, schedules
+from dashboards.components.schedules import editor
+from dashboards.components.schedules import history as history_view
+from dashboards.components.schedules import preview_chart as preview_view
+from dashboards.components.schedules.timeline import week_figure
+from kilowatch import fleet
 from kilowatch.access import AccessDenied
 from kilowatch.ids import parse_id
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import preview as schedule_preview
+from kilowatch.schedules import store as schedule_store
 
 dash.register_page(__name__, path_template="/site/<site_id>/schedule", name="Schedule",
                    title="Schedule · Kilowatch", roles=ALL_ROLES)

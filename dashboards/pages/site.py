@@ -17,15 +17,18 @@ from dash import Input, Output, dcc, html
 from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callback
 from auth.callbacks import guarded_clientside_callback as clientside
 from auth.scope import app_settings
-from dashboards.components import charts, ranges
+from dashboards.components import ranges
 from dashboards.components.inputs import as_id
-from dashboards.components.live import energy_flow_figure, format_kw, soc_gauge_figure
-from dashboards.components.schedule_history import delivery_summary
+from dashboards.components.schedules.history import delivery_summary
 from dashboards.components.shell import not_found
-from dashboards.components.tiles import ago, local_time, power_tile, status_badge
-from kilowatch import fleet, history, overview, schedule_store
+from dashboards.components.telemetry import charts
+from dashboards.components.telemetry.live import energy_flow_figure, format_kw, soc_gauge_figure
+from dashboards.components.telemetry.tiles import ago, local_time, power_tile, status_badge
+from kilowatch import fleet
 from kilowatch.ids import parse_id
 from kilowatch.redis_client import get_redis
+from kilowatch.schedules import store as schedule_store
+from kilowatch.telemetry import history, overview
 
 dash.register_page(__name__, path_template="/site/<site_id>", name="Site",
                    title="Site · Kilowatch", roles=ALL_ROLES)

@@ -3,7 +3,7 @@
 Company admins manage their own company's tariffs, superadmins any company's.
 The editor paints time-of-use periods on month × hour grids and edits the rate
 tables; saving validates the whole tariff and names the faulty field. Every
-change goes through :mod:`kilowatch.tariff_store` (access checks, audit log,
+change goes through :mod:`kilowatch.billing.tariff_store` (access checks, audit log,
 stale bills recomputed by the worker).
 """
 
@@ -17,11 +17,14 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
-from dashboards.components import admin, tariff_editor, tariff_forms, tariff_grid
+from dashboards.components import admin
+from dashboards.components.billing import tariff_editor, tariff_forms, tariff_grid
 from dashboards.components.forms import text
-from kilowatch import fleet, tariff_admin, tariff_store, tariffs, users
+from kilowatch import fleet
+from kilowatch.accounts import users
+from kilowatch.billing import tariff_admin, tariff_store, tariffs
+from kilowatch.billing.tariffs import TariffError
 from kilowatch.ids import parse_id
-from kilowatch.tariffs import TariffError
 
 dash.register_page(__name__, path="/admin/tariffs", name="Tariffs", title="Tariffs · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=30)

@@ -8,7 +8,9 @@ import smtplib
 
 import click
 
-from kilowatch import alarms, fleet, mailer, outbox
+from kilowatch import fleet, mailer
+from kilowatch.alarms import events as alarms
+from kilowatch.alarms import outbox
 from kilowatch.cli import UserError, main, run_as_operator
 from kilowatch.settings import get_settings
 

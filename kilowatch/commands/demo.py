@@ -31,8 +31,9 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from collector import metrics
-from kilowatch import db, fleet, migrations, passwords
+from kilowatch import db, fleet, migrations
 from kilowatch.access import system_scope
+from kilowatch.accounts import passwords
 from kilowatch.cli import UserError, main
 from kilowatch.settings import DEFAULT_SECRET_KEY, Settings, get_settings, redact_url
 

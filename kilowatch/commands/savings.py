@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from kilowatch import fleet, savings
+from kilowatch import fleet
+from kilowatch.billing import savings
 from kilowatch.cli import main, run_as_operator
 
 ROWS = (("without system", "without_system"), ("PV only", "pv_only"), ("actual", "actual"))

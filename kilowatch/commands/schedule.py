@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 import click
 
-from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch import fleet
 from kilowatch.cli import UserError, main, run_as_operator
 from kilowatch.ids import MAX_ID
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import store as schedule_store
 
 NOT_PUBLISHED_EXIT = 3
 REVISION = click.IntRange(1, MAX_ID)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from kilowatch import fleet, tariff_store, tariffs
+from kilowatch import fleet
+from kilowatch.billing import tariff_store, tariffs
 from kilowatch.cli import NON_NEGATIVE, UserError, main, run_as_operator
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kilowatch import fleet, passwords, users
+from kilowatch import fleet
 from kilowatch.access import ROLES
+from kilowatch.accounts import passwords, users
 from kilowatch.cli import main, run_as_operator
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from kilowatch import alert_rules
+from kilowatch.alarms import rules as alert_rules
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
 

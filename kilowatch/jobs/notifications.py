@@ -2,14 +2,14 @@
 
 Two jobs so that a slow or absent SMTP server never holds up the fan-out:
 ``notifications`` writes e-mails to the durable outbox, ``outbox`` sends them
-with retries and backoff (see :mod:`kilowatch.outbox`).
+with retries and backoff (see :mod:`kilowatch.alarms.outbox`).
 """
 
 from __future__ import annotations
 
 import psycopg
 
-from kilowatch import notifications, outbox
+from kilowatch.alarms import notifications, outbox
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
 

@@ -8,10 +8,10 @@ import logging
 import psycopg
 import redis
 
-from kilowatch import ingest, live
 from kilowatch.jobs import Job
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings
+from kilowatch.telemetry import ingest, live
 
 log = logging.getLogger(__name__)
 

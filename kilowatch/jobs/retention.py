@@ -7,9 +7,9 @@ import logging
 
 import psycopg
 
-from kilowatch import telemetry
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
+from kilowatch.telemetry import storage as telemetry
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 import psycopg
 
-from kilowatch import telemetry
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
+from kilowatch.telemetry import storage as telemetry
 
 
 def run(conn: psycopg.Connection, settings: Settings) -> list[dict]:

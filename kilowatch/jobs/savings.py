@@ -6,8 +6,8 @@ import logging
 
 import psycopg
 
-from kilowatch import savings
 from kilowatch.access import system_scope
+from kilowatch.billing import savings
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
 

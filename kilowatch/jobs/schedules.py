@@ -7,9 +7,11 @@ import logging
 
 import psycopg
 
-from kilowatch import alarms, schedule_delivery, schedule_store
 from kilowatch.access import system_scope
+from kilowatch.alarms import events as alarms
 from kilowatch.jobs import Job
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)

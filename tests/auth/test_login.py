@@ -9,8 +9,8 @@ import time
 import pytest
 
 from dashboards.app import create_app
-from kilowatch import passwords, users
 from kilowatch.access import system_scope
+from kilowatch.accounts import passwords, users
 from kilowatch.redis_client import get_redis, key
 from tests.dashboards.conftest import (
     call_callback,

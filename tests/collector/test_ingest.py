@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from kilowatch import db, live, redis_client
+from kilowatch import db, redis_client
 from kilowatch.access import AccessScope, system_scope
+from kilowatch.telemetry import live
 from tests.collector.helpers import (
     Publisher,
     count_rows,

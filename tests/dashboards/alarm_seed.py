@@ -7,7 +7,7 @@ import dataclasses
 import math
 from datetime import UTC, datetime, timedelta
 
-from kilowatch import alarms
+from kilowatch.alarms import events as alarms
 from tests.dashboards import seed
 
 

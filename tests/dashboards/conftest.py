@@ -52,8 +52,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from kilowatch import fleet, passwords, users
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.accounts import passwords, users
 
 PASSWORD = "correct horse battery staple"
 CHROMIUM = "/usr/bin/chromium"

@@ -13,8 +13,9 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from kilowatch import fleet, tariff_store, tariffs
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.billing import tariff_store, tariffs
 
 QUARTER = timedelta(minutes=15)
 COUNTERS = {"grid_import": "meter.grid.e_import", "grid_export": "meter.grid.e_export",

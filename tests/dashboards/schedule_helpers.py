@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from kilowatch import schedules
+from kilowatch.schedules import model as schedules
 from tests.dashboards.conftest import login
 
 PERIOD_FIELDS = ("day", "start", "end", "mode", "power_kw", "grid_limit_kw", "soc_min",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kilowatch import fleet, live
+from kilowatch import fleet
 from kilowatch.access import system_scope
 from kilowatch.redis_client import get_redis
+from kilowatch.telemetry import live
 
 POWER = {"meter.pv.p": 20.0, "meter.load.p": 30.0, "meter.grid.p": 5.0, "pcs.p": 5.0,
          "bms.soc": 55.0, "bms.soh": 98.5, "bms.t_min": 21.0, "bms.t_max": 27.0,

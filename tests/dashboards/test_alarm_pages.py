@@ -10,8 +10,11 @@ import json
 import psycopg
 import pytest
 
-from kilowatch import alarms, alert_rules, notifications, users
 from kilowatch.access import system_scope
+from kilowatch.accounts import users
+from kilowatch.alarms import events as alarms
+from kilowatch.alarms import notifications
+from kilowatch.alarms import rules as alert_rules
 from tests.dashboards import alarm_seed
 from tests.dashboards.conftest import call_callback, login
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kilowatch import users
 from kilowatch.access import system_scope
+from kilowatch.accounts import users
 from simulator.sites import make_sites
 from tests.collector.helpers import CollectorProcess
 from tests.dashboards.conftest import browser_login

@@ -21,8 +21,11 @@ import psycopg
 import pytest
 from playwright.sync_api import expect
 
-from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import store as schedule_store
 from simulator.sites import make_sites
 from tests.collector.helpers import running_collector, wait_for
 from tests.dashboards.conftest import browser_login

@@ -29,9 +29,11 @@ import dash
 import psycopg
 import pytest
 
-from dashboards.components import tariff_forms
-from kilowatch import alert_rules, schedule_store, users
+from dashboards.components.billing import tariff_forms
 from kilowatch.access import system_scope
+from kilowatch.accounts import users
+from kilowatch.alarms import rules as alert_rules
+from kilowatch.schedules import store as schedule_store
 from tests.dashboards import alarm_seed, seed
 from tests.dashboards.savings_helpers import assign_tou
 from tests.dashboards.schedule_helpers import callback_body, signed_in

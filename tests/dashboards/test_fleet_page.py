@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from dashboards.components import fleet_table as fleet_page
+from dashboards.components.telemetry import fleet_table as fleet_page
 from tests.dashboards import forging, seed
 from tests.dashboards.conftest import call_callback, login
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch import savings
 from kilowatch.access import system_scope
+from kilowatch.billing import savings
 from tests.dashboards.conftest import browser_login
 from tests.dashboards.savings_helpers import month_start, seed_energy
 

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch import savings
 from kilowatch.access import system_scope
+from kilowatch.billing import savings
 from simulator.sites import make_site
 from tests.conftest import collector_ready, wait_for
 from tests.dashboards.conftest import call_callback, login, make_user

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from kilowatch import savings, tariff_store
 from kilowatch.access import system_scope
+from kilowatch.billing import savings, tariff_store
 from tests.dashboards.conftest import call_callback, login
 from tests.dashboards.savings_helpers import assign_tou, month_start, seed_energy
 

@@ -8,7 +8,8 @@ import sys
 import dash
 import pytest
 
-from kilowatch import battery, schedules
+from kilowatch.schedules import battery
+from kilowatch.schedules import model as schedules
 
 PARAMS = ("power_kw", "grid_limit_kw", "soc_min", "soc_max")
 

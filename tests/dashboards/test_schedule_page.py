@@ -8,8 +8,11 @@ import secrets
 
 import pytest
 
-from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import store as schedule_store
 from tests.dashboards.conftest import call_callback
 from tests.dashboards.schedule_helpers import (
     draft_values,

@@ -11,8 +11,10 @@ import threading
 import psycopg
 import pytest
 
-from kilowatch import fleet, schedule_delivery, schedule_store
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import store as schedule_store
 from tests.dashboards.conftest import finish_setup
 from tests.dashboards.schedule_helpers import draft_values, post, response_json, signed_in
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kilowatch import tariff_store, tariffs
 from kilowatch.access import system_scope
+from kilowatch.billing import tariff_store, tariffs
 from tests.dashboards.conftest import call_callback, dash_post, login
 from tests.dashboards.savings_helpers import tou_structure
 
@@ -60,7 +60,7 @@ def _post(client, app, output_prefix: str, values: dict, triggered: str | None =
 
 def _editor(structure: dict) -> dict:
     """The editor's fields for a structure, as the browser would send them back."""
-    from dashboards.components import tariff_forms
+    from dashboards.components.billing import tariff_forms
 
     structure = copy.deepcopy(structure)
     settings = tariff_forms.settings_of(structure)
@@ -445,7 +445,7 @@ def test_forged_paint_requests_change_nothing(app, tenants, values):
 
 
 def test_grids_are_drawn_with_period_labels(app, tenants):
-    from dashboards.components import tariff_forms
+    from dashboards.components.billing import tariff_forms
 
     values = _editor(tou_structure())
     out = _outputs(call_callback(_as(app, tenants.a.admin), app,

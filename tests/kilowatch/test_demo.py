@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from collector import metrics
-from kilowatch import fleet, users
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.accounts import users
 from kilowatch.cli import UserError
 from kilowatch.commands.demo import (
     COMPANY,

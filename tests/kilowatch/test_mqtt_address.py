@@ -16,8 +16,8 @@ import threading
 
 import pytest
 
-from kilowatch import schedule_delivery
 from kilowatch.mqtt import BrokerAddress, broker_address
+from kilowatch.schedules import delivery as schedule_delivery
 from simulator.link import LinkError, MqttLink
 
 USER, PASSWORD = "kw@site", "p@ss:w%rd/x"

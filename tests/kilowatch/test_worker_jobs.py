@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from kilowatch import redis_client, telemetry
+from kilowatch import redis_client
+from kilowatch.telemetry import storage as telemetry
 from tests.collector.helpers import register_fleet
 
 

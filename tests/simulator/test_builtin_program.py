@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch import bills, tariffs
+from kilowatch.billing import bills, tariffs
 from simulator.controller import BuiltInProgram, default_controller
 from simulator.model import SiteModel
 from simulator.sites import make_sites

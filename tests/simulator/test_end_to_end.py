@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kilowatch import energy, fleet
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.telemetry import energy
 from simulator.sites import make_sites
 from tests.conftest import collector_ready, wait_for
 from tests.simulator.conftest import run_simulate

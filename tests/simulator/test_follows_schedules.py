@@ -10,8 +10,11 @@ from datetime import datetime
 
 import pytest
 
-from kilowatch import fleet, schedule_delivery, schedule_store, schedules
+from kilowatch import fleet
 from kilowatch.access import system_scope
+from kilowatch.schedules import delivery as schedule_delivery
+from kilowatch.schedules import model as schedules
+from kilowatch.schedules import store as schedule_store
 from simulator.sites import make_sites
 from tests.collector.helpers import Publisher, running_collector, wait_for
 from tests.simulator.conftest import run_simulate, simulate_command

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch import battery
+from kilowatch.schedules import battery
 from simulator import physics
 from simulator.controller import ConstantController, default_controller
 from simulator.model import CANONICAL_POINTS, COUNTERS, SiteModel, extra_point_names

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kilowatch.schedules import DAYS
+from kilowatch.schedules.model import DAYS
 from simulator.controller import BuiltInProgram, DeviceLink, LinkedController
 from simulator.schedule_follower import REASON_MAX, ScheduleFollower
 from simulator.sites import make_sites

@@ -1,0 +1,1 @@
+"""Components of the alarm pages and the navbar's alarm badge."""

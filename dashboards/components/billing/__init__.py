@@ -1,0 +1,1 @@
+"""Components of the tariff editor and the savings pages."""

@@ -1,0 +1,1 @@
+"""Components of the schedule editor and its history and preview."""

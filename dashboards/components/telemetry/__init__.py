@@ -1,0 +1,1 @@
+"""Charts, live values, tiles and the fleet table."""

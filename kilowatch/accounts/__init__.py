@@ -1,0 +1,1 @@
+"""User accounts: users, groups, grants and passwords."""

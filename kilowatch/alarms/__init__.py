@@ -1,0 +1,1 @@
+"""Alarms: device and rule alarms, their events, alert rules and alarm e-mails."""

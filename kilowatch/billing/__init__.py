@@ -1,0 +1,1 @@
+"""Tariffs, utility bills and savings."""

@@ -1,0 +1,1 @@
+"""Operating schedules: the model, storage, delivery to devices, the preview, the battery model."""

@@ -1,0 +1,1 @@
+"""Telemetry: raw storage and rollups, ingest bookkeeping, live values, energy, history."""
