@@ -31,9 +31,11 @@ def configure_server(server: Flask, settings: Settings) -> None:
 
 def init_app(server: Flask, settings: Settings) -> None:
     """Put login, throttling and the deny-by-default guard in front of the Flask server."""
+    from auth.device_api import init_device_api
     from auth.guard import init_guard
     from auth.login import init_login
 
     configure_server(server, settings)
     init_login(server, settings)
+    init_device_api(server)
     init_guard(server)

@@ -122,9 +122,7 @@ def create_site(conn: psycopg.Connection, scope: AccessScope, *, company_id: int
 def register_device(conn: psycopg.Connection, scope: AccessScope, *, site_id: int, serial: str,
                     model: str, rated_power_kw: float | None = None,
                     capacity_kwh: float | None = None) -> int:
-    """Register a device on a site (superadmins only) and return its id."""
-    if scope.role != "superadmin":
-        raise AccessDenied("only the platform operator registers devices")
+    """Register a device on a site (superadmins and the company's admins); return its id."""
     if not SERIAL_PATTERN.match(serial):
         raise FleetError("a serial is 1-64 letters, digits, '-' or '_'")
     if model not in DEVICE_MODELS:
@@ -133,8 +131,8 @@ def register_device(conn: psycopg.Connection, scope: AccessScope, *, site_id: in
         if value is not None and not (_is_number(value) and 0 < value < math.inf):
             raise FleetError(f"{label} must be a positive finite number, not {value!r}")
     site = conn.execute("SELECT company_id FROM sites WHERE id = %s", (site_id,)).fetchone()
-    if site is None:
-        raise FleetError(f"no site {site_id}")
+    if site is None or not scope.may_administer_company(site["company_id"]):
+        raise AccessDenied("no such site, or not yours to add devices to")
     after = {"serial": serial, "model": model, "site_id": site_id,
              "rated_power_kw": rated_power_kw, "capacity_kwh": capacity_kwh}
     with conn.transaction():

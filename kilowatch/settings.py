@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,11 @@ from kilowatch.errors import UserFacingError
 PREFIX = "KILOWATCH_"
 # Public, so anyone can sign cookies with it: fine for tests and --dev, refused by `kilowatch web`.
 DEFAULT_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
+# The local stack's broker accounts (loopback only) and device-password key: public too,
+# so `kilowatch web`, `collector` and `worker` refuse them outside --dev and loopback.
+DEV_MQTT_PASSWORD = "dev-only-mqtt-password"  # noqa: S105
+DEV_DEVICE_KEY = "dev-only-device-key-change-me"
+DEV_CA_FILE = str(Path(__file__).resolve().parent.parent / ".stack" / "tls" / "ca.pem")
 
 
 class SettingsError(UserFacingError, ValueError):
@@ -50,6 +56,14 @@ def _url(*schemes: str) -> Callable[[str], str]:
 def _optional_url(*schemes: str) -> Callable[[str], str | None]:
     parse = _url(*schemes)
     return lambda raw: parse(raw) if raw else None
+
+
+def _optional_file(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise ValueError("no such file")
+    return raw
 
 
 def _positive_int(raw: str) -> int:
@@ -109,7 +123,16 @@ class Settings:
 
     database_url: str = "postgresql://kilowatch@127.0.0.1:55432/kilowatch"
     database_read_url: str | None = None
-    mqtt_url: str = "mqtt://127.0.0.1:51883"
+    # The collector's login; the schedule publisher's; the broker admin's (worker, CLI).
+    mqtt_url: str = f"mqtt://kilowatch-collector:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    mqtt_publisher_url: str = f"mqtt://kilowatch-publisher:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    mqtt_admin_url: str = f"mqtt://kilowatch-admin:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    # What activated devices are told: the TLS listener, and the CA that signed it.
+    mqtt_device_url: str = "mqtts://127.0.0.1:58883"
+    mqtt_ca_file: str | None = DEV_CA_FILE
+    device_key: str = DEV_DEVICE_KEY
+    # A test bench's login for every simulated device, instead of activating each one.
+    simulator_mqtt_url: str | None = None
     mqtt_prefix: str = "ess"
     mqtt_share_group: str | None = None
     redis_url: str = "redis://127.0.0.1:56379/0"
@@ -136,6 +159,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _url("postgresql", "postgres"),
     "database_read_url": _optional_url("postgresql", "postgres"),
     "mqtt_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_publisher_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_admin_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_device_url": _url("mqtts", "ssl"),
+    "mqtt_ca_file": _optional_file,
+    "device_key": _secret_key,
+    "simulator_mqtt_url": _optional_url("mqtt", "mqtts", "tcp", "ssl"),
     "mqtt_prefix": _topic_prefix,
     "mqtt_share_group": _share_group,
     "redis_url": _url("redis", "rediss", "unix"),

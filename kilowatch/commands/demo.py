@@ -1,12 +1,15 @@
 """``kilowatch demo``: every service on the local stack, a simulated fleet and one login per role.
 
-In order: migrate; start ``kilowatch collector`` and ``kilowatch web``; once the
-collector reports (on its metrics port) that it is subscribed, start
+In order: migrate; start ``kilowatch collector``, ``kilowatch web`` (HTTPS with the
+local stack's certificate) and a worker that only keeps the broker's accounts in
+line; once the collector reports (on its metrics port) that it is subscribed, start
 ``kilowatch simulate --register`` (it creates the company, sites and devices
-through the CLI, replays ``--backfill`` days of history, then publishes live);
-start ``kilowatch worker`` once the history has arrived (so the rollups are
-computed in bulk); create one user of each role and a group with site grants
-through ``kilowatch user`` and ``kilowatch group``; print the URL and logins.
+through the CLI, activates each device over HTTPS with its one-time code, connects
+over TLS with the credentials it got, replays ``--backfill`` days of history, then
+publishes live); start the full ``kilowatch worker`` once the history has arrived
+(so the rollups are computed in bulk); create one user of each role and a group
+with site grants through ``kilowatch user`` and ``kilowatch group``; print the URL
+and logins.
 Everything runs as subprocesses of the real CLI; Ctrl-C stops them all.
 ``--check`` waits until the web app answers and telemetry is stored, then stops.
 
@@ -22,11 +25,13 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -108,12 +113,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _web_is_up(url: str) -> bool:
+def _web_is_up(url: str, ca_file: str | None) -> bool:
+    context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2,  # noqa: S310
+                                    context=context) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def web_tls(settings: Settings) -> list[str]:
+    """Return ``kilowatch web``'s TLS options: the local stack's certificate, if there is one."""
+    if not settings.mqtt_ca_file:
+        return []
+    tls = Path(settings.mqtt_ca_file).parent
+    if not (tls / "server.pem").is_file() or not (tls / "server.key").is_file():
+        return []
+    return ["--certfile", str(tls / "server.pem"), "--keyfile", str(tls / "server.key")]
 
 
 def _demo_devices() -> list[dict]:
@@ -193,7 +210,9 @@ def _print_logins(url: str, logins: dict[str, tuple[str, str]], granted: int, to
 @click.option("--check", is_flag=True,
               help="Start everything, wait until the web app answers and telemetry is stored, "
                    "report, and stop (a short backfill unless --backfill is given).")
-def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
+@click.option("--state", "state_path", default=".stack/demo-simulator.json", show_default=True,
+              help="Where the simulated devices keep their credentials between runs.")
+def demo(sites: int, backfill_days: float, port: int, check: bool, state_path: str) -> None:
     """Run every service on the local stack with a simulated fleet and one login per role."""
     settings = get_settings()
     source = click.get_current_context().get_parameter_source("backfill_days")
@@ -205,11 +224,13 @@ def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
                f"({len(applied)} migration(s) applied)")
     click.echo(f"broker     {redact_url(settings.mqtt_url)} "
                f"(topics {settings.mqtt_prefix}/<serial>/…)")
-    url = f"http://127.0.0.1:{port}"
-    services = Services(service_env(settings))
+    tls = web_tls(settings)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    services = Services({**service_env(settings), "KILOWATCH_BASE_URL": url})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        _run(services, url, sites=sites, backfill_days=backfill_days, port=port, check=check)
+        _run(services, url, sites=sites, backfill_days=backfill_days, port=port, check=check,
+             tls=tls, state_path=state_path)
     except KeyboardInterrupt:
         pass
     finally:
@@ -218,19 +239,23 @@ def demo(sites: int, backfill_days: float, port: int, check: bool) -> None:
 
 
 def _run(services: Services, url: str, *, sites: int, backfill_days: float, port: int,
-         check: bool) -> None:
+         check: bool, tls: list[str], state_path: str) -> None:
     # A check must not take over the session or metrics port of a collector already running.
-    metrics_port = free_port() if check else get_settings().metrics_port
+    settings = get_settings()
+    metrics_port = free_port() if check else settings.metrics_port
     extra = ["--client-id", f"kilowatch-demo-check-{os.getpid()}"] if check else []
     services.start("collector", "collector", "--metrics-port", str(metrics_port), *extra)
-    services.start("web", "web", "--host", "127.0.0.1", "--port", str(port))
-    # The devices speak only once the collector is subscribed, so no message is lost.
+    services.start("web", "web", "--host", "127.0.0.1", "--port", str(port), *tls)
+    services.start("broker", "worker", "--job", "broker-devices", "--job", "broker-reconcile",
+                   quiet=True)
+    # The devices speak only once the collector is subscribed, so no message is lost;
+    # they activate over HTTPS, so the web app must answer first.
     _wait(lambda: metrics.is_subscribed(metrics_port), "the collector's subscription",
           services, 60)
+    _wait(lambda: _web_is_up(url, settings.mqtt_ca_file), "the web app", services, 60)
     services.start("simulator", "simulate", "--register", "--company", COMPANY,
                    "--sites", str(sites), "--backfill", f"{backfill_days:g}",
-                   "--interval", "5" if check else "10")
-    _wait(lambda: _web_is_up(url), "the web app", services, 60)
+                   "--interval", "5" if check else "10", "--state", state_path)
     _wait(lambda: len(_demo_devices()) >= sites, "the fleet's registration", services, 300)
     logins = create_logins(sorted({d["site_id"] for d in _demo_devices()}))
     click.echo(f"replaying {backfill_days:g} days of history…")

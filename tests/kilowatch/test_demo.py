@@ -21,10 +21,11 @@ from kilowatch.commands.demo import (
     free_port,
     service_env,
 )
+from kilowatch.mqtt import broker_address
 from kilowatch.settings import DEFAULT_SECRET_KEY, load_settings
 from tests.collector.helpers import running_collector
 
-DB_PASSWORD, MQTT_PASSWORD = "db-pw-9f3k", "mqtt-pw-7x2q"  # both servers ignore them (trust)
+DB_PASSWORD = "db-pw-9f3k"  # the database ignores it (trust)
 
 
 def _with_password(url: str, password: str) -> str:
@@ -33,27 +34,35 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}://{user.split(':')[0]}:{password}@{rest.split('@')[-1]}"
 
 
-def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn):
+def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn, tmp_path):
     # No KILOWATCH_SECRET_KEY: `kilowatch web` refuses the development key, so the demo
-    # must hand its services one. Passwords in the URLs must not be printed.
+    # must hand its services one. Passwords in the URLs must not be printed. No bench
+    # login either: each simulated device activates over HTTPS and logs in as itself.
     env = {**os.environ, **kw_env,
            "KILOWATCH_DATABASE_URL": _with_password(kw_env["KILOWATCH_DATABASE_URL"],
-                                                    DB_PASSWORD),
-           "KILOWATCH_MQTT_URL": _with_password(kw_env["KILOWATCH_MQTT_URL"], MQTT_PASSWORD)}
+                                                    DB_PASSWORD)}
     env.pop("KILOWATCH_SECRET_KEY")
+    env.pop("KILOWATCH_SIMULATOR_MQTT_URL")
+    mqtt_password = broker_address(kw_env["KILOWATCH_MQTT_URL"]).password
     result = subprocess.run(
         [sys.executable, "-m", "kilowatch", "demo", "--check", "--sites", "2",
-         "--backfill", "0.02", "--port", str(free_port())],
+         "--backfill", "0.02", "--port", str(free_port()),
+         "--state", str(tmp_path / "devices.json")],
         env=env, capture_output=True, text=True, timeout=280, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert DB_PASSWORD not in output and MQTT_PASSWORD not in output
+    assert DB_PASSWORD not in output and mqtt_password not in output
     assert re.search(r"^database\s+postgresql://\w+:\*\*\*@127\.0\.0\.1:55432/", result.stdout,
                      re.MULTILINE), result.stdout[:500]
-    assert re.search(r"^broker\s+mqtt://demo:\*\*\*@127\.0\.0\.1:51883 ", result.stdout,
-                     re.MULTILINE), result.stdout[:500]
-    assert "Kilowatch demo: open http://127.0.0.1:" in result.stdout
+    assert re.search(r"^broker\s+mqtt://kwtest-\w+-collector:\*\*\*@127\.0\.0\.1:\d+ ",
+                     result.stdout, re.MULTILINE), result.stdout[:500]
+    assert "Kilowatch demo: open https://127.0.0.1:" in result.stdout
     assert "check ok: web up, 2 site(s), 2 device(s) storing telemetry" in output
+    assert sorted(re.findall(r"^(SIM-\d+) activated$", output, re.MULTILINE)) == [
+        "SIM-0001", "SIM-0002"]
+    identities = conn.execute("SELECT serial, activated_at, credential_nonce FROM devices "
+                              "ORDER BY serial").fetchall()
+    assert all(d["activated_at"] and d["credential_nonce"] for d in identities)
     logins = dict(re.findall(r"^\s+(\w+)\s+(\S+@demo\.kilowatch\.example)\s+\S+$", result.stdout,
                              re.MULTILINE))
     assert set(logins) == {"viewer", "operator", "admin", "support", "superadmin"}
@@ -63,7 +72,7 @@ def test_demo_check_runs_everything_and_prints_one_login_per_role(kw_env, conn):
         assert user["role"] == role and user["active"] and not user["must_change_password"]
     viewer = users.build_scope(conn, scope, users.resolve_user(conn, scope, logins["viewer"])["id"])
     assert len(viewer.site_ids) == 1  # the group grants all sites but the last
-    for name in ("collector", "web", "simulator", "worker"):
+    for name in ("collector", "web", "broker", "simulator", "worker"):
         assert re.search(rf"^{name}\s+started \(pid \d+\)", result.stdout, re.MULTILINE)
 
 

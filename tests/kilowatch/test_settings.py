@@ -10,7 +10,8 @@ from kilowatch.settings import SettingsError, load_settings, redact_url
 def test_defaults_point_at_the_local_stack():
     settings = load_settings({})
     assert settings.database_url.endswith(":55432/kilowatch")
-    assert settings.mqtt_url == "mqtt://127.0.0.1:51883"
+    assert settings.mqtt_url == "mqtt://kilowatch-collector:dev-only-mqtt-password@127.0.0.1:51883"
+    assert settings.mqtt_device_url == "mqtts://127.0.0.1:58883"
     assert settings.redis_url.startswith("redis://127.0.0.1:56379")
     assert settings.raw_retention_days == 31
     assert settings.offline_after == 300

@@ -197,7 +197,7 @@ def test_outage_goes_silent_without_a_will_then_resumes(kw_env, inbox):
     (["--backfill", "40"], {}, "raw retention"),
     (["--sites", "0"], {}, "--sites"),
     (["--drop-rate", "2"], {}, "--drop-rate"),
-    ([], {"KILOWATCH_MQTT_URL": "mqtt://127.0.0.1:9"}, "cannot reach the MQTT broker"),
+    ([], {"KILOWATCH_SIMULATOR_MQTT_URL": "mqtt://127.0.0.1:9"}, "cannot reach the MQTT broker"),
     (["--extra-points", "10000"], {}, "--extra-points"),
     (["--register"], {"KILOWATCH_DATABASE_URL": "postgresql://kilowatch@127.0.0.1:9/none"},
      "kilowatch company create: cannot reach the database"),
