@@ -156,11 +156,13 @@ def test_schemas_are_valid_json_schema_documents():
     assert json.dumps(schema_validator("telemetry").schema)
 
 
-def test_readme_publishes_the_device_schemas_as_they_are():
+def test_protocol_page_publishes_every_device_schema_as_it_is():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    readme = (root / "README.md").read_text()
-    for name in ("telemetry.json", "alarm.json", "status.json", "schedule_ack.json"):
-        schema = (root / "kilowatch" / "schemas" / name).read_text().strip()
-        assert f"```json\n{schema}\n```" in readme, name
+    protocol = (root / "docs" / "protocol.md").read_text()
+    schemas = sorted((root / "kilowatch" / "schemas").glob("*.json"))
+    assert {"telemetry.json", "alarm.json", "status.json", "schedule.json",
+            "schedule_ack.json"} <= {path.name for path in schemas}
+    for path in schemas:
+        assert f"```json\n{path.read_text().strip()}\n```" in protocol, path.name
