@@ -30,7 +30,7 @@ from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
 log = logging.getLogger(__name__)
-# For anyone but a superadmin: the address may belong to another company (DESIGN:
+# For anyone but a superadmin: the address may belong to another company (docs/access.md:
 # nothing of one company shows, not even in an error message).
 DUPLICATE_EMAIL = "this e-mail address cannot be used; contact support if it should be"
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -84,7 +84,7 @@ def _user_query(scope: AccessScope, where: str) -> sql.Composable:
 
 
 def _require_directory(scope: AccessScope) -> None:
-    # Support staff read sites, alarms and diagnostics (DESIGN), not user directories.
+    # Support staff read sites, alarms and diagnostics (docs/access.md), not user directories.
     if scope.role not in ("admin", "superadmin"):
         raise AccessDenied("only administrators see users and groups")
 

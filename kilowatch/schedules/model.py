@@ -1,7 +1,7 @@
 """Operating schedules: the model, its validation, which mode applies when, and diffs.
 
-A schedule is the JSON object of DESIGN.md "Operating schedules": a weekly program
-of periods in the site's time zone, dated exceptions that replace the weekly
+A schedule is the JSON object of docs/schedules.md (kilowatch/schemas/schedule.json):
+a weekly program of periods in the site's time zone, dated exceptions that replace the weekly
 program on their date, and a default mode for the time outside every period.
 Periods are wall-clock times, so a period keeps its local hours across DST changes.
 This module is pure (no I/O): the store, the CLI, the editor and the simulator use it.

@@ -16,7 +16,7 @@ from kilowatch.schedules.model import ScheduleInvalid, SiteLimits, mode_at, vali
 PARIS = "Europe/Paris"
 LIMITS = SiteLimits(timezone=PARIS, rated_power_kw=100)
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-EXAMPLE = {  # DESIGN.md "Operating schedules"
+EXAMPLE = {  # the example of docs/schedules.md, without the exception's optional name
     "timezone": PARIS, "default_mode": "idle",
     "periods": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "17:00", "end": "21:00",
                  "mode": "discharge", "power_kw": 60, "soc_min": 20}],
