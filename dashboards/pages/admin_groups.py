@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
@@ -140,12 +140,4 @@ ACTIONS = {"admin-groups-create": _create, "admin-groups-save": _save,
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_groups(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update
-    try:
-        with connection() as conn:
-            message = action(conn, current_scope(), form)
-    except users.AccountError as error:
-        return admin.failure(error), no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1
+    return admin.run_clicked(ACTIONS, clicks, form, changed)

@@ -26,6 +26,7 @@ from auth.callbacks import (
     guarded_clientside_callback,
 )
 from auth.scope import app_settings
+from dashboards.components.inputs import next_count
 from dashboards.components.schedules import cards, editor
 from dashboards.components.schedules import history as history_view
 from dashboards.components.schedules import preview_chart as preview_view
@@ -289,7 +290,7 @@ def change_schedule(save, restore, site_id, values, comment, restore_revision, r
     """Save the editor as a new revision, or restore an older one, and send it."""
     if not _clicked() or ctx.triggered_id not in ("schedule-save", "schedule-restore"):
         raise PreventUpdate
-    counter = (changed if isinstance(changed, int) else 0) + 1
+    counter = next_count(changed)
     try:
         with connection() as conn:
             site = _site(conn, site_id)

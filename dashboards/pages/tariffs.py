@@ -400,16 +400,9 @@ ACTIONS = {"tariffs-save": _save, "tariffs-create": _create, "tariffs-upload": _
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_tariffs(clicks, form, changed):
     """Carry out the button's action (or the upload) on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update, no_update
-    form = {**form, "contents": clicks[2]}
-    try:
-        with connection() as conn:
-            message, selected = action(conn, current_scope(), form)
-    except (TariffError, fleet.FleetError, users.AccountError) as error:
-        return _failure(error), no_update, no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1, selected
+    return admin.run_clicked(ACTIONS, clicks, {**form, "contents": clicks[2]}, changed,
+                             errors=(TariffError, fleet.FleetError, users.AccountError),
+                             failure=_failure, extra=1)
 
 
 @guarded_callback(Output("tariffs-history-slot", "children"), Input("tariffs-site", "value"),
