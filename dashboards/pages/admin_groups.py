@@ -8,11 +8,11 @@ from __future__ import annotations
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
-from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.forms import text
+from dashboards.components.inputs import as_id
 from kilowatch.accounts import users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
@@ -89,10 +89,7 @@ def show_group(group_id, _changed):
     if not group_id:
         return [], [], [], []
     scope = current_scope()
-    try:
-        group_id = admin.as_id(group_id, "group")
-    except users.AccountError:
-        raise PreventUpdate from None
+    group_id = as_id(group_id)
     with connection() as conn:
         group = users.get_group(conn, scope, group_id)
         sites = users.grantable_sites(conn, scope, group["company_id"])

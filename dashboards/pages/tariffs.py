@@ -20,6 +20,7 @@ from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callb
 from dashboards.components import admin
 from dashboards.components.billing import tariff_cards, tariff_editor, tariff_forms, tariff_grid
 from dashboards.components.forms import text
+from dashboards.components.inputs import as_id
 from kilowatch import fleet
 from kilowatch.accounts import users
 from kilowatch.billing import tariff_admin, tariff_store, tariffs
@@ -88,10 +89,7 @@ def show_tariffs(company_id, _changed):
 def load_tariff(selected):
     """Fill the editor with the chosen tariff (a blank starting tariff when none is chosen)."""
     if selected:
-        try:
-            tariff_id = admin.as_id(selected, "tariff")
-        except users.AccountError:
-            raise PreventUpdate from None
+        tariff_id = as_id(selected)
         with connection() as conn:
             row = tariff_admin.managed_tariff(conn, current_scope(), tariff_id)
         structure, note = row["structure"], (
@@ -340,10 +338,7 @@ def show_history(site_id, _changed):
     """List the chosen site's tariff assignments, superseded ones included."""
     if not site_id:
         return html.Div("Choose a site to see its tariff history.", className="small text-muted")
-    try:
-        site_id = admin.as_id(site_id, "site")
-    except users.AccountError:
-        raise PreventUpdate from None
+    site_id = as_id(site_id)
     scope = current_scope()
     with connection() as conn:
         site = fleet.get_site(conn, scope, site_id)

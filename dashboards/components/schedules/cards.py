@@ -49,18 +49,21 @@ def delivery_card() -> dbc.Card:
 
 def period_table_rows(rows: list[dict], site: dict, editable: bool) -> list:
     """Return the weekly program's table rows, one per day and period (or a note when empty)."""
-    built = [tr for i, row in enumerate(rows) for tr in editor.period_row(
-        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
-    return editor.rows_or_empty(built, "No period: the default mode runs all week.",
-                                PERIOD_COLUMNS)
+    return _table_rows(editor.period_row, rows, site, editable,
+                       "No period: the default mode runs all week.", PERIOD_COLUMNS)
 
 
 def exception_table_rows(rows: list[dict], site: dict, editable: bool) -> list:
     """Return the exceptions' table rows, one per date and period (or a note when empty)."""
-    built = [tr for i, row in enumerate(rows) for tr in editor.exception_row(
-        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
-    return editor.rows_or_empty(built, "No exception: every date follows the weekly program.",
-                                EXCEPTION_COLUMNS)
+    return _table_rows(editor.exception_row, rows, site, editable,
+                       "No exception: every date follows the weekly program.", EXCEPTION_COLUMNS)
+
+
+def _table_rows(row_builder, rows: list[dict], site: dict, editable: bool, empty: str,
+                columns: int) -> list:
+    built = [tr for i, row in enumerate(rows)
+             for tr in row_builder(i, row, editable=editable, has_optimizer=site["has_optimizer"])]
+    return editor.rows_or_empty(built, empty, columns)
 
 
 def _default_mode_form(schedule: dict, site: dict, editable: bool) -> html.Div:
