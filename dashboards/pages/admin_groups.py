@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, ctx, dcc, html, no_update
-from dash.exceptions import PreventUpdate
+from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.forms import text
+from dashboards.components.inputs import as_id
 from kilowatch.accounts import users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
@@ -89,10 +89,7 @@ def show_group(group_id, _changed):
     if not group_id:
         return [], [], [], []
     scope = current_scope()
-    try:
-        group_id = admin.as_id(group_id, "group")
-    except users.AccountError:
-        raise PreventUpdate from None
+    group_id = as_id(group_id)
     with connection() as conn:
         group = users.get_group(conn, scope, group_id)
         sites = users.grantable_sites(conn, scope, group["company_id"])
@@ -140,12 +137,4 @@ ACTIONS = {"admin-groups-create": _create, "admin-groups-save": _save,
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_groups(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update
-    try:
-        with connection() as conn:
-            message = action(conn, current_scope(), form)
-    except users.AccountError as error:
-        return admin.failure(error), no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1
+    return admin.run_clicked(ACTIONS, clicks, form, changed)

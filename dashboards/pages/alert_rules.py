@@ -16,6 +16,7 @@ from dash.exceptions import PreventUpdate
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.alarms import views as alarm_views
+from dashboards.components.inputs import next_count
 from kilowatch.accounts import users
 from kilowatch.accounts.users import AccountError
 from kilowatch.alarms import rules as alert_rules
@@ -190,7 +191,7 @@ def _fields(values: tuple) -> dict:
                   prevent_initial_call=True, roles=ADMIN_ROLES)
 def save_rule(_save, _delete, company_id, editing, changed, *values):
     """Create or update the rule in the form, or delete it."""
-    changed = changed + 1 if isinstance(changed, int) else 1
+    changed = next_count(changed)
     try:
         with connection() as conn:
             scope = current_scope()
