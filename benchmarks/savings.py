@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from kilowatch import db, fleet, migrations
 from kilowatch.access import system_scope
-from kilowatch.billing import bills, savings, tariff_store, tariffs
+from kilowatch.billing import bills, savings, tariff_store, urdb
 from kilowatch.billing.savings import _flows
 from kilowatch.telemetry import energy
 from tests.kilowatch.billing.test_tariffs import DATA
@@ -122,7 +122,7 @@ def run(conn, runs: int) -> None:
           f"in {time.perf_counter() - started:.1f} s")
 
     # The URDB fixture of the tests: TOU energy, TOU and flat demand, net billing.
-    tariff = tariffs.import_urdb(json.loads((DATA / "urdb_sunridge.json").read_text()))
+    tariff = urdb.import_urdb(json.loads((DATA / "urdb_sunridge.json").read_text()))
     tariff_id = tariff_store.create_tariff(conn, scope, company_id=company, name="GS",
                                            tariff=tariff)
     tariff_store.assign_tariff(conn, scope, site_id=site, tariff_id=tariff_id,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch.billing import bills, tariffs
+from kilowatch.billing import bills, urdb
 from simulator.controller import BuiltInProgram, default_controller
 from simulator.model import SiteModel
 from simulator.sites import make_sites
@@ -113,7 +113,7 @@ def month_flows(site, year: int, month: int) -> tuple[bills.BillingPeriod, list[
 
 
 def test_storage_saves_money_on_a_time_of_use_tariff_with_demand_charges():
-    tariff = tariffs.import_urdb(json.loads(SUNRIDGE.read_text()))
+    tariff = urdb.import_urdb(json.loads(SUNRIDGE.read_text()))
     totals = defaultdict(float)
     for site in make_sites(3, seed=1):
         site_total = 0.0
