@@ -16,7 +16,7 @@ from dash.exceptions import PreventUpdate
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.alarms import views as alarm_views
-from kilowatch.accounts import users
+from kilowatch.accounts import groups, users
 from kilowatch.accounts.users import AccountError
 from kilowatch.alarms import rules as alert_rules
 from kilowatch.alarms.events import SEVERITIES
@@ -137,7 +137,7 @@ def show_rules(company_id, _changed):
         raise PreventUpdate from None
     with connection() as conn:
         scope = current_scope()
-        sites = users.grantable_sites(conn, scope, company_id)  # AccessDenied → no update
+        sites = groups.grantable_sites(conn, scope, company_id)  # AccessDenied → no update
         rules = alert_rules.list_rules(conn, scope, company_id=company_id)
         points = alert_rules.rule_points(conn, scope, company_id)
     names = {s["id"]: s["name"] for s in sites}
