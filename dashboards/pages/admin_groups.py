@@ -13,7 +13,7 @@ from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callb
 from dashboards.components import admin
 from dashboards.components.forms import text
 from dashboards.components.inputs import as_id
-from kilowatch.accounts import users
+from kilowatch.accounts import groups, users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=20)
@@ -75,7 +75,7 @@ def show_groups(company_id, _changed):
     except users.AccountError as error:
         return admin.failure(error), []
     with connection() as conn:
-        rows = users.list_groups(conn, current_scope(), company_id)
+        rows = groups.list_groups(conn, current_scope(), company_id)
     return _groups_table(rows), [{"label": row["name"], "value": str(row["id"])} for row in rows]
 
 
@@ -91,8 +91,8 @@ def show_group(group_id, _changed):
     scope = current_scope()
     group_id = as_id(group_id)
     with connection() as conn:
-        group = users.get_group(conn, scope, group_id)
-        sites = users.grantable_sites(conn, scope, group["company_id"])
+        group = groups.get_group(conn, scope, group_id)
+        sites = groups.grantable_sites(conn, scope, group["company_id"])
         people = users.list_users(conn, scope, group["company_id"])
     return ([{"label": site["name"], "value": site["id"]} for site in sites],
             [site["id"] for site in group["sites"]],
@@ -103,21 +103,21 @@ def show_group(group_id, _changed):
 
 def _create(conn, scope, form: dict):
     name = text(form["name"], 120).strip()
-    users.create_group(conn, scope, company_id=admin.as_id(form["company"], "company"),
-                       name=name)
+    groups.create_group(conn, scope, company_id=admin.as_id(form["company"], "company"),
+                        name=name)
     return admin.success(f"Group {name} created.")
 
 
 def _save(conn, scope, form: dict):
     group_id = admin.as_id(form["selected"], "group")
     with conn.transaction():
-        users.set_group_sites(conn, scope, group_id, admin.as_ids(form["sites"], "site"))
-        users.set_group_members(conn, scope, group_id, admin.as_ids(form["members"], "user"))
+        groups.set_group_sites(conn, scope, group_id, admin.as_ids(form["sites"], "site"))
+        groups.set_group_members(conn, scope, group_id, admin.as_ids(form["members"], "user"))
     return admin.success("Group saved.")
 
 
 def _delete(conn, scope, form: dict):
-    users.delete_group(conn, scope, admin.as_id(form["selected"], "group"))
+    groups.delete_group(conn, scope, admin.as_id(form["selected"], "group"))
     return admin.success("Group deleted.")
 
 
