@@ -23,11 +23,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.backlog import Backlog, Item
+from collector.backlog import PAYLOAD_KEEP, Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
-from collector.writer import PAYLOAD_KEEP, Writer
+from collector.writer import Writer
 from kilowatch.mqtt import broker_address
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
