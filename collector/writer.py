@@ -90,20 +90,29 @@ class Writer(threading.Thread):
             if not batch:
                 continue
             try:
-                result = self._write_with_retry(batch)
-                if result is not None:
-                    self._after_commit(batch, result)
+                self.write_batch(batch)
             finally:
                 self.backlog.done(batch)
-        self._close()
+        self.close()
         if self.live is not None:
             self.live.stop()
+
+    def write_batch(self, batch: list[Item]) -> BatchResult | None:
+        """Store a batch (retrying while the database is away), then acknowledge it.
+
+        Returns what the batch changed, or None when stopped before it could be stored.
+        """
+        result = self._write_with_retry(batch)
+        if result is not None:
+            self._after_commit(batch, result)
+        return result
 
     def stop(self) -> None:
         """Ask the thread to finish the backlog and exit (retries give up when stopping)."""
         self.stop_event.set()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the database connection (the next batch opens a new one)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -125,12 +134,12 @@ class Writer(threading.Thread):
                 self.metrics.db_errors.inc()
                 self._db_log.warning("database", "database unavailable, batch kept, retrying "
                                      "in %.1f s: %s", delay, str(error).strip()[:200])
-                self._close()
+                self.close()
             except psycopg.errors.TransactionRollback:
                 continue  # deadlock or serialization failure: just try again
             except Exception:
                 log.exception("batch failed; storing its %d messages one by one", len(batch))
-                self._close()
+                self.close()
                 return self._store_each(batch)
             if self.stop_event.wait(delay):
                 log.warning("stopping with %d messages not stored; the broker keeps them",
@@ -148,7 +157,7 @@ class Writer(threading.Thread):
                 raise
             except Exception as error:
                 log.exception("message on %s refused by the database", item.topic)
-                self._close()
+                self.close()
                 item.reason, item.detail = "store_failed", str(error).strip()[:300]
                 part = self._store(self._connection(), [item])
             total.inserted += part.inserted
