@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
@@ -147,12 +147,5 @@ ACTIONS = {"admin-users-create": _create, "admin-users-reset": _reset,
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_users(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update
-    try:
-        with connection() as conn:
-            message = action(conn, current_scope(), form)
-    except (users.AccountError, passwords.PasswordPolicyError) as error:
-        return admin.failure(error), no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1
+    return admin.run_clicked(ACTIONS, clicks, form, changed,
+                             errors=(users.AccountError, passwords.PasswordPolicyError))

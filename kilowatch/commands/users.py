@@ -6,7 +6,7 @@ import click
 
 from kilowatch import fleet
 from kilowatch.access import ROLES
-from kilowatch.accounts import passwords, users
+from kilowatch.accounts import groups, passwords, users
 from kilowatch.cli import main, run_as_operator
 
 
@@ -114,7 +114,7 @@ def _company_id(conn, scope, company: str | None) -> int | None:
 @click.option("--name", required=True)
 def group_create(company, name) -> None:
     """Create a group in a company."""
-    group_id = run_as_operator(lambda conn, scope: users.create_group(
+    group_id = run_as_operator(lambda conn, scope: groups.create_group(
         conn, scope, company_id=_company_id(conn, scope, company), name=name))
     click.echo(f"group {group_id} created: {name.strip()}")
 
@@ -123,7 +123,7 @@ def group_create(company, name) -> None:
 @click.option("--company", help="Only this company (id or name).")
 def group_list(company) -> None:
     """List groups with their member and site counts."""
-    rows = run_as_operator(lambda conn, scope: users.list_groups(
+    rows = run_as_operator(lambda conn, scope: groups.list_groups(
         conn, scope, _company_id(conn, scope, company)))
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['company_name']} / {row['name']}  "
@@ -131,7 +131,7 @@ def group_list(company) -> None:
 
 
 def _group_and(conn, scope, group: str, company: str | None) -> dict:
-    return users.resolve_group(conn, scope, group, _company_id(conn, scope, company))
+    return groups.resolve_group(conn, scope, group, _company_id(conn, scope, company))
 
 
 @group_group.command("grant")
@@ -144,7 +144,7 @@ def group_grant(group, site, company) -> None:
     def grant(conn, scope):
         group_row = _group_and(conn, scope, group, company)
         site_row = fleet.resolve_site(conn, scope, site)
-        users.grant_site(conn, scope, group_row["id"], site_row["id"])
+        groups.grant_site(conn, scope, group_row["id"], site_row["id"])
         return group_row, site_row
 
     group_row, site_row = run_as_operator(grant)
@@ -161,7 +161,7 @@ def group_revoke(group, site, company) -> None:
     def revoke(conn, scope):
         group_row = _group_and(conn, scope, group, company)
         site_row = fleet.resolve_site(conn, scope, site)
-        users.revoke_site(conn, scope, group_row["id"], site_row["id"])
+        groups.revoke_site(conn, scope, group_row["id"], site_row["id"])
         return group_row, site_row
 
     group_row, site_row = run_as_operator(revoke)
@@ -178,7 +178,7 @@ def group_add_member(group, user_ref, company) -> None:
     def add(conn, scope):
         group_row = _group_and(conn, scope, group, company)
         user_row = users.resolve_user(conn, scope, user_ref)
-        users.add_member(conn, scope, group_row["id"], user_row["id"])
+        groups.add_member(conn, scope, group_row["id"], user_row["id"])
         return group_row, user_row
 
     group_row, user_row = run_as_operator(add)

@@ -4,7 +4,7 @@ The payload is the schedule JSON plus ``revision``, sent retained with QoS 1 on
 ``{prefix}/{serial}/schedule`` so a device that connects later still gets it.
 On a site with several storage devices each gets its share of the schedule's
 power and grid limit, in proportion to its rated power
-(:func:`kilowatch.schedules.model.device_part`).
+(:func:`kilowatch.schedules.program.device_part`).
 A broker that cannot be reached leaves the revision saved but unpublished; the
 worker job in :mod:`kilowatch.jobs.schedules` publishes it again later.
 """
@@ -27,6 +27,7 @@ from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.errors import UserFacingError
 from kilowatch.mqtt import BrokerUnavailable, connect
 from kilowatch.schedules import model as schedules
+from kilowatch.schedules import program as schedule_program
 from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings, get_settings
 
@@ -142,8 +143,8 @@ def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> 
 
 def device_payload(revision: dict, device: dict, site_kw: float) -> str:
     """Return the schedule message of one storage device (a delivery row) of a site."""
-    body = schedules.device_part(schedules.canonical(revision["body"]),
-                                 schedule_store.rated_power(device), site_kw)
+    body = schedule_program.device_part(schedules.canonical(revision["body"]),
+                                        schedule_store.rated_power(device), site_kw)
     return json.dumps({"revision": revision["revision"], **body})
 
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kilowatch import db, fleet
 from kilowatch.access import system_scope
-from tests.conftest import bench_login
+from tests.conftest import bench_login, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,19 +157,6 @@ def running_collector(env: dict[str, str], **kwargs) -> Iterator[CollectorProces
         yield process
     finally:
         process.stop()
-
-
-def wait_for(condition: Callable[[], object], *, what: str, timeout_s: float = 60,
-             interval_s: float = 0.2):
-    """Poll until ``condition()`` is truthy and return it; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval_s)
 
 
 def count_rows(conn, device_ids) -> int:

@@ -19,9 +19,9 @@ from tests.collector.helpers import (
     register_fleet,
     running_collector,
     telemetry,
-    wait_for,
 )
 from tests.collector.servers import Mosquitto, Postgres, free_port
+from tests.conftest import wait_for
 
 SAMPLES, POINTS = 2, 20
 ROWS_PER_MESSAGE = SAMPLES * (POINTS + 1)

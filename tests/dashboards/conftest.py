@@ -54,7 +54,7 @@ import pytest
 
 from kilowatch import fleet
 from kilowatch.access import system_scope
-from kilowatch.accounts import passwords, users
+from kilowatch.accounts import groups, passwords, users
 
 PASSWORD = "correct horse battery staple"
 CHROMIUM = "/usr/bin/chromium"
@@ -125,11 +125,11 @@ def make_group(conn: psycopg.Connection, company_id: int, name: str, *,
                site_ids: list[int] = (), user_ids: list[int] = ()) -> int:
     """Create a group with site grants and members, and return its id."""
     scope = system_scope("test")
-    group_id = users.create_group(conn, scope, company_id=company_id, name=name)
+    group_id = groups.create_group(conn, scope, company_id=company_id, name=name)
     for site_id in site_ids:
-        users.grant_site(conn, scope, group_id, site_id)
+        groups.grant_site(conn, scope, group_id, site_id)
     for user_id in user_ids:
-        users.add_member(conn, scope, group_id, user_id)
+        groups.add_member(conn, scope, group_id, user_id)
     return group_id
 
 

@@ -31,8 +31,8 @@ import pytest
 
 from dashboards.components.billing import tariff_forms
 from kilowatch.access import system_scope
-from kilowatch.accounts import users
-from kilowatch.alarms import rules as alert_rules
+from kilowatch.accounts import groups, users
+from kilowatch.alarms import rule_store
 from kilowatch.schedules import store as schedule_store
 from tests.dashboards import alarm_seed, seed
 from tests.dashboards.savings_helpers import assign_tou
@@ -172,9 +172,9 @@ def _make_spares(conn, company_id: int, site_id: int, label: str) -> dict:
     user = users.create_user(conn, ROOT, email=f"spare-{token}@{label}.example.com",
                              role="viewer", company_id=company_id, display_name="Spare",
                              password_hash="!", must_change_password=False)
-    group = users.create_group(conn, ROOT, company_id=company_id, name=f"Spare {token}")
-    users.grant_site(conn, ROOT, group, site_id)
-    rule = alert_rules.create_rule(conn, ROOT, company_id, {
+    group = groups.create_group(conn, ROOT, company_id=company_id, name=f"Spare {token}")
+    groups.grant_site(conn, ROOT, group, site_id)
+    rule = rule_store.create_rule(conn, ROOT, company_id, {
         "name": f"{label} rule {token}", "point": "bms.t_max", "comparison": ">",
         "threshold": 60, "clear_threshold": 55, "severity": "major", "all_sites": True})
     return {"user": user, "group": group, "rule": rule}

@@ -17,7 +17,7 @@ from simulator.payloads import telemetry
 from simulator.sites import CITIES, MODELS, make_site, make_sites
 
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-CANONICAL = {  # DESIGN.md, "Point names"
+CANONICAL = {  # docs/protocol.md, "Point names"
     "meter.grid.p", "meter.grid.e_import", "meter.grid.e_export", "meter.load.p",
     "meter.load.e", "meter.pv.p", "meter.pv.e", "pcs.p", "pcs.q", "pcs.e_charge",
     "pcs.e_discharge", "pcs.state", "bms.soc", "bms.soh", "bms.v", "bms.i", "bms.t_min",
