@@ -160,7 +160,7 @@ def _status_validator() -> jsonschema.protocols.Validator:
     return cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
 
-def _throttled(_error: RateLimitExceeded):
+def _throttled(_exceeded: RateLimitExceeded):
     if request.path == "/api/device/activate":
         with db.connect(autocommit=True) as conn:
             audit.record(conn, system_scope(f"device:? from {get_remote_address()}"),
