@@ -67,6 +67,7 @@ class Mosquitto:
         shutil.copy(tls / "server.key", self.dir / "server.key")
         files = config.BrokerFiles(directory=self.dir / "data", cafile=Path(CA_FILE),
                                    certfile=tls / "server.pem", keyfile=self.dir / "server.key")
+        self.files = files
         config.init_security(files, self.admin_url)
         (self.dir / "mosquitto.conf").write_text(config.render(
             files, service_port=self.port, device_port=self.tls_port, user="mosquitto"))
