@@ -46,7 +46,7 @@ class BrokerUnavailable(UserFacingError):
 
 
 def connect(url: str, *, client_id: str, ca_file: str | None = None,
-            timeout_s: float = 10.0) -> mqtt.Client:
+            timeout_s: float = 10.0, max_inflight: int = 20) -> mqtt.Client:
     """Return an MQTT v5 client logged in to ``url`` with its network loop running.
 
     Waits for the broker's CONNACK; raises BrokerUnavailable with the broker's
@@ -62,6 +62,7 @@ def connect(url: str, *, client_id: str, ca_file: str | None = None,
         client.username_pw_set(username, password)
     if tls:
         client.tls_set(ca_certs=ca_file)
+    client.max_inflight_messages_set(max_inflight)
     client.connect_timeout = timeout_s
     answered = threading.Event()
     refusal: list[str] = []

@@ -199,8 +199,9 @@ def apply_pending(conn: psycopg.Connection, settings: Settings) -> list[str]:
         return []
     plan = Plan(settings)
     with _dynsec(settings) as broker:
+        have = _current(broker, settings, [row["serial"] for row in pending])
         for row in pending:
-            _plan_device(plan, broker, settings, row)
+            _plan_device(plan, settings, row, *have[row["serial"]])
         broker.run(plan.commands, ok_errors=("Client not found", "Role not found"))
     for row in pending:
         conn.execute("UPDATE devices SET broker_synced_at = %s WHERE id = %s",
@@ -209,14 +210,24 @@ def apply_pending(conn: psycopg.Connection, settings: Settings) -> list[str]:
     return plan.changes
 
 
-def _plan_device(plan: Plan, broker: Dynsec, settings: Settings, row: dict) -> None:
+def _current(broker: Dynsec, settings: Settings,
+             serials: list[str]) -> dict[str, tuple[dict | None, dict | None]]:
+    """Return each device's account and role as the broker has them, in one round trip."""
+    commands = []
+    for serial in serials:
+        commands += [{"command": "getClient", "username": serial},
+                     {"command": "getRole",
+                      "rolename": rules.device_role_name(settings.mqtt_prefix, serial)}]
+    answers = broker.run(commands, ok_errors=("Client not found", "Role not found"))
+    return {serial: (answers[2 * n].get("data", {}).get("client"),
+                     answers[2 * n + 1].get("data", {}).get("role"))
+            for n, serial in enumerate(serials)}
+
+
+def _plan_device(plan: Plan, settings: Settings, row: dict, have_client: dict | None,
+                 have_role: dict | None) -> None:
     serial = row["serial"]
     role = rules.device_role_name(settings.mqtt_prefix, serial)
-    have = broker.run([{"command": "getClient", "username": serial},
-                       {"command": "getRole", "rolename": role}],
-                      ok_errors=("Client not found", "Role not found"))
-    have_client = have[0].get("data", {}).get("client")
-    have_role = have[1].get("data", {}).get("role")
     if row["credential_nonce"] is None:
         if have_client is not None and have_client.get("textname") == plan.tag:
             plan.remove_account(serial)
