@@ -21,7 +21,9 @@ from simulator.model import CANONICAL_POINTS, Sample, SiteModel
 from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
-MAX_VALUES_PER_MESSAGE = 10_000
+# The protocol allows 10,000 values a message; 6,000 keeps the JSON well under the
+# broker's 256 KB packet limit even with long point names.
+MAX_VALUES_PER_MESSAGE = 6_000
 MAX_SAMPLES_PER_MESSAGE = 360
 BACKFILL_IN_FLIGHT = 16  # messages per device awaiting PUBACK (each up to ~250 kB)
 
@@ -85,7 +87,7 @@ class Device:
 
 
 def samples_per_message(extra_points: int) -> int:
-    """Return how many samples a backfill message carries (≤ 10,000 values)."""
+    """Return how many samples a backfill message carries (≤ 6,000 values)."""
     values = len(CANONICAL_POINTS) + extra_points
     return max(1, min(MAX_SAMPLES_PER_MESSAGE, MAX_VALUES_PER_MESSAGE // values))
 
