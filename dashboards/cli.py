@@ -6,7 +6,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from kilowatch.cli import UserError
-from kilowatch.settings import DEFAULT_SECRET_KEY, get_settings
+from kilowatch.settings import DEFAULT_SECRET_KEY, get_settings, refuse_public_secrets
 
 
 class _Gunicorn(BaseApplication):
@@ -46,6 +46,8 @@ def web(host: str, port: int, workers: int, threads: int, dev: bool, certfile: s
         raise UserError("KILOWATCH_SECRET_KEY is not set: the development value would sign "
                         "every session with a public key; set it to a long random secret "
                         "(e.g. `openssl rand -hex 32`), or use --dev on your own machine")
+    if not dev:
+        refuse_public_secrets(settings)
     if bool(certfile) != bool(keyfile):
         raise UserError("--certfile and --keyfile go together")
     if certfile and dev:

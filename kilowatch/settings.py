@@ -204,6 +204,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(**values)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def public_secrets_in_use(settings: Settings) -> list[str]:
+    """Name the variables still holding a public development value, if served beyond loopback.
+
+    The development values are fine while the platform and its broker are on this
+    machine only (the local stack listens on 127.0.0.1); anywhere else anyone could
+    sign sessions, derive device passwords or log in as the collector.
+    """
+    hosts = {urlsplit(url).hostname for url in (settings.base_url, settings.mqtt_url,
+                                                  settings.mqtt_device_url)}
+    if hosts <= set(LOOPBACK_HOSTS):
+        return []
+    names = []
+    if settings.device_key == DEV_DEVICE_KEY:
+        names.append("KILOWATCH_DEVICE_KEY")
+    for name in ("mqtt_url", "mqtt_publisher_url", "mqtt_admin_url"):
+        if urlsplit(getattr(settings, name)).password == DEV_MQTT_PASSWORD:
+            names.append(PREFIX + name.upper())
+    return names
+
+
+def refuse_public_secrets(settings: Settings) -> None:
+    """Raise SettingsError when a public development value would face the network."""
+    names = public_secrets_in_use(settings)
+    if names:
+        raise SettingsError(f"{', '.join(names)} still hold the public development values "
+                            "while Kilowatch is served beyond this machine; set long random "
+                            "secrets (e.g. `openssl rand -hex 32`)")
+
+
 _current: Settings | None = None
 
 
