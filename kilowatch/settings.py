@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,25 @@ def _share_group(raw: str) -> str | None:
     return raw or None
 
 
+def _email(raw: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", raw) or len(raw) > 254:
+        raise ValueError("expected an e-mail address like support@example.com")
+    return raw
+
+
+def _phone(raw: str) -> str:
+    if raw and (not re.fullmatch(r"\+?[0-9 ().-]{6,30}", raw)
+                or not 6 <= sum(c.isdigit() for c in raw) <= 20):
+        raise ValueError("expected a phone number like +33 1 23 45 67 89, or nothing")
+    return raw
+
+
+def _text(raw: str) -> str:
+    if not raw.strip() or len(raw) > 2000:
+        raise ValueError("expected some text, at most 2,000 characters")
+    return raw.strip()
+
+
 def _key_prefix(raw: str) -> str:
     if not raw or " " in raw:
         raise ValueError("expected a non-empty key prefix without spaces")
@@ -153,6 +173,12 @@ class Settings:
     secure_cookies: bool = False
     notify_max_per_hour: int = 10
     comm_lost_recheck: int = 60
+    # Printed in commissioning reports: how a customer reaches support.
+    support_email: str = "support@kilowatch.local"
+    support_phone: str = ""
+    support_procedure: str = (
+        "Write to support with the site name, the device serial and what you observed; "
+        "call for a device offline or in fault. Support answers within one business day.")
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -185,6 +211,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "secure_cookies": _bool,
     "notify_max_per_hour": _positive_int,
     "comm_lost_recheck": _positive_int,
+    "support_email": _email,
+    "support_phone": _phone,
+    "support_procedure": _text,
 }
 
 
