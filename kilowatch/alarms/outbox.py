@@ -7,7 +7,9 @@ crash between the two sends it again). When the server cannot be reached or
 answers with a temporary error, the row waits ``30 s × 2^(attempts-1)`` (at
 most an hour) and is tried again, for up to :data:`GIVE_UP_AFTER`; a
 permanent refusal (5xx) is retried a few times, then marked failed. Sending
-an alarm e-mail adds a ``notified`` event to the alarm's history.
+an alarm e-mail adds a ``notified`` event to the alarm's history. Files attached
+to an e-mail (``email_attachments``, e.g. a commissioning report) are written
+with it by :func:`enqueue` and sent with every try.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import smtplib
+from collections.abc import Sequence
 
 import psycopg
 
@@ -80,10 +83,29 @@ def _sent(conn: psycopg.Connection, row: dict, now: dt.datetime) -> None:
                              details={"to": row["recipient"], "kind": item["kind"]})
 
 
-def _message(settings: Settings, row: dict):
-    return mailer.build_message(sender=settings.mail_from, recipient=row["recipient"],
-                                subject=row["subject"], text=row["text_body"],
-                                html=row["html_body"])
+def enqueue(conn: psycopg.Connection, *, user_id: int | None, recipient: str, subject: str,
+            text: str, html: str, attachments: Sequence[mailer.Attachment] = (),
+            now: dt.datetime | None = None) -> int:
+    """Write one e-mail (and its attached files) to the outbox; return its id."""
+    now = now or dt.datetime.now(dt.UTC)
+    outbox_id = conn.execute(
+        """INSERT INTO email_outbox (user_id, recipient, subject, text_body, html_body,
+                                     created_at, next_attempt_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (user_id, recipient, subject, text, html, now, now)).fetchone()["id"]
+    for name, content_type, content in attachments:
+        conn.execute("INSERT INTO email_attachments (outbox_id, filename, content_type, content) "
+                     "VALUES (%s, %s, %s, %s)", (outbox_id, name, content_type, content))
+    return outbox_id
+
+
+def _message(conn: psycopg.Connection, settings: Settings, row: dict):
+    files = conn.execute("SELECT filename, content_type, content FROM email_attachments "
+                         "WHERE outbox_id = %s ORDER BY id", (row["id"],)).fetchall()
+    return mailer.build_message(
+        sender=settings.mail_from, recipient=row["recipient"], subject=row["subject"],
+        text=row["text_body"], html=row["html_body"],
+        attachments=[(f["filename"], f["content_type"], bytes(f["content"])) for f in files])
 
 
 def send_due(conn: psycopg.Connection, settings: Settings,
@@ -101,7 +123,7 @@ def send_due(conn: psycopg.Connection, settings: Settings,
             while pending:
                 row = pending[0]
                 try:
-                    message = _message(settings, row)
+                    message = _message(conn, settings, row)
                 except ValueError as error:  # an address or header email cannot carry
                     _failed(conn, row, error, now, permanent=True, give_up=True)
                     refused += 1
