@@ -31,8 +31,10 @@ CREATE TABLE login_sessions (
 );
 CREATE INDEX login_sessions_user_idx ON login_sessions (user_id);
 
--- A one-time password (must_change_password) stops working at this time.
+-- A one-time password (must_change_password) stops working at this time; those
+-- handed out before this migration get 24 hours from now.
 ALTER TABLE users ADD COLUMN password_expires_at timestamptz;
+UPDATE users SET password_expires_at = now() + interval '24 hours' WHERE must_change_password;
 
 -- The token of a link e-mail: substituted into the bodies when the e-mail is
 -- sent, then erased, so that a sent e-mail kept in the outbox opens nothing.

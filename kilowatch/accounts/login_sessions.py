@@ -53,3 +53,8 @@ def count(conn: psycopg.Connection, user_id: int) -> int:
     """Return how many live sessions a user has."""
     return conn.execute("SELECT count(*) AS n FROM login_sessions WHERE user_id = %s "
                         "AND expires_at > now()", (user_id,)).fetchone()["n"]
+
+
+def purge_expired(conn: psycopg.Connection) -> int:
+    """Delete every session past its absolute lifetime (users who never came back)."""
+    return conn.execute("DELETE FROM login_sessions WHERE expires_at <= now()").rowcount

@@ -23,6 +23,8 @@ from kilowatch.errors import UserFacingError
 LIFETIMES = {"invitation": timedelta(hours=72), "reset": timedelta(hours=2)}
 # Where the web app serves each kind of link; the token follows the path.
 LINK_PATHS = {"invitation": "/account/invitation/", "reset": "/account/reset/"}
+# An expired link is kept a while, so that opening it says "expired", not "not valid".
+KEEP_EXPIRED = timedelta(days=30)
 MAX_TOKEN_LENGTH = 100  # a token is 43 characters; anything longer is not worth hashing
 
 PROBLEMS = {
@@ -107,3 +109,9 @@ def redeem(conn: psycopg.Connection, token: str, password_hash: str) -> Link:
             "user.reset_own_password"
         users.change_own_password(conn, scope, password_hash, action=action)
     return Link(row["purpose"], row["user_id"], row["email"], row["language"])
+
+
+def purge_expired(conn: psycopg.Connection) -> int:
+    """Delete the links expired for longer than :data:`KEEP_EXPIRED`; return how many."""
+    return conn.execute("DELETE FROM account_tokens WHERE expires_at < now() - %s",
+                        (KEEP_EXPIRED,)).rowcount
