@@ -2,7 +2,8 @@
 
 The stack (``scripts/stack up``) is started once; each test module gets its own
 database cloned from a migrated template, its own Redis key prefix and its own
-MQTT topic prefix, and the ``KILOWATCH_*`` environment pointing at them.
+MQTT topic prefix, and the ``KILOWATCH_*`` environment pointing at them; and,
+when it asks for ``smtp``, its own SMTP server.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kilowatch.broker import rules, sync
 from kilowatch.broker.dynsec import Dynsec
 from kilowatch.mqtt import broker_address
 from kilowatch.settings import DEV_MQTT_PASSWORD, Settings, load_settings, reset_settings
+from tests.kilowatch.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
@@ -230,3 +232,12 @@ def conn(settings) -> Iterator[psycopg.Connection]:
     """An autocommit connection to this module's database."""
     with db.connect(settings.database_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) in the test process that keeps what it receives."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

@@ -4,6 +4,9 @@ Who may do what is decided here with the caller's scope, not in the UI:
 company admins manage the company roles of their own company only;
 superadmins manage everything; nobody else lists or changes accounts and groups.
 Every change is written to the audit log with its before and after state.
+A one-time password (``must_change_password``) stops working after
+:data:`ONE_TIME_PASSWORD_LIFETIME`; a password change or reset and a
+deactivation end every login session of the user in the same transaction.
 Groups, their members and site grants are in :mod:`kilowatch.accounts.groups`.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -27,6 +30,7 @@ from kilowatch.access import (
     company_filter,
     site_filter,
 )
+from kilowatch.accounts import login_sessions
 from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
@@ -36,11 +40,12 @@ log = logging.getLogger(__name__)
 DUPLICATE_EMAIL = "this e-mail address cannot be used; contact support if it should be"
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
+ONE_TIME_PASSWORD_LIFETIME = timedelta(hours=24)
 _PUBLIC = ("email", "display_name", "role", "company_id", "active", "language")
 _USER_COLUMNS = sql.SQL(
     "u.id, u.email, u.display_name, u.company_id, u.role, u.active, u.language, "
     "u.must_change_password, u.created_at, u.last_login_at, u.password_changed_at, "
-    "c.name AS company_name"
+    "u.password_hash IS NOT NULL AS has_password, c.name AS company_name"
 )
 
 
@@ -109,6 +114,13 @@ def get_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict
     return row
 
 
+def manageable_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict:
+    """Return a user the caller may manage, or raise AccessDenied."""
+    row = get_user(conn, scope, user_id)
+    _require_manage(scope, row["role"], row["company_id"])
+    return row
+
+
 def list_users(conn: psycopg.Connection, scope: AccessScope,
                company_id: int | None = None) -> list[dict]:
     """Return the users of the caller's company (or of every company for platform staff)."""
@@ -124,7 +136,8 @@ def find_login(conn: psycopg.Connection, scope: AccessScope, email: str) -> dict
     except AccountError:
         return None
     query = sql.SQL(
-        "SELECT u.id, u.email, u.role, u.active, u.password_hash, u.must_change_password "
+        "SELECT u.id, u.email, u.role, u.active, u.password_hash, u.must_change_password, "
+        "u.password_expires_at, u.password_changed_at, u.language, u.display_name "
         "FROM users u WHERE lower(u.email) = %s AND {}"
     ).format(_company(scope, "u"))
     return conn.execute(query, (email,)).fetchone()
@@ -180,9 +193,14 @@ def administered_companies(conn: psycopg.Connection, scope: AccessScope) -> list
 
 
 def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, role: str,
-                company_id: int | None, password_hash: str, display_name: str | None = None,
-                language: str = "en", must_change_password: bool = True) -> int:
-    """Create an account the caller may manage and return its id."""
+                company_id: int | None, password_hash: str | None,
+                display_name: str | None = None, language: str = "en",
+                must_change_password: bool = True) -> int:
+    """Create an account the caller may manage and return its id.
+
+    ``password_hash=None`` makes an account nobody can sign in to until its user
+    chooses a password through an invitation link.
+    """
     email = normalize_email(email)
     check_role(role, company_id)
     _require_manage(scope, role, company_id)
@@ -196,16 +214,27 @@ def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, rol
         try:
             row = conn.execute(
                 """INSERT INTO users (email, display_name, company_id, role, password_hash,
-                                      must_change_password, language, password_changed_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, now()) RETURNING *""",
+                                      must_change_password, language, password_changed_at,
+                                      password_expires_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now(), %s) RETURNING *""",
                 (email, display_name, company_id, role, password_hash, must_change_password,
-                 language),
+                 language, _one_time_expiry(must_change_password)),
             ).fetchone()
         except psycopg.errors.UniqueViolation:
             raise _taken(scope, email) from None
         audit.record(conn, scope, "user.create", target=f"user:{row['id']}",
                      company_id=company_id, after=_public(row))
     return row["id"]
+
+
+def _one_time_expiry(one_time: bool) -> datetime | None:
+    return datetime.now(UTC) + ONE_TIME_PASSWORD_LIFETIME if one_time else None
+
+
+def password_expired(account: dict, now: datetime | None = None) -> bool:
+    """Say whether an account's (one-time) password is past its expiry."""
+    expires = account.get("password_expires_at")
+    return expires is not None and expires <= (now or datetime.now(UTC))
 
 
 def _taken(scope: AccessScope, email: str) -> AccountError:
@@ -256,7 +285,11 @@ def set_active(conn: psycopg.Connection, scope: AccessScope, user_id: int, activ
     if user_id == scope.user_id:
         raise AccountError("you cannot deactivate your own account")
     action = "user.activate" if active else "user.deactivate"
-    return _change_user(conn, scope, user_id, action, {"active": bool(active)})
+    with conn.transaction():
+        row = _change_user(conn, scope, user_id, action, {"active": bool(active)})
+        if not active:
+            login_sessions.end_all(conn, user_id)
+    return row
 
 
 def update_profile(conn: psycopg.Connection, scope: AccessScope, user_id: int, *,
@@ -273,27 +306,37 @@ def update_profile(conn: psycopg.Connection, scope: AccessScope, user_id: int, *
 
 def reset_password(conn: psycopg.Connection, scope: AccessScope, user_id: int,
                    password_hash: str, *, must_change: bool = True) -> dict:
-    """Set another user's password (a one-time one by default), as their administrator."""
-    return _change_user(conn, scope, user_id, "user.reset_password",
-                        {"password_hash": password_hash, "must_change_password": must_change,
-                         "password_changed_at": datetime.now(UTC)},
-                        audited={"password": "reset"})
+    """Set another user's password (a one-time one by default), ending their sessions."""
+    with conn.transaction():
+        row = _change_user(conn, scope, user_id, "user.reset_password",
+                           {"password_hash": password_hash, "must_change_password": must_change,
+                            "password_changed_at": datetime.now(UTC),
+                            "password_expires_at": _one_time_expiry(must_change)},
+                           audited={"password": "reset"})
+        login_sessions.end_all(conn, user_id)
+    return row
 
 
-def change_own_password(conn: psycopg.Connection, scope: AccessScope, password_hash: str) -> None:
-    """Store the caller's new password hash (the caller checked the current one)."""
+def change_own_password(conn: psycopg.Connection, scope: AccessScope, password_hash: str, *,
+                        action: str = "user.change_password") -> None:
+    """Store the caller's new password hash and end all their sessions.
+
+    The caller checked who they are (the current password, or a link from their
+    mailbox) and starts a new session afterwards if it should go on.
+    """
     if scope.user_id is None:
         raise AccessDenied("only a logged-in user changes their own password")
     with conn.transaction():
         row = conn.execute(
             """UPDATE users SET password_hash = %s, must_change_password = false,
-                      password_changed_at = now()
+                      password_changed_at = now(), password_expires_at = NULL
                WHERE id = %s AND active RETURNING company_id""",
             (password_hash, scope.user_id),
         ).fetchone()
         if row is None:
             raise AccessDenied("no such user")
-        audit.record(conn, scope, "user.change_password", target=f"user:{scope.user_id}",
+        login_sessions.end_all(conn, scope.user_id)
+        audit.record(conn, scope, action, target=f"user:{scope.user_id}",
                      company_id=row["company_id"], after={"password": "changed"})
 
 

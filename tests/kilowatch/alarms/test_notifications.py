@@ -16,7 +16,7 @@ from kilowatch.alarms import notifications, outbox
 from kilowatch.jobs import offline
 from kilowatch.mailer import parse_smtp_url
 from kilowatch.telemetry import ingest
-from tests.kilowatch.smtp_server import SmtpServer, bodies
+from tests.kilowatch.smtp_server import bodies
 
 BASE_URL = "https://kilowatch.example.com"
 
@@ -63,14 +63,6 @@ def world(kw_env):
     with db.connect(autocommit=True) as conn:
         return {"acme": make_company(conn, "Acme", admins=2),
                 "globex": make_company(conn, "Globex", admins=1)}
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
