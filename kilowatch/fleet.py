@@ -97,14 +97,15 @@ def create_company(conn: psycopg.Connection, scope: AccessScope, name: str) -> i
 
 
 @functools.cache
-def _timezones() -> frozenset[str]:
+def timezones() -> frozenset[str]:
+    """Return the IANA time-zone names a site may have."""
     # "localtime" and "posixrules" name files of this machine, not places.
     return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
 
 
 def validate_timezone(name: str) -> str:
     """Return an IANA time-zone name unchanged, or raise FleetError."""
-    if not isinstance(name, str) or name not in _timezones():
+    if not isinstance(name, str) or name not in timezones():
         raise FleetError(f"{str(name)[:60]!r} is not an IANA time zone (e.g. Europe/Paris)",
                          "timezone")
     return name
