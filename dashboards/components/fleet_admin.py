@@ -131,12 +131,12 @@ def activation_code(serial: str, code: str, *, first: bool) -> dbc.Alert:
     days = lifecycle.CODE_VALID_FOR.days
     lead = f"Device {serial} registered. Activation code:" if first else \
         f"New activation code for {serial}:"
+    note = f"Shown only now: it is not stored and cannot be shown again. Valid {days} days, " \
+        "for one activation" + ("." if first else "; the previous code no longer works.")
     return dbc.Alert(color="warning", dismissable=True, id="admin-devices-code-alert", children=[
         html.Div(lead),
         html.Code(code, className="kw-secret", id="admin-devices-code"),
-        html.Div(f"Shown only now: it is not stored and cannot be shown again. Valid {days} "
-                 "days, for one activation; the previous code no longer works.",
-                 className="small mt-2"),
+        html.Div(note, className="small mt-2"),
     ])
 
 
@@ -144,10 +144,11 @@ def confirmation(device: dict, action: str) -> tuple[str, str, str, str]:
     """Return the confirm dialog's title, text, button label and colour for an action."""
     serial = device["serial"]
     if action == "revoke":
-        return (f"Revoke {serial}?",
-                f"{serial} ({device['site_name']}) loses its credentials: the broker cuts it "
-                "off within seconds and refuses whatever it sends. It needs a new activation "
-                "code to come back.", "Revoke", "danger")
+        what = ("loses its credentials: the broker cuts it off within seconds and refuses "
+                "whatever it sends" if device["state"] == "activated"
+                else "loses its pending activation code")
+        return (f"Revoke {serial}?", f"{serial} ({device['site_name']}) {what}. It needs a new "
+                "activation code to come back.", "Revoke", "danger")
     return (f"New activation code for {serial}?",
             "A new one-time code is shown once; any code issued before stops working. "
             "An activated device keeps its connection until it activates again.",

@@ -144,7 +144,7 @@ def _register(conn, scope, form: dict):
         rated_power_kw=admin_fields.as_number(form["rated_power_kw"], "rated_power_kw",
                                               "rated power"),
         capacity_kwh=admin_fields.as_number(form["capacity_kwh"], "capacity_kwh", "capacity"))
-    return (fleet_admin.activation_code(serial, code, first=True), False,
+    return (fleet_admin.activation_code(serial, code, first=True), False, "",
             *admin_fields.cleared(FIELDS))
 
 
@@ -157,11 +157,12 @@ def _confirmed(conn, scope, form: dict):
         message = fleet_admin.activation_code(
             device["serial"], lifecycle.issue_code(conn, scope, device_id), first=False)
     elif lifecycle.revoke(conn, scope, device_id):
-        message = admin.success(f"{device['serial']} is revoked: the broker cuts it off within "
-                                "seconds. It needs a new activation code to come back.")
+        cut = ": the broker cuts it off within seconds" if device["state"] == "activated" else ""
+        message = admin.success(f"{device['serial']} is revoked{cut}. It needs a new "
+                                "activation code to come back.")
     else:
         message = admin.success(f"{device['serial']} had no credentials or code to revoke.")
-    return (message, False, *admin_fields.cleared(FIELDS))
+    return (message, False, no_update, *admin_fields.cleared(FIELDS))
 
 
 ACTIONS = {"admin-devices-register": _register, "admin-devices-confirm": _confirmed}
@@ -170,7 +171,7 @@ ACTIONS = {"admin-devices-register": _register, "admin-devices-confirm": _confir
 @guarded_callback(
     output=[Output("admin-devices-message", "children"), Output("admin-devices-changed", "data"),
             Output("admin-devices-confirm-modal", "is_open", allow_duplicate=True),
-            *admin_fields.error_outputs(FORM, FIELDS)],
+            Output("admin-devices-serial", "value"), *admin_fields.error_outputs(FORM, FIELDS)],
     inputs={"clicks": [Input(button, "n_clicks") for button in ACTIONS]},
     state={"form": {**{name: State(admin_fields.element_id(FORM, name), "value")
                        for name in FIELDS},
@@ -181,5 +182,5 @@ ACTIONS = {"admin-devices-register": _register, "admin-devices-confirm": _confir
 def change_devices(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
     return admin.run_clicked(ACTIONS, clicks, form, changed, errors=(fleet.FleetError,),
-                             failure=admin_fields.field_failure(FIELDS, False),
-                             extra=1 + len(FIELDS))
+                             failure=admin_fields.field_failure(FIELDS, False, no_update),
+                             extra=2 + len(FIELDS))

@@ -62,7 +62,8 @@ def _site_form() -> dbc.Card:
         ]),
         html.Datalist(id="admin-sites-zones", children=[html.Option(value=z) for z in zones]),
         dbc.Button("Create site", id="admin-sites-create", color="primary", className="me-2"),
-        dbc.Button("Save changes", id="admin-sites-save", color="primary", outline=True),
+        dbc.Button("Save changes", id="admin-sites-save", color="primary", outline=True,
+                   disabled=True),
     ])])
 
 
@@ -105,14 +106,15 @@ def offer_sites(company_id, _changed):
 
 
 @guarded_callback(*[Output(admin_fields.element_id(FORM, name), "value") for name in FIELDS],
+                  Output("admin-sites-save", "disabled"),
                   Input("admin-sites-site", "value"), roles=ADMIN_ROLES)
 def fill_form(site_id):
-    """Fill the form with the chosen site, or empty it for a new one."""
+    """Fill the form with the chosen site, or empty it for a new one (nothing to save then)."""
     if not site_id:
-        return (None,) * len(FIELDS)
+        return (*[None] * len(FIELDS), True)
     with connection() as conn:
         site = fleet.site_for_admin(conn, current_scope(), as_id(site_id))
-    return tuple(site[name] for name in FIELDS)
+    return (*[site[name] for name in FIELDS], False)
 
 
 def _values(form: dict) -> dict:

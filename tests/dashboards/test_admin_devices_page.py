@@ -84,6 +84,7 @@ def test_superadmin_registers_a_device_and_sees_its_code_once(app, conn, tenants
     assert code not in json.dumps(row, default=str)
     assert all(answer[f"admin-devices-{f}-error"]["children"] is None
                for f in ("serial", "site-id", "model", "rated-power-kw", "capacity-kwh"))
+    assert answer["admin-devices-serial"]["value"] == ""  # ready for the next device
     listing = _list(client, app, tenants.b.id).get_data(as_text=True)
     assert "PAGE-B1" in listing and "registered" in listing and "code issued" in listing
     assert code not in listing
@@ -121,6 +122,7 @@ def test_bad_input_gets_a_message_next_to_its_field(app, conn, tenants, values, 
     others = [k for k in answer if k.endswith("-error") and k != f"admin-devices-{field}-error"]
     assert others and all(answer[k]["children"] is None for k in others)
     assert "admin-devices-message" not in answer  # a code shown before stays on the screen
+    assert "admin-devices-serial" not in answer  # what was typed stays, to be corrected
     assert _device(conn, "PAGE-BAD") is None
 
 

@@ -80,7 +80,9 @@ def test_admin_creates_a_site_with_its_contact_and_sees_it_listed(app, conn, ten
 def test_admin_edits_a_site_chosen_in_the_form(app, conn, tenants):
     client = signed_in(app, tenants.a.admin)
     site_id = _site(conn, name="Harbour depot")["id"]
+    assert _answer(_fill(client, app, ""))["admin-sites-save"]["disabled"] is True
     shown = _answer(_fill(client, app, site_id))
+    assert shown["admin-sites-save"]["disabled"] is False
     assert shown["admin-sites-contact-email"]["value"] == "ada@quay.example.com"
     assert shown["admin-sites-latitude"]["value"] == 48.38
     answer = _answer(_save(client, app, site_id, **{**HARBOUR, "contact-phone": "+33 6 11 22 33 44",
