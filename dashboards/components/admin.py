@@ -74,7 +74,8 @@ def run_clicked(actions: Mapping[str, Callable], clicks: list, form: dict, chang
     ``actions`` maps a button id to ``action(conn, scope, form)``, which returns the
     message, or with ``extra`` outputs a tuple ``(message, *extra_values)``. Nothing
     clicked leaves every output as it is; an error of ``errors`` shows ``failure(error)``
-    and leaves the rest as it is, so the page reloads nothing.
+    and leaves the rest as it is, so the page reloads nothing; a ``failure`` that returns
+    a tuple gives the message and the extra outputs (e.g. messages next to the fields).
     """
     action = actions.get(ctx.triggered_id)
     if action is None or not any(clicks):
@@ -83,6 +84,9 @@ def run_clicked(actions: Mapping[str, Callable], clicks: list, form: dict, chang
         with connection() as conn:
             result = action(conn, current_scope(), form)
     except errors as error:
-        return (failure(error),) + (no_update,) * (1 + extra)
+        shown = failure(error)
+        if isinstance(shown, tuple):
+            return (shown[0], no_update, *shown[1:])
+        return (shown,) + (no_update,) * (1 + extra)
     message, *more = result if extra else (result,)
     return (message, next_count(changed), *more)

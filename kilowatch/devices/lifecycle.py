@@ -66,10 +66,11 @@ def register(conn: psycopg.Connection, scope: AccessScope, *, site_id: int, seri
              model: str, rated_power_kw: float | None = None,
              capacity_kwh: float | None = None, now: dt.datetime | None = None) -> tuple[int, str]:
     """Register a device and issue its first activation code; return (id, code)."""
-    if rules.is_reserved(serial):
-        raise fleet.FleetError(f"serials starting with {rules.RESERVED_PREFIX!r} are reserved "
-                               "for the platform's own broker accounts")
     with conn.transaction():
+        fleet.site_for_admin(conn, scope, site_id)  # a site not theirs is refused before all
+        if isinstance(serial, str) and rules.is_reserved(serial):
+            raise fleet.FleetError(f"serials starting with {rules.RESERVED_PREFIX!r} are "
+                                   "reserved for the platform's own broker accounts", "serial")
         device_id = fleet.register_device(conn, scope, site_id=site_id, serial=serial,
                                           model=model, rated_power_kw=rated_power_kw,
                                           capacity_kwh=capacity_kwh)
