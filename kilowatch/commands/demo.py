@@ -2,16 +2,19 @@
 
 In order: migrate; start ``kilowatch collector``, ``kilowatch web`` (HTTPS with the
 local stack's certificate) and a worker that only keeps the broker's accounts in
-line; once the collector reports (on its metrics port) that it is subscribed, start
-``kilowatch simulate --register`` (it creates the company, sites and devices
-through the CLI, activates each device over HTTPS with its one-time code, connects
-over TLS with the credentials it got, replays ``--backfill`` days of history, then
-publishes live); start the full ``kilowatch worker`` once the history has arrived
-(so the rollups are computed in bulk); create one user of each role and a group
-with site grants through ``kilowatch user`` and ``kilowatch group``; print the URL
-and logins.
+line, while the company, one user of each role, a group and the demo tariff are
+created through ``kilowatch company``, ``user``, ``group`` and ``tariff``; once the
+collector reports (on its metrics port) that it is subscribed, start ``kilowatch
+simulate --register`` (it creates the sites and devices through the CLI, activates
+each device over HTTPS, connects over TLS, replays two months of history at one
+sample every 15 minutes, then publishes live, with one alarm kept raised); while
+the history arrives, grant the group its sites, assign the tariff and set each
+site's storage strategy (``kilowatch tariff assign``, ``kilowatch schedule set``;
+see :mod:`kilowatch.commands.demo_fleet`); compute last month's bills; start the
+full ``kilowatch worker`` (so the rollups are computed in bulk); print the URL and
+logins.
 Everything runs as subprocesses of the real CLI; Ctrl-C stops them all.
-``--check`` waits until the web app answers and telemetry is stored, then stops.
+``--check`` waits until the demo shows what it should, then stops.
 
 ``kilowatch web`` refuses the public development secret key, so unless
 KILOWATCH_SECRET_KEY is set the demo gives its services a random key for this
