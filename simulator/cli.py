@@ -15,6 +15,7 @@ from kilowatch.cli import UserError
 from kilowatch.fleet import SERIAL_PATTERN
 from kilowatch.settings import get_settings
 from simulator import identity, register, runner
+from simulator.alarms import KINDS
 from simulator.controller import default_controller
 from simulator.link import LinkError, MqttLink
 from simulator.schedule_follower import following_controller
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
               help="Go silent (no telemetry, no will) for this many seconds once.")
 @click.option("--outage-after", type=click.FloatRange(0, None), default=60.0, show_default=True,
               help="Seconds of live publishing before the outage starts.")
+@click.option("--stuck-alarm", "stuck_alarms", multiple=True, metavar="SERIAL:CODE",
+              help="Raise this alarm on this device when live publishing starts and keep it "
+                   f"raised (codes: {', '.join(KINDS)}); repeatable.")
 @click.option("--register", "do_register", is_flag=True,
               help="Create the company, sites and devices through the kilowatch CLI first.")
 @click.option("--company", default="Demo Energy", show_default=True,
@@ -58,7 +62,7 @@ log = logging.getLogger(__name__)
               default="kilowatch-simulator-state.json", show_default=True,
               help="File keeping each device's activation code and MQTT credentials (0600).")
 def simulate(site_count, interval, seed, backfill_days, backfill_interval, duration, fault_rate,
-             drop_rate, extra_points, outage, outage_after, do_register, company,
+             drop_rate, extra_points, outage, outage_after, stuck_alarms, do_register, company,
              serial_prefix, ignore_schedules, state_path) -> None:
     """Simulate a fleet of BESS sites publishing telemetry, alarms and status over MQTT.
 
@@ -72,11 +76,13 @@ def simulate(site_count, interval, seed, backfill_days, backfill_interval, durat
         raise UserError(f"--backfill must be less than the raw retention "
                         f"({settings.raw_retention_days} days): older data would be rejected")
     sites = _make_sites(site_count, seed, serial_prefix)
+    stuck = _stuck_alarms(stuck_alarms, {site.serial for site in sites})
     codes = _register(sites, company) if do_register else {}
     options = runner.RunOptions(
         interval_s=interval, backfill_days=backfill_days, backfill_interval_s=backfill_interval,
         duration_s=duration, fault_rate=fault_rate, drop_rate=drop_rate,
-        extra_points=extra_points, outage_s=outage, outage_after_s=outage_after)
+        extra_points=extra_points, outage_s=outage, outage_after_s=outage_after,
+        stuck_alarms=stuck)
     if settings.simulator_mqtt_url:
         links = _connect_bench(sites, settings.simulator_mqtt_url, settings.mqtt_prefix)
     else:
@@ -107,6 +113,20 @@ def _make_sites(count: int, seed: int, serial_prefix: str) -> list[SiteSpec]:
         raise UserError(f"--serial-prefix gives invalid serials such as {bad[0]!r} "
                         "(1-64 letters, digits, '-' or '_')")
     return sites
+
+
+def _stuck_alarms(values: tuple[str, ...], serials: set[str]) -> tuple[tuple[str, str], ...]:
+    stuck = []
+    for value in values:
+        serial, _, code = value.rpartition(":")
+        if serial not in serials:
+            raise UserError(f"--stuck-alarm {value!r}: expected SERIAL:CODE with the serial of a "
+                            f"simulated device such as {min(serials)}")
+        if code not in KINDS:
+            raise UserError(f"--stuck-alarm {value!r}: unknown alarm code {code!r} "
+                            f"(expected one of {', '.join(KINDS)})")
+        stuck.append((serial, code))
+    return tuple(stuck)
 
 
 def _serial_ok(serial: str) -> bool:
