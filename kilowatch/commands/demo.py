@@ -149,7 +149,8 @@ def web_tls(settings: Settings) -> list[str]:
 def _demo_devices() -> list[dict]:
     with db.connect(autocommit=True) as conn:
         return conn.execute(
-            "SELECT d.id, d.serial, s.id AS site_id, s.name AS site_name, "
+            "SELECT d.id, d.serial, d.rated_power_kw, d.capacity_kwh, s.id AS site_id, "
+            "s.name AS site_name, s.timezone, "
             "(SELECT max(time) FROM telemetry t WHERE t.device_id = d.id "
             " AND t.time > now() - interval '1 day') AS newest "
             "FROM devices d JOIN sites s ON s.id = d.site_id JOIN companies c "
@@ -303,6 +304,7 @@ def _run(services: Services, url: str, *, sites: int, backfill_days: float, port
     _wait(lambda: _history_arrived(sites, backfill_days), "the backfilled history", services,
           3600)
     _compute_bills(devices)
+    click.echo(demo_fleet.commission([d["site_id"] for d in devices], settings))
     services.start("worker", "worker")
     _print_logins(url, logins, max(sites - 1, 1), sites)
     if check:
@@ -341,7 +343,7 @@ def _set_up_site(device: dict, since) -> None:
     site_id = str(device["site_id"])
     _cli_or_fail(f"assign the demo tariff to site {site_id}", "tariff", "assign", "--site",
                  site_id, "--tariff", demo_fleet.TARIFF_NAME, "--from", since.isoformat())
-    name, schedule = demo_fleet.schedule_of(device["serial"])
+    name, schedule = demo_fleet.schedule_of(device)
     _cli_or_fail(f"set the schedule of site {site_id}", "schedule", "set", "--site", site_id,
                  "--file", "-", "--comment", f"Demo: {name}", stdin=json.dumps(schedule))
     click.echo(f"site {site_id:<4} {device['site_name']}: {demo_fleet.describe(name, schedule)}"

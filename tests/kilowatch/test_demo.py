@@ -75,6 +75,11 @@ def test_demo_check_shows_strategies_bills_and_alarms_and_prints_working_logins(
         "SIM-0001", "SIM-0002", "SIM-0003"]
     for name in ("collector", "web", "broker", "simulator", "worker"):
         assert re.search(rf"^{name}\s+started \(pid \d+\)", result.stdout, re.MULTILINE)
+    assert re.search(r"^commissioning: report issued for site \d+; site \d+ in progress, "
+                     r"\d+ of \d+ checklist items open$", result.stdout, re.MULTILINE)
+    issued = conn.execute("SELECT r.version, r.pdf FROM commissioning_reports r JOIN devices d "
+                          "ON d.site_id = r.site_id WHERE d.serial = 'SIM-0001'").fetchall()
+    assert [r["version"] for r in issued] == [1] and bytes(issued[0]["pdf"]).startswith(b"%PDF")
     _assert_logins_work(conn, result.stdout)
     _assert_fleet_shows_everything(conn, last_month)
 
