@@ -23,6 +23,7 @@ from collector import metrics
 from kilowatch import db, migrations
 from kilowatch.settings import Settings, load_settings, reset_settings
 
+pytest_plugins = ["tests.tiers"]
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
 _TEMPLATE_LOCK = 7_120_002

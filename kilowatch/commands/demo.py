@@ -30,8 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from collector import metrics
-from kilowatch import db, fleet, migrations
+from kilowatch import db, fleet, migrations, probes
 from kilowatch.access import system_scope
 from kilowatch.accounts import passwords
 from kilowatch.cli import UserError, main
@@ -225,7 +224,7 @@ def _run(services: Services, url: str, *, sites: int, backfill_days: float, port
     services.start("collector", "collector", "--metrics-port", str(metrics_port), *extra)
     services.start("web", "web", "--host", "127.0.0.1", "--port", str(port))
     # The devices speak only once the collector is subscribed, so no message is lost.
-    _wait(lambda: metrics.is_subscribed(metrics_port), "the collector's subscription",
+    _wait(lambda: probes.collector_is_subscribed(metrics_port), "the collector's subscription",
           services, 60)
     services.start("simulator", "simulate", "--register", "--company", COMPANY,
                    "--sites", str(sites), "--backfill", f"{backfill_days:g}",
