@@ -11,12 +11,12 @@ bootstrap:
 stack: bootstrap
 	scripts/stack up
 
-# Each test module has its own database and prefixes, so modules run in parallel; a
-# module's tests stay on one worker (--dist loadfile) to share its module fixtures.
+# Each test module has its own database and prefixes, so modules run in parallel, one
+# worker per CPU; a module's tests stay on one worker (--dist loadfile) to share them.
 test: stack
 	$(RUN) ruff check .
 	$(RUN) lint-imports --no-logo
-	$(RUN) pytest -n 4 --dist loadfile
+	$(RUN) pytest -n auto --dist loadfile
 
 # The services point at closed ports, so a unit test that reaches a server fails.
 test-fast: bootstrap

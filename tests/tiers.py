@@ -4,8 +4,8 @@ A test is ``integration`` when it needs a server or a subprocess: it uses (direc
 or through other fixtures) a fixture from SERVER_FIXTURES, or its module is in
 SUBPROCESS_MODULES. ``browser`` tests keep only their own marker. Every other test
 is ``unit`` and runs with no server at all (``make test-fast``); a unit test that
-reaches the ``stack`` fixture all the same fails at once instead of quietly
-starting the servers.
+reaches one of those fixtures all the same (say, through ``getfixturevalue``) fails
+at once instead of quietly starting the servers.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def tier(item: pytest.Item) -> str:
     return "unit"
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its tier (before ``-m`` selects)."""
+    """Mark each test with its tier."""
     for item in items:
         name = tier(item)
         if name != "browser":
