@@ -28,6 +28,7 @@ from kilowatch.mqtt import broker_address
 from kilowatch.settings import DEV_MQTT_PASSWORD, Settings, load_settings, reset_settings
 from tests.kilowatch.smtp_server import SmtpServer
 
+pytest_plugins = ["tests.tiers"]
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
 # The stack's broker: services on MQTT_PORT, devices on MQTT_TLS_PORT (TLS only).

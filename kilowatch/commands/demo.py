@@ -42,8 +42,7 @@ from pathlib import Path
 
 import click
 
-from collector import metrics
-from kilowatch import db, fleet, migrations
+from kilowatch import db, fleet, migrations, probes
 from kilowatch.access import system_scope
 from kilowatch.accounts import passwords
 from kilowatch.billing import savings
@@ -318,7 +317,7 @@ def _run(services: Services, url: str, *, sites: int, backfill_days: float, port
 def _start_fleet(services: Services, url: str, settings: Settings, metrics_port: int, *,
                  sites: int, backfill_days: float, check: bool, state_path: str) -> None:
     """Start the simulator once the collector and the web app are up; wait for its sites."""
-    _wait(lambda: metrics.is_subscribed(metrics_port), "the collector's subscription",
+    _wait(lambda: probes.collector_is_subscribed(metrics_port), "the collector's subscription",
           services, 60)
     _wait(lambda: _web_is_up(url, settings.mqtt_ca_file), "the web app", services, 60)
     services.start("simulator", "simulate", "--register", "--company", COMPANY,
