@@ -1,4 +1,4 @@
-"""Maintain the per-minute and per-hour rollups from raw telemetry."""
+"""Maintain the per-minute and per-hour rollups: new buckets, then late data newest first."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import psycopg
 
 from kilowatch.jobs import Job
 from kilowatch.settings import Settings
-from kilowatch.telemetry import storage as telemetry
+from kilowatch.telemetry import rollups
+from kilowatch.telemetry.storage import ROLLUPS
 
 
 def run(conn: psycopg.Connection, settings: Settings) -> list[dict]:
-    """Compute closed buckets up to each rollup's watermark, then the marked late ones."""
+    """Compute closed buckets up to each rollup's watermark, then the late ranges."""
     now = dt.datetime.now(dt.UTC)
-    return [telemetry.catch_up(conn, rollup, now) for rollup in telemetry.ROLLUPS]
+    done = [rollups.catch_up(conn, rollup, now) for rollup in ROLLUPS]
+    return [*done, rollups.catch_up_late(conn)]
 
 
 JOBS = [Job("rollups", 30, run)]
