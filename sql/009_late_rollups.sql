@@ -14,6 +14,10 @@ ALTER TABLE telemetry_1h
     ADD COLUMN last_time  timestamptz,
     ADD COLUMN rise       double precision;
 
+-- When hourly rows last changed (new hours or late data): caches of figures read
+-- from them (the fleet table's energy today) are keyed by it.
+ALTER TABLE rollup_state ADD COLUMN changed_at timestamptz;
+
 -- Minutes [lo, hi) of a device whose rollup rows (minute, and the hours holding
 -- them) must be recomputed from raw rows. Readers take raw rows there meanwhile.
 CREATE TABLE rollup_pending (

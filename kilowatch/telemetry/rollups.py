@@ -45,6 +45,13 @@ def increase(prev: str, value: str) -> str:
             f"WHEN {value} < {prev} / 2 THEN greatest({value}, 0) ELSE 0 END)")
 
 
+def advance(prev: float, value: float) -> float:
+    """Return how far a counter advanced from ``prev`` to ``value`` (as :func:`increase`)."""
+    if value >= prev:
+        return value - prev
+    return max(value, 0.0) if value < prev / 2 else 0.0
+
+
 _MINUTES_SQL = """
 INSERT INTO telemetry_1m (bucket, device_id, point_id, avg, min, max, first, first_time,
                           last, last_time, count)
@@ -108,7 +115,9 @@ def compute_hours(conn: psycopg.Connection, lo: dt.datetime, hi: dt.datetime, *,
     """(Re)compute the hourly rows of [lo, hi) (whole hours) from minute rows."""
     kind = "all" if devices is None else "devices"
     query = _HOURS_SQL.replace("{devices}", _DEVICES[kind].format(alias="m"))
-    return conn.execute(query, {"lo": lo, "hi": hi, "devices": devices}).rowcount
+    rows = conn.execute(query, {"lo": lo, "hi": hi, "devices": devices}).rowcount
+    conn.execute("UPDATE rollup_state SET changed_at = clock_timestamp() WHERE rollup = '1h'")
+    return rows
 
 
 def _compute(conn: psycopg.Connection, rollup: Rollup, lo: dt.datetime,
