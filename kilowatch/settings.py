@@ -130,6 +130,7 @@ class Settings:
     secure_cookies: bool = False
     notify_max_per_hour: int = 10
     comm_lost_recheck: int = 60
+    worker_statement_timeout: int = 300
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -156,6 +157,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "secure_cookies": _bool,
     "notify_max_per_hour": _positive_int,
     "comm_lost_recheck": _positive_int,
+    "worker_statement_timeout": _positive_int,
 }
 
 
