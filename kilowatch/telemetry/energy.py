@@ -6,9 +6,9 @@ multiple) for bills, or days and months in the site's time zone for energy
 bars — summed over the site's devices:
 
 - Readings keep their own time (:mod:`kilowatch.telemetry.readings`). Between
-  two consecutive readings a counter advances by their difference — a drop below
-  half the previous reading is a reset after which the new value counts from
-  zero, a smaller drop counts nothing — spread evenly over the time between
+  two consecutive readings a counter advances by their difference — a drop of
+  more than a tenth is a reset after which the new value counts from zero, a
+  smaller drop counts nothing — spread evenly over the time between
   them. An interval's energy is thus the counter read at its two boundaries,
   interpolated between the readings on either side of each, and does not depend
   on how often the device reports. A counter's first reading is a baseline,

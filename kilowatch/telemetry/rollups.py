@@ -33,23 +33,25 @@ from kilowatch.telemetry.storage import WATERMARK_LOCK, Rollup, add_pending
 
 HOUR = dt.timedelta(hours=1)
 LATE_WINDOW = dt.timedelta(hours=6)
+RESET_BELOW = 0.9  # a counter reading below this share of the one before is a reset
 
 
 def increase(prev: str, value: str) -> str:
     """Return SQL for how far a counter advanced from reading ``prev`` to ``value``.
 
-    A drop below half the previous reading is a reset: the new value counted
-    from zero. A smaller drop (an older reading replayed, jitter) counts nothing.
+    A drop of more than a tenth of the previous reading is a reset: the new value
+    counted from zero. A smaller drop (jitter, an older reading sent again with a
+    new time) counts nothing, so a counter's value never counts as energy.
     """
     return (f"(CASE WHEN {value} >= {prev} THEN {value} - {prev} "
-            f"WHEN {value} < {prev} / 2 THEN greatest({value}, 0) ELSE 0 END)")
+            f"WHEN {value} < {prev} * {RESET_BELOW} THEN greatest({value}, 0) ELSE 0 END)")
 
 
 def advance(prev: float, value: float) -> float:
     """Return how far a counter advanced from ``prev`` to ``value`` (as :func:`increase`)."""
     if value >= prev:
         return value - prev
-    return max(value, 0.0) if value < prev / 2 else 0.0
+    return max(value, 0.0) if value < prev * RESET_BELOW else 0.0
 
 
 _MINUTES_SQL = """
@@ -196,18 +198,6 @@ def _ceil_hour(moment: dt.datetime) -> dt.datetime:
     return floor if floor == moment else floor + HOUR
 
 
-def merge_ranges(ranges: list[tuple[dt.datetime, dt.datetime]]
-                 ) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Merge overlapping or touching [lo, hi) ranges, in time order."""
-    merged: list[list[dt.datetime]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
-
-
 def _device_points(conn: psycopg.Connection, devices: list[int]) -> list[int] | None:
     """Return the points the devices have sent, or None if one has none registered."""
     rows = conn.execute(
@@ -220,20 +210,23 @@ def _device_points(conn: psycopg.Connection, devices: list[int]) -> list[int] | 
 
 def _take_window(conn: psycopg.Connection, window: dt.timedelta
                  ) -> dict[tuple[dt.datetime, dt.datetime], list[int]]:
-    """Take the newest pending ranges (the rest is put back); group devices by range."""
+    """Take the newest pending ranges (the rest is put back); group devices by their hull."""
     taken = conn.execute(_TAKE_SQL, {"window": window}).fetchall()
     if not taken:
         return {}
     window_lo = taken[0]["window_lo"]
     add_pending(conn, [(r["device_id"], r["lo"], window_lo) for r in taken
                        if r["lo"] < window_lo])
-    per_device: dict[int, list] = defaultdict(list)
+    # One range per device: its hull in the window. Recomputing minutes that were not
+    # late costs less than a statement per scattered late minute.
+    hulls: dict[int, tuple[dt.datetime, dt.datetime]] = {}
     for row in taken:
-        per_device[row["device_id"]].append((max(row["lo"], window_lo), row["hi"]))
+        lo, hi = max(row["lo"], window_lo), row["hi"]
+        known = hulls.get(row["device_id"])
+        hulls[row["device_id"]] = (min(lo, known[0]), max(hi, known[1])) if known else (lo, hi)
     groups: dict[tuple[dt.datetime, dt.datetime], list[int]] = defaultdict(list)
-    for device_id, ranges in sorted(per_device.items()):
-        for lo_hi in merge_ranges(ranges):
-            groups[lo_hi].append(device_id)
+    for device_id, hull in sorted(hulls.items()):
+        groups[hull].append(device_id)
     return groups
 
 

@@ -32,6 +32,7 @@ Row = tuple[dt.datetime, int, int, float]  # time, device_id, point_id, value
 
 WATERMARK_LOCK = (7_120_300, 1)  # advisory lock guarding rollup watermarks
 MINUTE = dt.timedelta(minutes=1)
+MERGE_GAP = dt.timedelta(minutes=30)  # late minutes closer than this are one range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,10 +190,14 @@ def add_pending(conn: psycopg.Connection,
 
 def minute_ranges(buckets: Iterable[tuple[int, dt.datetime]]
                   ) -> list[tuple[int, dt.datetime, dt.datetime]]:
-    """Merge (device, minute bucket) pairs into (device, lo, hi) runs of consecutive minutes."""
+    """Merge (device, minute bucket) pairs into (device, lo, hi) ranges.
+
+    Minutes less than :data:`MERGE_GAP` apart share a range: recomputing the few
+    minutes between them costs less than one more range to track and recompute.
+    """
     ranges: list[list] = []
     for device_id, bucket in sorted(set(buckets)):
-        if ranges and ranges[-1][0] == device_id and ranges[-1][2] == bucket:
+        if ranges and ranges[-1][0] == device_id and bucket - ranges[-1][2] < MERGE_GAP:
             ranges[-1][2] = bucket + MINUTE
         else:
             ranges.append([device_id, bucket, bucket + MINUTE])

@@ -5,8 +5,8 @@ midnight: the rise inside each closed hour and the increases between hours
 (hourly rollup), the reading before midnight interpolated at midnight, and the
 live value in Redis for what came after the last closed hour. A counter's first
 reading is a baseline, never energy, so a device that starts mid-day counts
-from its first reading; a drop below half is a reset after which the new value
-counts from zero (:func:`kilowatch.telemetry.rollups.advance`). A counter
+from its first reading; a drop of more than a tenth is a reset after which the
+new value counts from zero (:func:`kilowatch.telemetry.rollups.advance`). A counter
 without any reading since midnight has no figure (None), never zero.
 
 Hourly figures change only when the worker writes hourly rows (a closed hour,

@@ -45,8 +45,8 @@ def store(conn, device: int, readings: dict[str, Iterable[tuple[datetime, float]
 
 
 def roll_up(conn, devices: list[int], lo: datetime, hi: datetime) -> None:
-    """Compute the devices' minute and hourly rows over [lo, hi) and mark them done."""
-    lo_h, hi_h = coverage.floor(lo, HOUR), coverage.ceil(hi, HOUR)
+    """Compute the devices' minute and hourly rows of the hours holding [lo, hi], mark them done."""
+    lo_h, hi_h = coverage.floor(lo, HOUR), coverage.floor(hi, HOUR) + HOUR
     with conn.transaction():
         rollups.compute_minutes(conn, lo_h, hi_h, devices=devices)
         rollups.compute_hours(conn, lo_h, hi_h, devices=devices)
