@@ -128,16 +128,15 @@ def test_today_counts_what_counters_advanced_across_midnight_and_a_reset(conn, w
 
 
 def test_a_counter_starting_mid_day_counts_from_its_first_reading(conn, world):
-    # Alpha's grid import counter first reads 340,000 kWh at 02:00 and runs at 3 kW:
-    # today is what it advanced until its last reading of a closed hour (03:59),
-    # 3 kW × 119 min, never 340,000.
+    # Alpha's grid import counter first reads 340,000 kWh at 02:00 and runs at 3 kW
+    # until its last reading at 04:00: today is the 6 kWh it advanced, never 340,000.
     device = world["devices"]["Alpha"]
     midnight, now = _a_week_ago_at(5)
     start = midnight + 2 * HOUR
     store(conn, device, {"meter.grid.e_import": counter(
         lambda m: 3.0, start, midnight + 4 * HOUR + MINUTE, MINUTE, first=340_000.0)})
     roll_up(conn, [device], start, midnight + 4 * HOUR)
-    assert _today(conn, world, "Alpha", now)["grid_import"] == pytest.approx(3.0 * 119 / 60)
+    assert _today(conn, world, "Alpha", now)["grid_import"] == pytest.approx(6.0)
 
 
 def test_late_data_of_today_is_read_raw_until_rolled_up(conn, world):
