@@ -48,8 +48,8 @@ import psycopg
 from kilowatch import fleet
 from kilowatch.access import AccessScope
 from kilowatch.telemetry import coverage
+from kilowatch.telemetry.counters import QUANTITIES, increase
 from kilowatch.telemetry.readings import LOOKBACK, readings_sql
-from kilowatch.telemetry.rollups import increase
 
 FIFTEEN_MINUTES = timedelta(minutes=15)
 GAP = timedelta(minutes=20)  # a longer span between two readings is a gap
@@ -57,15 +57,6 @@ _TOLERANCE_S = 1.0
 __all__ = ["FIFTEEN_MINUTES", "GAP", "LOOKBACK", "QUANTITIES", "EnergyInterval", "SiteEnergy",
            "Step", "boundaries", "describe_gaps", "site_energy"]
 
-# quantity: (counter point, power point, sign of the power that counts)
-QUANTITIES: dict[str, tuple[str, str, int]] = {
-    "grid_import": ("meter.grid.e_import", "meter.grid.p", 1),
-    "grid_export": ("meter.grid.e_export", "meter.grid.p", -1),
-    "load": ("meter.load.e", "meter.load.p", 1),
-    "pv": ("meter.pv.e", "meter.pv.p", 1),
-    "battery_charge": ("pcs.e_charge", "pcs.p", -1),
-    "battery_discharge": ("pcs.e_discharge", "pcs.p", 1),
-}
 _BALANCE = (("grid_import", 1), ("grid_export", -1), ("pv", 1), ("battery_discharge", 1),
             ("battery_charge", -1))
 

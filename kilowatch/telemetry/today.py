@@ -6,7 +6,7 @@ midnight: the rise inside each closed hour and the increases between hours
 live value in Redis for what came after the last closed hour. A counter's first
 reading is a baseline, never energy, so a device that starts mid-day counts
 from its first reading; a drop of more than a tenth is a reset after which the
-new value counts from zero (:func:`kilowatch.telemetry.rollups.advance`). A counter
+new value counts from zero (:mod:`kilowatch.telemetry.counters`). A counter
 without any reading since midnight has no figure (None), never zero.
 
 Hourly figures change only when the worker writes hourly rows (a closed hour,
@@ -29,8 +29,7 @@ from psycopg import sql
 
 from kilowatch.access import AccessScope, site_filter
 from kilowatch.redis_client import key
-from kilowatch.telemetry.energy import QUANTITIES
-from kilowatch.telemetry.rollups import advance, increase
+from kilowatch.telemetry.counters import QUANTITIES, advance, increase
 
 QUANTITIES_SHOWN = ("pv", "load", "grid_import", "grid_export")
 COUNTERS = {quantity: QUANTITIES[quantity][0] for quantity in QUANTITIES_SHOWN}

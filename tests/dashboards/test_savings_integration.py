@@ -90,7 +90,7 @@ def simulated(kw_env, settings, tmp_path_factory):
     with psycopg.connect(settings.database_url, autocommit=True,
                          row_factory=psycopg.rows.dict_row) as conn:
         for _ in range(20):
-            _run(kw_env, "worker", "--once", "--job", "rollups")
+            _run(kw_env, "worker", "--once", "--job", "rollups", "--job", "rollups.late")
             if _rollups_done(conn):
                 break
         assert _rollups_done(conn)

@@ -54,6 +54,7 @@ def roll_up(conn, devices: list[int], lo: datetime, hi: datetime) -> None:
                      "watermark = greatest(watermark, %s)", (hi_h, hi_h))
         conn.execute("UPDATE rollup_state SET done_until = %s, watermark = %s "
                      "WHERE done_until IS NULL", (hi_h, hi_h))
+    rollups.touch_hours(conn)
 
 
 def store_late(conn, device: int, readings: dict[str, Iterable[tuple[datetime, float]]]) -> None:

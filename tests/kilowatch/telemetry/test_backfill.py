@@ -93,7 +93,9 @@ def backfill(kw_env, settings):
     end -= timedelta(minutes=end.minute % 5)
     fleet = Fleet(end + EVERY)
     with db.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute("UPDATE rollup_state SET watermark = now(), done_until = now()")
+        # The rollups are at the present (a little past the backfill's end).
+        conn.execute("UPDATE rollup_state SET watermark = %s, done_until = %s",
+                     (end + 2 * EVERY, end + 2 * EVERY))
         _, site_a, (meter, hes_a) = make_site(conn, "Europe/Paris", ("meter", "HES-L"), "A")
         _, site_b, (hes_b,) = make_site(conn, "Europe/Paris", ("HES-L",), "B")
         devices = {"meter": meter, "hes_a": hes_a, "hes_b": hes_b}

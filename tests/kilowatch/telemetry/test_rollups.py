@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import os
 import random
@@ -9,6 +10,7 @@ import subprocess
 
 import pytest
 
+from kilowatch import db
 from kilowatch.telemetry import rollups
 from kilowatch.telemetry import storage as telemetry
 from tests.collector.helpers import Publisher, register_fleet, running_collector, wait_for
@@ -80,7 +82,7 @@ def test_rollups_equal_direct_time_bucket_queries(kw_env, conn, devices):
     ids = [devices["ROLL-1"], devices["ROLL-2"]]
     with conn.transaction():
         telemetry.copy_samples(conn, random_rows(ids, start, 150, seed=1))
-    result = worker(kw_env, "--job", "rollups")
+    result = worker(kw_env, "--job", "rollups", "--job", "rollups.late")
     assert result.returncode == 0, result.stderr
     assert "rollups: ran" in result.stdout
     assert_rollups_match_raw(conn, ids)
@@ -111,7 +113,7 @@ def test_late_data_through_the_collector_recomputes_its_buckets(kw_env, conn, de
                              for m in late), what="late minutes marked")
     assert min(lo for _, lo, _ in pending(conn)) == late[0]
     assert max(hi for _, _, hi in pending(conn)) == late[-1] + MINUTE
-    result = worker(kw_env, "--job", "rollups")
+    result = worker(kw_env, "--job", "rollups", "--job", "rollups.late")
     assert result.returncode == 0, result.stderr
     assert pending(conn) == []
     after = conn.execute("SELECT count, avg FROM telemetry_1m WHERE device_id = %s "
@@ -122,8 +124,8 @@ def test_late_data_through_the_collector_recomputes_its_buckets(kw_env, conn, de
 
 def test_late_data_is_recomputed_newest_first_a_window_at_a_time(conn, devices):
     # Three days of late rows for ROLL-3, ending an hour before the hourly rollup's
-    # cut: the first window takes the newest six hours (from a whole hour), and
-    # leaves the rest pending.
+    # cut: the first window takes the newest six-hour block (00-06, 06-12, 12-18 or
+    # 18-24 UTC) and leaves the rest pending.
     device = devices["ROLL-3"]
     cut = conn.execute("SELECT done_until FROM rollup_state WHERE rollup = '1h'"
                        ).fetchone()["done_until"]
@@ -134,19 +136,40 @@ def test_late_data_is_recomputed_newest_first_a_window_at_a_time(conn, devices):
                                                  step_s=20))
         telemetry.add_pending(conn, [(device, start, end)])
     done = rollups.recompute_late_window(conn)
-    window_lo = end - rollups.LATE_WINDOW
+    window_lo = (end - MINUTE).replace(hour=(end - MINUTE).hour // 6 * 6, minute=0)
     assert done["oldest"] == window_lo
     assert pending(conn, device) == [(device, start, window_lo)]
     minutes = conn.execute("SELECT min(bucket) AS lo, max(bucket) AS hi, count(*) AS n "
                            "FROM telemetry_1m WHERE device_id = %s", (device,)).fetchone()
     assert (minutes["lo"], minutes["hi"]) == (window_lo, end - MINUTE)
-    assert minutes["n"] == 3 * 6 * 60  # three points a minute
-    hours = conn.execute("SELECT count(*) AS n FROM telemetry_1h WHERE device_id = %s",
-                         (device,)).fetchone()
-    assert hours["n"] == 3 * 6
+    hours = (end - window_lo) / HOUR
+    assert minutes["n"] == 3 * 60 * hours  # three points a minute
+    assert conn.execute("SELECT count(*) AS n FROM telemetry_1h WHERE device_id = %s",
+                        (device,)).fetchone()["n"] == 3 * hours
     result = rollups.catch_up_late(conn)
-    assert result["pending"] == 0 and result["reached"] == start
+    assert result["pending"] == 0 and start - rollups.LATE_WINDOW < result["reached"] <= start
     assert_rollups_match_raw(conn, [device])
+
+
+def test_two_jobs_share_late_data_side_by_side(settings, conn, devices):
+    # Even and odd devices are recomputed by two connections at once, newest first.
+    ids = [devices["ROLL-1"], devices["ROLL-2"]]
+    end = conn.execute("SELECT done_until FROM rollup_state WHERE rollup = '1h'"
+                       ).fetchone()["done_until"] - 2 * dt.timedelta(days=1)
+    start = end - dt.timedelta(days=1)
+    with conn.transaction():
+        telemetry.copy_samples(conn, random_rows(ids, start, 24 * 60, seed=4, step_s=30))
+        telemetry.add_pending(conn, [(d, start, end) for d in ids])
+
+    def share(part):
+        with db.connect(settings.database_url, autocommit=True) as own:
+            return rollups.catch_up_late(own, part=part)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(share, [(0, 2), (1, 2)]))
+    assert all(r["windows"] >= 2 for r in results), results  # 4 or 5 six-hour blocks
+    assert pending(conn) == []
+    assert_rollups_match_raw(conn, ids)
 
 
 def test_a_late_window_reads_only_its_own_chunks_through_the_index(conn, devices):
@@ -156,10 +179,9 @@ def test_a_late_window_reads_only_its_own_chunks_through_the_index(conn, devices
     device = devices["ROLL-3"]
     newest = conn.execute("SELECT max(time) AS t FROM telemetry").fetchone()["t"]
     hi = telemetry.ROLLUP_BY_NAME["1h"].floor(newest) - 2 * HOUR
-    query = rollups._MINUTES_SQL.format(devices=rollups._DEVICES["points"].format(alias="t"))
+    query = rollups._MINUTES_SQL.format(devices=rollups._DEVICES["devices"].format(alias="t"))
     plan = conn.execute("EXPLAIN (FORMAT JSON) " + query,
-                        {"lo": hi - HOUR, "hi": hi, "devices": [device],
-                         "points": [1, 2, 13]}).fetchone()
+                        {"lo": hi - HOUR, "hi": hi, "devices": [device]}).fetchone()
     scans = list(_scans(plan["QUERY PLAN"][0]["Plan"]))
     chunks = conn.execute("SELECT count(*) AS n FROM timescaledb_information.chunks "
                           "WHERE hypertable_name = 'telemetry'").fetchone()["n"]
