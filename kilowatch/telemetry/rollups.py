@@ -289,16 +289,28 @@ def _newest_block(conn: psycopg.Connection, width: dt.timedelta, part: Part,
     return start, min(start + width, done)
 
 
-def _take_window(conn: psycopg.Connection, start: dt.datetime, end: dt.datetime
-                 ) -> dict[tuple[dt.datetime, dt.datetime], list[int]]:
+def _blocks(device_id: int, lo: dt.datetime, hi: dt.datetime, width: dt.timedelta
+            ) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """Cut [lo, hi) at window boundaries, so that parts never wait on each other's ranges."""
+    pieces = []
+    while lo < hi:
+        end = min(_EPOCH + ((lo - _EPOCH) // width + 1) * width, hi)
+        pieces.append((device_id, lo, end))
+        lo = end
+    return pieces
+
+
+def _take_window(conn: psycopg.Connection, start: dt.datetime, end: dt.datetime,
+                 width: dt.timedelta) -> dict[tuple[dt.datetime, dt.datetime], list[int]]:
     """Take the pending ranges over [start, end) (their rest is put back); group devices.
 
     Each device's ranges become their hull: recomputing a few minutes that were
     not late costs less than a statement per scattered late minute.
     """
     taken = conn.execute(_TAKE_SQL, {"start": start, "end": end}).fetchall()
-    add_pending(conn, [(r["device_id"], r["lo"], start) for r in taken if r["lo"] < start]
-                + [(r["device_id"], end, r["hi"]) for r in taken if r["hi"] > end])
+    rest = [piece for r in taken if r["lo"] < start
+            for piece in _blocks(r["device_id"], r["lo"], start, width)]
+    add_pending(conn, rest + [(r["device_id"], end, r["hi"]) for r in taken if r["hi"] > end])
     hulls: dict[int, tuple[dt.datetime, dt.datetime]] = {}
     for row in taken:
         lo, hi = max(row["lo"], start), min(row["hi"], end)
@@ -324,7 +336,7 @@ def recompute_late_window(conn: psycopg.Connection, *, window: dt.timedelta = LA
         block = _newest_block(conn, window, part, minutes_done) if minutes_done else None
         if block is None:
             return None
-        groups = _take_window(conn, *block)
+        groups = _take_window(conn, *block, window)
         minutes = hours = 0
         for (lo, hi), devices in groups.items():
             done = recompute_hours(conn, _floor_hour(lo), _ceil_hour(hi), devices=devices,
