@@ -179,6 +179,7 @@ class Settings:
     support_procedure: str = (
         "Write to support with the site name, the device serial and what you observed; "
         "call for a device offline or in fault. Support answers within one business day.")
+    worker_statement_timeout: int = 300
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -214,6 +215,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "support_email": _email,
     "support_phone": _phone,
     "support_procedure": _text,
+    "worker_statement_timeout": _positive_int,
 }
 
 

@@ -5,14 +5,21 @@ name (``pg_try_advisory_lock``), so two workers never run the same job at once;
 a worker that finds the lock taken skips that turn. A failing job is logged and
 retried on its next turn; when the database is unreachable the thread backs off
 (up to a minute) and carries on once it is back.
+
+No statement of a job runs longer than ``KILOWATCH_WORKER_STATEMENT_TIMEOUT``
+seconds, the server drops a statement whose worker has gone (it checks the
+client every few seconds), and :meth:`Worker.stop` cancels the statements its
+jobs are running, so nothing keeps working in PostgreSQL after the worker stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -24,6 +31,7 @@ log = logging.getLogger(__name__)
 
 JOB_LOCK_CLASS = 7_120_400  # first key of every job's advisory lock
 _MAX_BACKOFF_S = 60.0
+CLIENT_CHECK = "5s"  # how often the server checks that a running statement's client is there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +56,26 @@ def select_jobs(names: tuple[str, ...] = ()) -> list[Job]:
     return [by_name[n] for n in names]
 
 
-def run_once(job: Job, settings: Settings) -> Outcome:
-    """Run one turn of a job under its advisory lock; never raises."""
+def _limit(conn: psycopg.Connection, settings: Settings) -> None:
+    """Bound every statement of this connection in time, and drop it if the client dies."""
+    conn.execute("SELECT set_config('statement_timeout', %s, false), "
+                 "set_config('client_connection_check_interval', %s, false)",
+                 (f"{settings.worker_statement_timeout}s", CLIENT_CHECK))
+
+
+def run_once(job: Job, settings: Settings, *,
+             active: Callable[[psycopg.Connection | None], None] | None = None) -> Outcome:
+    """Run one turn of a job under its advisory lock; never raises.
+
+    ``active`` is told the job's connection while it runs (and None after), so
+    that a stopping worker can cancel what it is doing.
+    """
     started = time.monotonic()
     try:
         with db.connect(settings.database_url, autocommit=True) as conn:
+            _limit(conn, settings)
+            if active:
+                active(conn)
             locked = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok",
                                   (JOB_LOCK_CLASS, job.name)).fetchone()["ok"]
             if not locked:
@@ -64,12 +87,19 @@ def run_once(job: Job, settings: Settings) -> Outcome:
                 if not conn.closed and not conn.broken:
                     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
                                   (JOB_LOCK_CLASS, job.name))
+    except psycopg.errors.QueryCanceled as error:
+        log.warning("job %s: statement cancelled (timeout or shutdown): %s", job.name,
+                    str(error).strip()[:200])
+        return Outcome(job.name, "failed", str(error), time.monotonic() - started)
     except psycopg.OperationalError as error:
         log.warning("job %s: database unavailable: %s", job.name, str(error).strip()[:200])
         return Outcome(job.name, "failed", str(error), time.monotonic() - started)
     except Exception as error:
         log.exception("job %s failed", job.name)
         return Outcome(job.name, "failed", repr(error), time.monotonic() - started)
+    finally:
+        if active:
+            active(None)
     seconds = time.monotonic() - started
     log.info("job %s done in %.2f s: %s", job.name, seconds, result)
     return Outcome(job.name, "ran", result, seconds)
@@ -83,6 +113,8 @@ class Worker:
         self.jobs = jobs
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self._connections: dict[str, psycopg.Connection] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start a thread per job."""
@@ -92,10 +124,19 @@ class Worker:
             thread.start()
             self.threads.append(thread)
 
+    def _track(self, job: Job) -> Callable[[psycopg.Connection | None], None]:
+        def active(conn: psycopg.Connection | None) -> None:
+            with self._lock:
+                if conn is None:
+                    self._connections.pop(job.name, None)
+                else:
+                    self._connections[job.name] = conn
+        return active
+
     def _loop(self, job: Job) -> None:
         backoff = 1.0
         while not self.stop_event.is_set():
-            outcome = run_once(job, self.settings)
+            outcome = run_once(job, self.settings, active=self._track(job))
             if outcome.status == "failed":
                 wait = min(backoff, job.interval_s)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -104,7 +145,14 @@ class Worker:
             self.stop_event.wait(wait)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Ask every thread to stop after its current turn and wait for them."""
+        """Stop every thread: cancel the statements their jobs run until they have ended."""
         self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:
+            with self._lock:
+                running = list(self._connections.values())
+            for conn in running:
+                with contextlib.suppress(psycopg.Error):  # closing: nothing left to cancel
+                    conn.cancel_safe(timeout=2.0)
+            for thread in self.threads:
+                thread.join(0.5)

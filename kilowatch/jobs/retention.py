@@ -1,4 +1,4 @@
-"""Drop old raw and per-minute telemetry; compress raw chunks when the license allows."""
+"""Drop old raw and per-minute telemetry and stale late-data marks; compress when allowed."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def run(conn: psycopg.Connection, settings: Settings) -> dict:
                                                         settings.raw_retention_days),
         "minute_chunks_dropped": telemetry.drop_old_chunks(conn, "telemetry_1m",
                                                            settings.minute_retention_days),
+        "pending_ranges_dropped": telemetry.drop_old_pending(conn, settings.raw_retention_days),
     }
     if telemetry.compression_available(conn):
         done["raw_chunks_compressed"] = telemetry.compress_old_raw(

@@ -1,26 +1,32 @@
-"""Interval energy of a site from its devices' cumulative counters, with gaps reported.
+"""Interval energy of a site from its devices' counters, read at the intervals' boundaries.
 
 :func:`site_energy` returns the kWh of each quantity (grid import and export,
-load, PV, battery charge and discharge) per step — 15-minute intervals for bills,
-or days and months in the site's time zone for energy bars — summed over the
-site's devices:
+load, PV, battery charge and discharge) per interval — 15 minutes (or a
+multiple) for bills, or days and months in the site's time zone for energy
+bars — summed over the site's devices:
 
-- A counter's energy over an interval is the sum of its increases between
-  consecutive readings; a decrease is a counter reset, after which the new value
-  counts from zero. Repeated readings (at-least-once delivery) add nothing.
-- Readings are the ``last`` value of the per-minute rollup (``telemetry_1m``; for
-  day and month steps the hourly one, ``telemetry_1h``, then per-minute rows
-  after the last hourly bucket), and raw ``telemetry`` for the minutes after the
-  last rolled-up one. A reading is dated at the end of its bucket.
-- A slot (15 minutes; an hour for day and month steps) without any reading is a
-  gap. The energy counted across a gap (the counter kept running) is spread
-  over the gap in proportion to time, so totals stay exact, and the slots are
-  reported in ``gaps``; slots after the last reading have no value (``None``),
-  never zero. Slots that have not begun yet are neither.
-- Power integration is the fallback for a device that sends no counter for a
-  quantity: the minute (or hour) average power times its duration, split by
-  sign for grid exchange (``meter.grid.p``: + import, − export) and battery
-  (``pcs.p``: + discharge, − charge).
+- Readings keep their own time (:mod:`kilowatch.telemetry.readings`). Between
+  two consecutive readings a counter advances by their difference — a drop of
+  more than a tenth is a reset after which the new value counts from zero, a
+  smaller drop counts nothing — spread evenly over the time between
+  them. An interval's energy is thus the counter read at its two boundaries,
+  interpolated between the readings on either side of each, and does not depend
+  on how often the device reports. A counter's first reading is a baseline,
+  never energy. Hourly rows bring the counter's rise inside each hour.
+- Power is the fallback for a device that sends no counter of a quantity: each
+  reading (or bucket average) holds until the next reading, at most
+  :data:`GAP` past its last one, split by sign for grid exchange
+  (``meter.grid.p``: + import, − export) and battery (``pcs.p``: + discharge,
+  − charge).
+- An interval is complete when the spans between readings cover it and none is
+  longer than :data:`GAP` (readings inside one rollup bucket are not checked).
+  Energy counted across a longer gap is spread over it (totals stay exact) and
+  the intervals are reported in ``gaps``; a past interval that no span reaches
+  has no value (None), never zero; intervals that have not begun are neither,
+  and the interval in progress is not a gap.
+- Rows come from the hourly rollup for steps of whole hours, days and months,
+  the minute rollup otherwise, and raw rows wherever the rollups are not complete yet
+  (:mod:`kilowatch.telemetry.coverage`), so late data never leaves a hole.
 - A site without any load measurement gets its load from the balance
   ``load = grid import − grid export + PV + discharge − charge`` (method
   ``derived``).
@@ -28,11 +34,11 @@ site's devices:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,19 +47,16 @@ import psycopg
 
 from kilowatch import fleet
 from kilowatch.access import AccessScope
+from kilowatch.telemetry import coverage
+from kilowatch.telemetry.counters import QUANTITIES, increase
+from kilowatch.telemetry.readings import LOOKBACK, readings_sql
 
 FIFTEEN_MINUTES = timedelta(minutes=15)
-LOOKBACK = timedelta(days=35)
+GAP = timedelta(minutes=20)  # a longer span between two readings is a gap
+_TOLERANCE_S = 1.0
+__all__ = ["FIFTEEN_MINUTES", "GAP", "LOOKBACK", "QUANTITIES", "EnergyInterval", "SiteEnergy",
+           "Step", "boundaries", "describe_gaps", "site_energy"]
 
-# quantity: (counter point, power point, sign of the power that counts)
-QUANTITIES: dict[str, tuple[str, str, int]] = {
-    "grid_import": ("meter.grid.e_import", "meter.grid.p", 1),
-    "grid_export": ("meter.grid.e_export", "meter.grid.p", -1),
-    "load": ("meter.load.e", "meter.load.p", 1),
-    "pv": ("meter.pv.e", "meter.pv.p", 1),
-    "battery_charge": ("pcs.e_charge", "pcs.p", -1),
-    "battery_discharge": ("pcs.e_discharge", "pcs.p", 1),
-}
 _BALANCE = (("grid_import", 1), ("grid_export", -1), ("pv", 1), ("battery_discharge", 1),
             ("battery_charge", -1))
 
@@ -72,12 +75,13 @@ class EnergyInterval:
 
 @dataclasses.dataclass(frozen=True)
 class SiteEnergy:
-    """A site's energy per interval, and how each quantity was obtained."""
+    """A site's energy per interval, how each quantity was obtained, and whether rollups lag."""
 
     site_id: int
     timezone: str
     intervals: list[EnergyInterval]
     methods: dict[str, str]  # quantity -> "counter", "power", "counter+power" or "derived"
+    catching_up: bool = False  # some of it was read from raw rows not rolled up yet
 
     @property
     def quantities(self) -> frozenset[str]:
@@ -104,207 +108,155 @@ class SiteEnergy:
         return [(a, b) for a, b in ranges]
 
 
-_READINGS_SQL = """
-WITH hourly AS (
-    SELECT device_id, point_id, bucket + interval '1 hour' AS t, last AS v, avg,
-           3600 AS width_s
-    FROM telemetry_1h
-    WHERE %(use_hourly)s AND device_id = ANY(%(devices)s) AND point_id = ANY(%(points)s)
-      AND bucket >= %(lo)s - interval '1 hour' AND bucket < %(hi)s
-      AND bucket + interval '1 hour' <= now() AND last IS NOT NULL
+# Pieces: (t0, t1] over which kWh accrued evenly. Counters: inside a row (its rise,
+# or first to last reading) and from a row's last reading to the next row's first.
+# Powers: a row's average holding from its first reading to the next row's. Pieces
+# inside one interval are summed here; the few crossing an edge are spread by time.
+_PIECES_SQL = """
+{readings},
+seq AS (
+    SELECT device_id, point_id, ft, fv, lt, lv, avg, rise,
+           lag(lt) OVER w AS plt, lag(lv) OVER w AS plv, lead(ft) OVER w AS nft
+    FROM readings WHERE ft IS NOT NULL
+    WINDOW w AS (PARTITION BY device_id, point_id ORDER BY ft, lt)
 ),
-hourly_cut AS (SELECT device_id, point_id, max(t) AS cut FROM hourly GROUP BY 1, 2),
-pairs AS (
-    SELECT d AS device_id, p AS point_id
-    FROM unnest(%(devices)s::int[]) d, unnest(%(points)s::int[]) p
+pieces AS (
+    SELECT device_id, point_id, ft AS t0, lt AS t1, coalesce(rise, {inside}) AS kwh,
+           0.0::float8 AS neg, false AS long
+    FROM seq WHERE point_id = ANY(%(counters)s) AND lt > ft
+    UNION ALL
+    SELECT device_id, point_id, plt, ft, {across}, 0.0, ft - plt > %(gap)s
+    FROM seq WHERE point_id = ANY(%(counters)s) AND ft > plt
+    UNION ALL
+    SELECT device_id, point_id, ft, h.t1,
+           greatest(avg, 0) * extract(epoch FROM h.t1 - ft) / 3600,
+           greatest(-avg, 0) * extract(epoch FROM h.t1 - ft) / 3600, false
+    FROM seq CROSS JOIN LATERAL (SELECT least(coalesce(nft, lt), lt + %(gap)s) AS t1) h
+    WHERE NOT point_id = ANY(%(counters)s) AND avg IS NOT NULL AND h.t1 > ft
 ),
-minute AS (
-    -- Per pair, so that an index range scan starts after the hourly rows.
-    SELECT p.device_id, p.point_id, x.t, x.v, x.avg, 60 AS width_s
-    FROM pairs p LEFT JOIN hourly_cut c USING (device_id, point_id)
-    CROSS JOIN LATERAL (
-        SELECT m.bucket + interval '1 minute' AS t, m.last AS v, m.avg
-        FROM telemetry_1m m
-        WHERE m.device_id = p.device_id AND m.point_id = p.point_id
-          AND m.bucket >= %(lo)s - interval '1 minute' AND m.bucket < %(hi)s
-          AND m.bucket >= coalesce(c.cut, '-infinity')
-          AND m.bucket + interval '1 minute' <= now() AND m.last IS NOT NULL
-    ) x
-),
-cuts AS (
-    SELECT device_id, point_id, max(t) AS cut
-    FROM (SELECT device_id, point_id, t FROM hourly UNION ALL
-          SELECT device_id, point_id, t FROM minute) u
-    GROUP BY 1, 2
-),
-raw AS (
-    SELECT p.device_id, p.point_id, x.t, x.v, x.avg, 60 AS width_s
-    FROM pairs p LEFT JOIN cuts c USING (device_id, point_id)
-    CROSS JOIN LATERAL (
-        SELECT time_bucket('1 minute', r.time) + interval '1 minute' AS t,
-               last(r.value, r.time) AS v, avg(r.value) AS avg
-        FROM telemetry r
-        WHERE r.device_id = p.device_id AND r.point_id = p.point_id
-          AND r.time >= %(lo)s - interval '1 minute' AND r.time < %(hi)s
-          AND r.time >= coalesce(c.cut, '-infinity')
-          AND r.value IS NOT NULL
-        GROUP BY 1
-    ) x
-),
-prior AS (
-    SELECT p.device_id, p.point_id, y.t, y.v, NULL::double precision AS avg, 0 AS width_s
-    FROM pairs p CROSS JOIN LATERAL (
-        SELECT t, v FROM (
-            (SELECT bucket + interval '1 hour' AS t, last AS v FROM telemetry_1h
-             WHERE device_id = p.device_id AND point_id = p.point_id AND last IS NOT NULL
-               AND bucket < %(lo)s - interval '1 hour' AND bucket >= %(lo)s - %(lookback)s
-             ORDER BY bucket DESC LIMIT 1)
-            UNION ALL
-            (SELECT bucket + interval '1 minute', last FROM telemetry_1m
-             WHERE device_id = p.device_id AND point_id = p.point_id AND last IS NOT NULL
-               AND bucket < %(lo)s - interval '1 minute' AND bucket >= %(lo)s - %(lookback)s
-             ORDER BY bucket DESC LIMIT 1)
-            UNION ALL
-            (SELECT time, value FROM telemetry
-             WHERE device_id = p.device_id AND point_id = p.point_id AND value IS NOT NULL
-               AND time < %(lo)s - interval '1 minute' AND time >= %(lo)s - %(lookback)s
-             ORDER BY time DESC LIMIT 1)
-        ) z ORDER BY t DESC LIMIT 1
-    ) y
-),
-readings AS (
-    SELECT * FROM prior UNION ALL SELECT * FROM hourly
-    UNION ALL SELECT * FROM minute UNION ALL SELECT * FROM raw
-),
-deltas AS (
-    SELECT device_id, point_id, t, avg, width_s, lag(t) OVER w AS t0,
-           CASE WHEN lag(v) OVER w IS NULL THEN NULL
-                WHEN v >= lag(v) OVER w THEN v - lag(v) OVER w
-                ELSE greatest(v, 0) END AS delta
-    FROM readings
-    WINDOW w AS (PARTITION BY device_id, point_id ORDER BY t)
-),
-slotted AS (
-    SELECT *, time_bucket(%(slot)s, t - interval '1 microsecond') AS slot
-    FROM deltas WHERE t > %(lo)s
+placed AS (
+    SELECT *, width_bucket(t0, %(edges)s::timestamptz[]) AS i0,
+           width_bucket(t1 - interval '1 microsecond', %(edges)s::timestamptz[]) AS i1
+    FROM pieces WHERE t1 > %(lo)s AND t0 < %(hi)s
 )
-SELECT device_id, point_id, slot, count(*) AS readings,
-       coalesce(sum(delta) FILTER (WHERE t0 >= slot), 0) AS inner_kwh,
-       count(delta) FILTER (WHERE t0 >= slot) AS inner_deltas,
-       sum(delta) FILTER (WHERE t0 < slot) AS cross_kwh,
-       min(t0) FILTER (WHERE t0 < slot) AS cross_t0,
-       min(t) FILTER (WHERE t0 < slot) AS cross_t1,
-       sum(greatest(avg, 0) * width_s / 3600.0) AS positive_kwh,
-       sum(greatest(-avg, 0) * width_s / 3600.0) AS negative_kwh
-FROM slotted
-GROUP BY device_id, point_id, slot
-"""
+SELECT device_id, point_id, i0 AS slot, sum(kwh) AS kwh, sum(neg) AS neg,
+       sum(extract(epoch FROM t1 - t0))::float8 AS seconds, bool_or(long) AS long,
+       NULL::timestamptz AS t0, NULL::timestamptz AS t1
+FROM placed WHERE i0 = i1 AND i0 BETWEEN 1 AND %(count)s GROUP BY 1, 2, 3
+UNION ALL
+SELECT device_id, point_id, NULL, kwh, neg, NULL, long, t0, t1
+FROM placed WHERE NOT (i0 = i1 AND i0 BETWEEN 1 AND %(count)s)
+""".replace("{inside}", increase("fv", "lv")).replace("{across}", increase("plv", "fv"))
 
 
 @dataclasses.dataclass
 class _Series:
-    """Per-slot values of one device's quantity."""
+    """One device's quantity per interval: kWh, seconds covered, intervals with a gap."""
 
-    values: dict[datetime, float] = dataclasses.field(default_factory=lambda: defaultdict(float))
-    covered: set[datetime] = dataclasses.field(default_factory=set)
-    read: set[datetime] = dataclasses.field(default_factory=set)
+    kwh: list[float]
+    seconds: list[float]
+    long: set[int] = dataclasses.field(default_factory=set)
+
+    @classmethod
+    def empty(cls, count: int) -> _Series:
+        """Return a series of ``count`` intervals without data."""
+        return cls([0.0] * count, [0.0] * count)
+
+    def spread(self, t0: datetime, t1: datetime, kwh: float, edges: list[datetime], *,
+               long: bool) -> None:
+        """Add ``kwh`` accrued evenly over (t0, t1] to the intervals it overlaps."""
+        span = (t1 - t0).total_seconds()
+        index = max(bisect.bisect_right(edges, t0) - 1, 0)
+        while index < len(edges) - 1 and edges[index] < t1:
+            overlap = (min(t1, edges[index + 1]) - max(t0, edges[index])).total_seconds()
+            if overlap > 0:
+                self.kwh[index] += kwh * overlap / span
+                self.seconds[index] += overlap
+                if long:
+                    self.long.add(index)
+            index += 1
 
 
-def _floor(moment: datetime, width: timedelta) -> datetime:
-    epoch = datetime(2000, 1, 3, tzinfo=UTC)
-    return epoch + ((moment - epoch) // width) * width
-
-
-def _spread(series: _Series, t0: datetime, t1: datetime, kwh: float, width: timedelta,
-            lo: datetime) -> None:
-    """Add ``kwh`` counted over (t0, t1] to the slots it overlaps, in proportion to time."""
-    span = (t1 - t0).total_seconds()
-    slot = _floor(max(t0, lo), width)
-    while slot < t1:
-        overlap = (min(t1, slot + width) - max(t0, slot)).total_seconds()
-        if overlap > 0:
-            series.values[slot] += kwh * overlap / span
-            series.covered.add(slot)
-        slot += width
-
-
-def _counter_series(rows: Iterable[dict], width: timedelta, lo: datetime) -> _Series:
-    series = _Series()
+def _series(rows: list[dict], column: str, edges: list[datetime]) -> _Series:
+    series = _Series.empty(len(edges) - 1)
     for row in rows:
-        slot = row["slot"]
-        series.read.add(slot)
-        if row["inner_deltas"]:  # a lone first reading is a baseline, not a measurement
-            series.covered.add(slot)
-        series.values[slot] += row["inner_kwh"]
-        if row["cross_kwh"] is not None:
-            _spread(series, row["cross_t0"], row["cross_t1"], row["cross_kwh"], width, lo)
+        if row["slot"] is None:
+            series.spread(row["t0"], row["t1"], row[column], edges, long=row["long"])
+            continue
+        index = row["slot"] - 1
+        series.kwh[index] += row[column]
+        series.seconds[index] += row["seconds"]
+        if row["long"]:
+            series.long.add(index)
     return series
 
 
-def _power_series(rows: Iterable[dict], sign: int) -> _Series:
-    series = _Series()
-    for row in rows:
-        slot = row["slot"]
-        series.read.add(slot)
-        series.covered.add(slot)
-        series.values[slot] += row["positive_kwh" if sign > 0 else "negative_kwh"] or 0.0
-    return series
-
-
-def _read_slots(conn: psycopg.Connection, device_ids: list[int], points: dict[str, int],
-                lo: datetime, hi: datetime, width: timedelta) -> dict[tuple[int, str], list]:
+def _read(conn: psycopg.Connection, device_ids: list[int], points: dict[str, int],
+          edges: list[datetime], coarsest: str) -> tuple[dict[tuple[int, str], list], bool]:
+    """Return (device, point name) → piece rows over the edges, and whether rollups lag."""
+    plan = coverage.plan(conn, device_ids, edges[0], edges[-1], coarsest=coarsest)
+    readings, params = readings_sql(plan)
+    counters = [points[spec[0]] for spec in QUANTITIES.values() if spec[0] in points]
+    params.update({"devices": device_ids, "points": list(points.values()), "lo": edges[0],
+                   "hi": edges[-1], "edges": edges, "count": len(edges) - 1, "gap": GAP,
+                   "counters": counters})
     names = {point_id: name for name, point_id in points.items()}
-    params = {"devices": device_ids, "points": list(points.values()), "lo": lo, "hi": hi,
-              "lookback": LOOKBACK, "slot": width, "use_hourly": width >= timedelta(hours=1)}
     grouped: dict[tuple[int, str], list] = defaultdict(list)
-    for row in conn.execute(_READINGS_SQL, params):
+    for row in conn.execute(_PIECES_SQL.replace("{readings}", readings), params):
         grouped[(row["device_id"], names[row["point_id"]])].append(row)
-    return grouped
+    return grouped, plan.catching_up
 
 
 def _device_series(grouped: dict[tuple[int, str], list], device_ids: list[int],
-                   width: timedelta, lo: datetime) -> tuple[dict[str, list[_Series]], dict]:
+                   edges: list[datetime]) -> tuple[dict[str, list[_Series]], dict]:
     """Pick counters (else power) per device and quantity; return series and methods."""
     per_quantity: dict[str, list[_Series]] = defaultdict(list)
     methods: dict[str, set[str]] = defaultdict(set)
     for quantity, (counter, power, sign) in QUANTITIES.items():
         for device_id in device_ids:
             if grouped.get((device_id, counter)):
-                per_quantity[quantity].append(
-                    _counter_series(grouped[(device_id, counter)], width, lo))
+                per_quantity[quantity].append(_series(grouped[(device_id, counter)], "kwh",
+                                                      edges))
                 methods[quantity].add("counter")
             elif grouped.get((device_id, power)):
-                per_quantity[quantity].append(_power_series(grouped[(device_id, power)], sign))
+                column = "kwh" if sign > 0 else "neg"
+                per_quantity[quantity].append(_series(grouped[(device_id, power)], column,
+                                                      edges))
                 methods[quantity].add("power")
     return per_quantity, {q: "+".join(sorted(m)) for q, m in methods.items()}
 
 
-def _combine(series: list[_Series], slots: list[datetime], now: datetime,
-             width: timedelta) -> tuple[dict[datetime, float | None], set[datetime]]:
-    """Sum devices slot by slot; a slot lacking one device's data has no value."""
-    values: dict[datetime, float | None] = {}
-    gaps: set[datetime] = set()
-    for slot in slots:
-        future = slot >= now
-        if all(slot in s.covered for s in series) and not future:
-            values[slot] = math.fsum(s.values[slot] for s in series)
-        else:
-            values[slot] = None
-        if not future and any(slot not in s.read or slot not in s.covered for s in series):
-            gaps.add(slot)
+def _combine(series: list[_Series], edges: list[datetime],
+             now: datetime) -> tuple[list[float | None], set[int]]:
+    """Sum devices interval by interval; an interval lacking one device's data has no value."""
+    values: list[float | None] = []
+    gaps: set[int] = set()
+    for index, (start, end) in enumerate(itertools.pairwise(edges)):
+        if start >= now:
+            values.append(None)
+            continue
+        length = (end - start).total_seconds() - _TOLERANCE_S
+        known = all(s.seconds[index] > 0 for s in series)
+        values.append(math.fsum(s.kwh[index] for s in series) if known else None)
+        complete = all(s.seconds[index] >= length and index not in s.long for s in series)
+        if end <= now and not complete:
+            gaps.add(index)
     return values, gaps
 
 
-def _derive_load(slot_values: dict[str, dict], slot_gaps: dict[str, set],
-                 slots: list[datetime]) -> None:
-    present = [(q, sign) for q, sign in _BALANCE if q in slot_values]
-    values: dict[datetime, float | None] = {}
-    for slot in slots:
-        parts = [slot_values[q][slot] for q, _ in present]
-        values[slot] = None if any(p is None for p in parts) else math.fsum(
-            p * sign for p, (_, sign) in zip(parts, present, strict=True))
-    slot_values["load"] = values
-    slot_gaps["load"] = set().union(*(slot_gaps[q] for q, _ in present))
+def _derive_load(values: dict[str, list], gaps: dict[str, set], count: int) -> None:
+    present = [(q, sign) for q, sign in _BALANCE if q in values]
+    load: list[float | None] = []
+    for index in range(count):
+        parts = [values[q][index] for q, _ in present]
+        load.append(None if any(p is None for p in parts) else math.fsum(
+            p * sign for p, (_, sign) in zip(parts, present, strict=True)))
+    values["load"] = load
+    gaps["load"] = set().union(*(gaps[q] for q, _ in present))
+
+
+def _floor(moment: datetime, width: timedelta) -> datetime:
+    return coverage.floor(moment, width)
 
 
 def boundaries(start: datetime, end: datetime, step: Step, timezone: str) -> list[datetime]:
@@ -332,32 +284,6 @@ def boundaries(start: datetime, end: datetime, step: Step, timezone: str) -> lis
         edges.append(moment)
 
 
-def _intervals(edges: list[datetime], slot_values: dict[str, dict], slot_gaps: dict[str, set],
-               slots: list[datetime], width: timedelta) -> list[EnergyInterval]:
-    """Aggregate slot values into the requested intervals (proportionally across an edge)."""
-    result = []
-    cursor = 0
-    for start, end in itertools.pairwise(edges):
-        while cursor < len(slots) and slots[cursor] + width <= start:
-            cursor += 1
-        kwh: dict[str, float | None] = {}
-        gaps: set[str] = set()
-        for quantity, values in slot_values.items():
-            parts = []
-            index = cursor
-            while index < len(slots) and slots[index] < end:
-                slot = slots[index]
-                share = (min(end, slot + width) - max(start, slot)) / width
-                if slot in slot_gaps[quantity]:
-                    gaps.add(quantity)
-                if values[slot] is not None:
-                    parts.append(values[slot] * share)
-                index += 1
-            kwh[quantity] = math.fsum(parts) if parts else None
-        result.append(EnergyInterval(start, end, kwh, frozenset(gaps)))
-    return result
-
-
 def site_energy(conn: psycopg.Connection, scope: AccessScope, site_id: int, start: datetime,
                 end: datetime, step: Step = FIFTEEN_MINUTES, *,
                 now: datetime | None = None) -> SiteEnergy:
@@ -367,23 +293,25 @@ def site_energy(conn: psycopg.Connection, scope: AccessScope, site_id: int, star
     site = fleet.get_site(conn, scope, site_id)
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     edges = boundaries(start, end, step, site["timezone"])
-    # Slot width: 15 minutes from per-minute rows, or an hour from hourly rows for days.
-    width = FIFTEEN_MINUTES if isinstance(step, timedelta) else timedelta(hours=1)
-    lo, hi = _floor(start, width), _floor(end - timedelta(microseconds=1), width) + width
-    slots = [lo + i * width for i in range((hi - lo) // width)]
     device_ids = [d["id"] for d in fleet.list_devices(conn, scope, site_id)]
-    points = _point_ids(conn)
-    grouped = _read_slots(conn, device_ids, points, lo, hi, width) if device_ids else {}
-    per_quantity, methods = _device_series(grouped, device_ids, width, lo)
+    grouped, catching_up = {}, False
+    if device_ids:
+        # Whole hours read hourly rows where complete (their readings keep their times).
+        coarsest = "1m" if isinstance(step, timedelta) and step % timedelta(hours=1) else "1h"
+        grouped, catching_up = _read(conn, device_ids, _point_ids(conn), edges, coarsest)
+    per_quantity, methods = _device_series(grouped, device_ids, edges)
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    slot_values, slot_gaps = {}, {}
+    values: dict[str, list] = {}
+    gaps: dict[str, set] = {}
     for quantity, series in per_quantity.items():
-        slot_values[quantity], slot_gaps[quantity] = _combine(series, slots, now, width)
-    if "load" not in slot_values and "grid_import" in slot_values:
-        _derive_load(slot_values, slot_gaps, slots)
+        values[quantity], gaps[quantity] = _combine(series, edges, now)
+    if "load" not in values and "grid_import" in values:
+        _derive_load(values, gaps, len(edges) - 1)
         methods["load"] = "derived"
-    return SiteEnergy(site_id, site["timezone"],
-                      _intervals(edges, slot_values, slot_gaps, slots, width), methods)
+    intervals = [EnergyInterval(a, b, {q: v[i] for q, v in values.items()},
+                                frozenset(q for q, g in gaps.items() if i in g))
+                 for i, (a, b) in enumerate(itertools.pairwise(edges))]
+    return SiteEnergy(site_id, site["timezone"], intervals, methods, catching_up)
 
 
 def _point_ids(conn: psycopg.Connection) -> dict[str, int]:

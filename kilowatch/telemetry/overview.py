@@ -2,25 +2,17 @@
 
 :func:`fleet_overview` answers for every visible site (1,000 sites stay fast)
 with two queries — sites with their devices and active alarms, and today's
-energy from the hourly rollup of the cumulative counters — plus one Redis
-pipeline reading the devices' latest values. :func:`site_live` sums one site's
-devices for the live tiles.
-
-Today's energy of a counter is the sum of its increases (a decrease is a reset,
-after which the new value counts from zero) from the reading at the site's local
-midnight (the ``last`` of the hourly bucket ending then) through the hourly
-readings to the live value in Redis. Without a midnight reading it is unknown
-(None), never zero.
+energy from the cumulative counters (:mod:`kilowatch.telemetry.today`) — plus
+one Redis pipeline reading the devices' latest values. :func:`site_live` sums
+one site's devices for the live tiles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 import psycopg
 import redis
@@ -30,14 +22,12 @@ from kilowatch import fleet
 from kilowatch.access import AccessScope, site_filter
 from kilowatch.alarms.events import SEVERITIES
 from kilowatch.redis_client import key
-from kilowatch.telemetry.energy import QUANTITIES
+from kilowatch.telemetry import today
 
 POWER_POINTS = {"grid_kw": "meter.grid.p", "pv_kw": "meter.pv.p", "load_kw": "meter.load.p",
                 "battery_kw": "pcs.p"}
-TODAY_QUANTITIES = ("pv", "load", "grid_import", "grid_export")
-COUNTERS = {quantity: QUANTITIES[quantity][0] for quantity in TODAY_QUANTITIES}
 _LIVE_FIELDS = ("_online", "_last_seen", "_ts", "bms.soc", *POWER_POINTS.values(),
-                *COUNTERS.values())
+                *today.COUNTERS.values())
 STATUS_RANK = {"offline": 0, "partial": 1, "online": 2, "no devices": 3}
 
 _SITES_SQL = """
@@ -59,28 +49,6 @@ WHERE {scope}
 ORDER BY s.name, s.id
 """
 
-_TODAY_SQL = """
-WITH devs AS MATERIALIZED (
-    SELECT x.device_id, x.since
-    FROM unnest(%(devices)s::int[], %(since)s::timestamptz[]) AS x(device_id, since)
-    JOIN devices d ON d.id = x.device_id JOIN sites s ON s.id = d.site_id WHERE {scope}
-),
-readings AS (
-    SELECT h.device_id, h.point_id, h.bucket, h.last,
-           lag(h.last) OVER (PARTITION BY h.device_id, h.point_id ORDER BY h.bucket) AS prev
-    FROM devs JOIN telemetry_1h h ON h.device_id = devs.device_id
-    WHERE h.point_id = ANY(%(points)s) AND h.bucket >= devs.since
-      AND h.bucket >= %(earliest)s AND h.last IS NOT NULL
-)
-SELECT device_id, point_id,
-       coalesce(sum(CASE WHEN last >= prev THEN last - prev ELSE last END)
-                FILTER (WHERE prev IS NOT NULL), 0) AS kwh,
-       last(last, bucket) AS last_value
-FROM readings GROUP BY 1, 2
-"""
-TODAY_CACHE_S = 600
-
-
 @dataclasses.dataclass(frozen=True)
 class DeviceNow:
     """One device's latest state: online, last heard from, and its latest values."""
@@ -89,11 +57,19 @@ class DeviceNow:
     online: bool
     last_seen: datetime | None
     values: dict[str, float]
+    ts: datetime | None = None  # time of the newest sample in ``values``
 
 
 def _epoch(value: str | None) -> datetime | None:
     try:
         return datetime.fromtimestamp(float(value), UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _sample_time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
 
@@ -122,7 +98,8 @@ def read_devices_now(client: redis.Redis, devices: list[dict]) -> dict[int, Devi
             device.get("online"))
         values = {name: number for name in _LIVE_FIELDS if not name.startswith("_")
                   if (number := _number(fields[name])) is not None}
-        result[device["id"]] = DeviceNow(device["id"], online, seen, values)
+        result[device["id"]] = DeviceNow(device["id"], online, seen, values,
+                                         _sample_time(fields["_ts"]))
     return result
 
 
@@ -159,64 +136,23 @@ def summarize(devices: list[DeviceNow], capacities: dict[int, float | None]) -> 
     return summary
 
 
-def _since(sites: list[dict], now: datetime) -> dict[int, datetime]:
-    """Return device id → the start of the hourly bucket ending at its site's local midnight."""
-    since = {}
-    for site in sites:
-        tz = ZoneInfo(site["timezone"])
-        midnight = datetime.combine(now.astimezone(tz).date(), time(), tz)
-        for device in site["devices"]:
-            since[device["id"]] = midnight.astimezone(UTC) - timedelta(hours=1)
-    return since
-
-
-def _hourly_counters(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
-                     since: dict[int, datetime]) -> dict[int, dict[str, list[float]]]:
-    """Return device → counter → [kWh counted by hourly readings today, last reading].
-
-    Hourly rows change only when the worker closes an hour, so each device's
-    answer is cached in Redis under the hourly rollup's ``done_until`` (and for
-    at most ``TODAY_CACHE_S``); only the devices missing there are queried.
-    """
-    cut = conn.execute("SELECT done_until FROM rollup_state WHERE rollup = '1h'").fetchone()
-    stamp = int(cut["done_until"].timestamp()) if cut and cut["done_until"] else 0
-    keys = {d: key("today", d, int(t.timestamp()), stamp) for d, t in since.items()}
-    found = dict(zip(keys, client.mget(list(keys.values())), strict=True)) if keys else {}
-    result = {d: json.loads(raw) for d, raw in found.items() if raw is not None}
-    missing = [d for d, raw in found.items() if raw is None]
-    if not missing:
-        return result
-    names = {r["id"]: r["name"] for r in conn.execute(
-        "SELECT id, name FROM points WHERE name = ANY(%s)", (list(COUNTERS.values()),))}
-    query = sql.SQL(_TODAY_SQL).format(scope=site_filter(scope))
-    fresh: dict[int, dict[str, list[float]]] = {d: {} for d in missing}
-    for row in conn.execute(query, {"devices": missing, "since": [since[d] for d in missing],
-                                    "points": list(names),
-                                    "earliest": min(since[d] for d in missing)}):
-        fresh[row["device_id"]][names[row["point_id"]]] = [row["kwh"], row["last_value"]]
-    pipe = client.pipeline(transaction=False)
-    for device_id, counters in fresh.items():
-        pipe.set(keys[device_id], json.dumps(counters), ex=TODAY_CACHE_S)
-    pipe.execute()
-    return {**result, **fresh}
-
-
 def _today_energy(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
                   sites: list[dict], live: dict[int, DeviceNow],
                   now: datetime) -> dict[int, dict[str, float]]:
     """Return site id → quantity → kWh since local midnight (absent when unknown)."""
-    hourly = _hourly_counters(conn, client, scope, _since(sites, now))
-    quantities = {point: quantity for quantity, point in COUNTERS.items()}
+    since = today.midnights(sites, now)
+    counted = today.device_counters(conn, client, scope, since)
     per_site: dict[int, dict[str, float]] = defaultdict(dict)
     for site in sites:
         for device in site["devices"]:
-            values = live[device["id"]].values
-            for point, (kwh, last_value) in hourly.get(device["id"], {}).items():
-                value = values.get(point)
-                if value is not None:  # the live counter adds what came after the last hour
-                    kwh += value - last_value if value >= last_value else value
-                quantity = quantities[point]
-                per_site[site["id"]][quantity] = per_site[site["id"]].get(quantity, 0.0) + kwh
+            device_id = device["id"]
+            for quantity, point in today.COUNTERS.items():
+                kwh = today.with_live(counted.get(device_id, {}), point,
+                                      live[device_id].values.get(point), live[device_id].ts,
+                                      since[device_id])
+                if kwh is not None:
+                    totals = per_site[site["id"]]
+                    totals[quantity] = totals.get(quantity, 0.0) + kwh
     return per_site
 
 
@@ -236,7 +172,7 @@ def fleet_overview(conn: psycopg.Connection, client: redis.Redis, scope: AccessS
     sites = conn.execute(sql.SQL(_SITES_SQL).format(scope=site_filter(scope))).fetchall()
     devices = [d for s in sites for d in s["devices"]]
     live = read_devices_now(client, devices)
-    today = _today_energy(conn, client, scope, sites, live, now) if devices else {}
+    energy_today = _today_energy(conn, client, scope, sites, live, now) if devices else {}
     rows = []
     for site in sites:
         capacities = {d["id"]: d["capacity_kwh"] for d in site["devices"]}
@@ -245,7 +181,7 @@ def fleet_overview(conn: psycopg.Connection, client: redis.Redis, scope: AccessS
                      "company_name": site["company_name"], "timezone": site["timezone"],
                      "devices": len(site["devices"]),
                      "alarms": {s: int(site["alarms"].get(s, 0)) for s in SEVERITIES},
-                     "today_kwh": today.get(site["id"], {}), **summary})
+                     "today_kwh": energy_today.get(site["id"], {}), **summary})
     return sorted(rows, key=_problem_rank)
 
 

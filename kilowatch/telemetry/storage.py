@@ -1,4 +1,4 @@
-"""Raw telemetry storage, the per-minute and per-hour rollups, and retention.
+"""Raw telemetry storage, the rollup definitions and watermarks, late-data marks, retention.
 
 Writing: :func:`store_samples` copies rows with binary COPY straight into the
 ``telemetry`` hypertable inside a savepoint; if the unique key (device, point,
@@ -6,14 +6,13 @@ time) rejects the copy because some rows are already stored (a redelivered
 message), it copies into a temporary table and moves the rows over with
 ``INSERT … ON CONFLICT DO NOTHING``, so duplicates are dropped by the key.
 
-Rollups: ``telemetry_1m`` and ``telemetry_1h`` hold avg/min/max/last/count per
-(device, point, bucket), the same figures a ``time_bucket`` query over raw rows
-returns. The worker computes closed buckets up to a watermark; rows that arrive
-later for buckets below the watermark are marked in ``rollup_dirty`` by the
-collector and recomputed. The collector reads the watermark under a shared
-advisory lock that the worker takes exclusively while it moves the watermark,
-so a row is either committed before the watermark moves (and seen by the
-computation) or marked dirty.
+Rollups: ``telemetry_1m`` and ``telemetry_1h`` (computed by
+:mod:`kilowatch.telemetry.rollups`) are complete below a watermark. Rows that
+arrive later for times below it are recorded by the collector as ranges of
+minutes per device in ``rollup_pending`` (:func:`mark_dirty`) and recomputed.
+The collector reads the watermark under a shared advisory lock that the worker
+takes exclusively while it moves the watermark, so a row is either committed
+before the watermark moves (and seen by the computation) or marked.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import dataclasses
 import datetime as dt
 import logging
 import struct
-import time
 from collections.abc import Iterable, Sequence
 
 import psycopg
@@ -33,6 +31,8 @@ log = logging.getLogger(__name__)
 Row = tuple[dt.datetime, int, int, float]  # time, device_id, point_id, value
 
 WATERMARK_LOCK = (7_120_300, 1)  # advisory lock guarding rollup watermarks
+MINUTE = dt.timedelta(minutes=1)
+MERGE_GAP = dt.timedelta(minutes=30)  # late minutes closer than this are one range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,103 +164,44 @@ def read_watermarks(conn: psycopg.Connection) -> dict[str, dt.datetime | None]:
 
 def mark_dirty(conn: psycopg.Connection, rollup: str,
                buckets: Iterable[tuple[int, dt.datetime]]) -> None:
-    """Mark (device, bucket) pairs of a rollup for recomputation."""
-    pairs = sorted(set(buckets))
-    if not pairs:
+    """Record late (device, bucket) pairs of a rollup as ranges of minutes to recompute.
+
+    Only the minute rollup's marks are kept: hourly rows are recomputed from the
+    minute rows of the hours a range touches, and every row below the hourly
+    watermark is below the minute one too, so it is marked for minutes as well.
+    """
+    if rollup != "1m":
+        return
+    add_pending(conn, minute_ranges(buckets))
+
+
+def add_pending(conn: psycopg.Connection,
+                ranges: Sequence[tuple[int, dt.datetime, dt.datetime]]) -> None:
+    """Record (device, lo, hi) ranges of minutes whose rollups must be recomputed."""
+    if not ranges:
         return
     conn.execute(
-        """INSERT INTO rollup_dirty (rollup, device_id, bucket)
-           SELECT %s, unnest(%s::int[]), unnest(%s::timestamptz[])
+        """INSERT INTO rollup_pending (device_id, lo, hi)
+           SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])
            ON CONFLICT DO NOTHING""",
-        (rollup, [p[0] for p in pairs], [p[1] for p in pairs]),
+        ([r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]),
     )
 
 
-# ---- rollups --------------------------------------------------------------------------
+def minute_ranges(buckets: Iterable[tuple[int, dt.datetime]]
+                  ) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """Merge (device, minute bucket) pairs into (device, lo, hi) ranges.
 
-def _aggregate(rollup: Rollup, where: sql.Composable) -> sql.Composed:
-    return sql.SQL(
-        """INSERT INTO {table} (bucket, device_id, point_id, avg, min, max, last, count)
-           SELECT time_bucket({width}, t.time) AS bucket, t.device_id, t.point_id,
-                  avg(t.value), min(t.value), max(t.value), last(t.value, t.time), count(*)
-           FROM telemetry t {where}
-           GROUP BY 1, 2, 3
-           ON CONFLICT (device_id, point_id, bucket) DO UPDATE
-           SET avg = excluded.avg, min = excluded.min, max = excluded.max,
-               last = excluded.last, count = excluded.count"""
-    ).format(table=sql.Identifier(rollup.table), width=sql.Literal(rollup.width), where=where)
-
-
-def rollup_range(conn: psycopg.Connection, rollup: Rollup, start: dt.datetime,
-                 end: dt.datetime) -> int:
-    """(Re)compute every bucket in [start, end); return the number of rollup rows written."""
-    where = sql.SQL("WHERE t.time >= %s AND t.time < %s")
-    return conn.execute(_aggregate(rollup, where), (start, end)).rowcount
-
-
-def recompute_dirty(conn: psycopg.Connection, rollup: Rollup, *, limit: int = 2000) -> int:
-    """Recompute up to ``limit`` marked buckets in one transaction; return how many."""
-    with conn.transaction():
-        marked = conn.execute(
-            """DELETE FROM rollup_dirty WHERE (rollup, device_id, bucket) IN (
-                   SELECT rollup, device_id, bucket FROM rollup_dirty WHERE rollup = %s
-                   ORDER BY bucket LIMIT %s FOR UPDATE SKIP LOCKED)
-               RETURNING device_id, bucket""",
-            (rollup.name, limit),
-        ).fetchall()
-        if not marked:
-            return 0
-        where = sql.SQL(
-            "JOIN (SELECT unnest(%s::int[]) AS device_id, unnest(%s::timestamptz[]) AS bucket)"
-            " d ON t.device_id = d.device_id AND t.time >= d.bucket"
-            " AND t.time < d.bucket + {width}"
-        ).format(width=sql.Literal(rollup.width))
-        conn.execute(_aggregate(rollup, where),
-                     ([m["device_id"] for m in marked], [m["bucket"] for m in marked]))
-    return len(marked)
-
-
-def advance_watermark(conn: psycopg.Connection, rollup: Rollup, now: dt.datetime) -> dict:
-    """Move a rollup's watermark up to its last closed bucket; return its state row."""
-    target = rollup.floor(now - rollup.lag)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", WATERMARK_LOCK)
-        state = conn.execute(
-            """UPDATE rollup_state SET watermark = greatest(watermark, %s), updated_at = now()
-               WHERE rollup = %s RETURNING watermark, done_until""",
-            (target, rollup.name),
-        ).fetchone()
-    if state["done_until"] is None:
-        first = conn.execute("SELECT min(time) AS first FROM telemetry").fetchone()["first"]
-        start = rollup.floor(first) if first is not None else state["watermark"]
-        conn.execute("UPDATE rollup_state SET done_until = %s WHERE rollup = %s "
-                     "AND done_until IS NULL", (min(start, state["watermark"]), rollup.name))
-        state = conn.execute("SELECT watermark, done_until FROM rollup_state WHERE rollup = %s",
-                             (rollup.name,)).fetchone()
-    return state
-
-
-def catch_up(conn: psycopg.Connection, rollup: Rollup, now: dt.datetime, *,
-             slice_width: dt.timedelta = dt.timedelta(hours=6), budget_s: float = 50.0) -> dict:
-    """Compute closed buckets up to the watermark, then marked ones; return what was done."""
-    started = time.monotonic()
-    state = advance_watermark(conn, rollup, now)
-    done, watermark = state["done_until"], state["watermark"]
-    rows = buckets = 0
-    while done < watermark and time.monotonic() - started < budget_s:
-        end = min(done + slice_width, watermark)
-        with conn.transaction():
-            rows += rollup_range(conn, rollup, done, end)
-            conn.execute("UPDATE rollup_state SET done_until = %s WHERE rollup = %s",
-                         (end, rollup.name))
-        done = end
-    while time.monotonic() - started < budget_s:
-        count = recompute_dirty(conn, rollup)
-        buckets += count
-        if count == 0:
-            break
-    return {"rollup": rollup.name, "rows": rows, "dirty_buckets": buckets,
-            "done_until": done, "watermark": watermark}
+    Minutes less than :data:`MERGE_GAP` apart share a range: recomputing the few
+    minutes between them costs less than one more range to track and recompute.
+    """
+    ranges: list[list] = []
+    for device_id, bucket in sorted(set(buckets)):
+        if ranges and ranges[-1][0] == device_id and bucket - ranges[-1][2] < MERGE_GAP:
+            ranges[-1][2] = bucket + MINUTE
+        else:
+            ranges.append([device_id, bucket, bucket + MINUTE])
+    return [(d, lo, hi) for d, lo, hi in ranges]
 
 
 # ---- retention ------------------------------------------------------------------------
@@ -270,6 +211,12 @@ def drop_old_chunks(conn: psycopg.Connection, table: str, days: int) -> int:
     rows = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s::interval)",
                         (table, dt.timedelta(days=days))).fetchall()
     return len(rows)
+
+
+def drop_old_pending(conn: psycopg.Connection, days: int) -> int:
+    """Forget late-data ranges older than the raw retention (their raw rows are gone)."""
+    return conn.execute("DELETE FROM rollup_pending WHERE hi < now() - %s::interval",
+                        (dt.timedelta(days=days),)).rowcount
 
 
 def compression_available(conn: psycopg.Connection) -> bool:

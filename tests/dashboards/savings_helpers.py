@@ -1,9 +1,10 @@
 """Test data for the savings and tariff pages: a TOU tariff and a site's metered energy.
 
-``seed_energy`` writes the cumulative counters of one meter device into
-``telemetry_1m`` every 15 minutes (a reading per quarter hour is enough for
-exact 15-minute energy): an office load, PV, and a battery that charges around
-noon and discharges in the weekday evening peak, so that the three bills differ.
+``seed_energy`` stores the cumulative counters of one meter device every 15
+minutes (a reading per quarter hour is enough for exact 15-minute energy) and
+rolls them up with the worker's code: an office load, PV, and a battery that
+charges around noon and discharges in the weekday evening peak, so that the
+three bills differ.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from zoneinfo import ZoneInfo
 from kilowatch import fleet
 from kilowatch.access import system_scope
 from kilowatch.billing import tariff_store, tariffs
+from kilowatch.telemetry import coverage, rollups
+from kilowatch.telemetry import storage as telemetry
 
 QUARTER = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
 COUNTERS = {"grid_import": "meter.grid.e_import", "grid_export": "meter.grid.e_export",
             "load": "meter.load.e", "pv": "meter.pv.e"}
 
@@ -78,7 +82,7 @@ def seed_energy(conn, site_id: int, start: datetime, end: datetime, *,
     points = {row["name"]: row["id"] for row in conn.execute(
         "SELECT id, name FROM points WHERE name = ANY(%s)", (list(COUNTERS.values()),))}
     totals = dict.fromkeys(COUNTERS, 0.0)
-    rows = [(start - timedelta(minutes=1), name, 0.0) for name in COUNTERS]
+    rows = [(start, name, 0.0) for name in COUNTERS]
     moment = start
     while moment < end:
         flow = flows_kw(moment, site["timezone"])
@@ -89,13 +93,15 @@ def seed_energy(conn, site_id: int, start: datetime, end: datetime, *,
             totals[name] += kwh[name]
         moment += QUARTER
         if skip is None or not skip[0] < moment <= skip[1]:
-            rows += [(moment - timedelta(minutes=1), name, totals[name]) for name in COUNTERS]
-    statement = ("COPY telemetry_1m (bucket, device_id, point_id, avg, min, max, last, count) "
-                 "FROM STDIN")
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for bucket, name, value in rows:
-            pid = points[COUNTERS[name]]
-            copy.write_row((bucket, device, pid, value, value, value, value, 1))
+            rows += [(moment, name, totals[name]) for name in COUNTERS]
+    with conn.transaction():
+        telemetry.copy_samples(conn, [(t, device, points[COUNTERS[name]], value)
+                                      for t, name, value in rows])
+        lo, hi = coverage.floor(start, HOUR), coverage.ceil(end + QUARTER, HOUR)
+        rollups.compute_minutes(conn, lo, hi, devices=[device])
+        rollups.compute_hours(conn, lo, hi, devices=[device])
+        conn.execute("UPDATE rollup_state SET done_until = greatest(coalesce(done_until, %s), "
+                     "%s), watermark = greatest(coalesce(watermark, %s), %s)", (hi, hi, hi, hi))
     return device
 
 

@@ -49,7 +49,7 @@ def _months(now: datetime, timezone: str) -> tuple[date, date]:
 
 def _rollups_done(conn) -> bool:
     rows = conn.execute("SELECT watermark, done_until FROM rollup_state").fetchall()
-    dirty = conn.execute("SELECT count(*) AS n FROM rollup_dirty").fetchone()["n"]
+    dirty = conn.execute("SELECT count(*) AS n FROM rollup_pending").fetchone()["n"]
     return dirty == 0 and all(r["done_until"] is not None and r["done_until"] >= r["watermark"]
                               for r in rows)
 
@@ -90,7 +90,7 @@ def simulated(kw_env, settings, tmp_path_factory):
     with psycopg.connect(settings.database_url, autocommit=True,
                          row_factory=psycopg.rows.dict_row) as conn:
         for _ in range(20):
-            _run(kw_env, "worker", "--once", "--job", "rollups")
+            _run(kw_env, "worker", "--once", "--job", "rollups", "--job", "rollups.late")
             if _rollups_done(conn):
                 break
         assert _rollups_done(conn)

@@ -9,7 +9,7 @@ import pytest
 from kilowatch.access import AccessDenied, AccessScope, system_scope
 from kilowatch.billing import savings, tariff_store, tariffs
 from kilowatch.billing.tariffs import TariffError
-from tests.kilowatch.telemetry.test_energy import MINUTE, make_site, put_minutes, ramp
+from tests.kilowatch.telemetry.helpers import MINUTE, counter, make_site, roll_up, store
 
 SEP = datetime(2026, 9, 1, tzinfo=UTC)
 NOW = SEP + timedelta(hours=6)  # the month to date: 24 intervals of 15 minutes
@@ -101,11 +101,12 @@ def metered_site(conn, *, gap=False):
     for device, point, kw in ((meter, "meter.load.e", 12), (meter, "meter.pv.e", 4),
                               (meter, "meter.grid.e_import", 6), (meter, "meter.grid.e_export", 0),
                               (hes, "pcs.e_discharge", 2), (hes, "pcs.e_charge", 0)):
-        rows = [(SEP - MINUTE, 0.0), *ramp(SEP, minutes, 0.0, kw / 60)]
-        if gap:  # 01:00-02:00 missing everywhere
+        rows = counter(lambda _, kw=kw: kw, SEP, SEP + (minutes + 1) * MINUTE, MINUTE)
+        if gap:  # no readings between 01:00 and 02:00
             hole = (SEP + timedelta(hours=1), SEP + timedelta(hours=2))
-            rows = [r for r in rows if not hole[0] <= r[0] < hole[1]]
-        put_minutes(conn, device, point, rows)
+            rows = [r for r in rows if not hole[0] < r[0] < hole[1]]
+        store(conn, device, {point: rows})
+    roll_up(conn, [meter, hes], SEP, SEP + timedelta(hours=7))
     return company, site
 
 

@@ -13,7 +13,7 @@ from kilowatch.schedules import battery
 from kilowatch.schedules import model as schedules
 from kilowatch.schedules import preview as schedule_preview
 from kilowatch.telemetry import energy
-from tests.kilowatch.telemetry.test_energy import make_site, put_minutes, put_raw
+from tests.kilowatch.telemetry.helpers import make_site, roll_up, store
 
 PARIS = "Europe/Paris"
 STORAGE = battery.Battery(rated_power_kw=50, capacity_kwh=100)
@@ -120,9 +120,10 @@ def _site_with_history(conn, load_kw=30.0, days=7):
     company, site, (meter, hes) = make_site(conn, PARIS, models=("meter", "HES-L"))
     start = NOW.replace(minute=0) - dt.timedelta(days=days)
     minutes = int((NOW - start).total_seconds() // 60)
-    rows = [(start + dt.timedelta(minutes=i), load_kw, load_kw) for i in range(minutes)]
-    put_minutes(conn, meter, "meter.load.p", rows)
-    put_raw(conn, hes, "bms.soc", [(NOW - dt.timedelta(minutes=5), 64.0)])
+    rows = [(start + dt.timedelta(minutes=i), load_kw) for i in range(minutes)]
+    store(conn, meter, {"meter.load.p": rows})
+    roll_up(conn, [meter], start, NOW)
+    store(conn, hes, {"bms.soc": [(NOW - dt.timedelta(minutes=5), 64.0)]})
     return company, site
 
 

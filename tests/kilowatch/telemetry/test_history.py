@@ -9,9 +9,11 @@ import pytest
 from kilowatch import fleet
 from kilowatch.access import AccessDenied, AccessScope, system_scope
 from kilowatch.telemetry import history
+from tests.kilowatch.telemetry.helpers import HOUR, MINUTE, counter, roll_up, store
 
 ROOT = system_scope("test")
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+QUARTER = timedelta(minutes=15)
 
 
 # ---- pure parts -----------------------------------------------------------------------------
@@ -267,13 +269,6 @@ def counter_site(conn, fleet_data):
     return site, device
 
 
-def _hourly_counter(conn, device, point, readings):
-    for bucket, value in readings:
-        conn.execute("INSERT INTO telemetry_1h (bucket, device_id, point_id, avg, min, max, "
-                     "last, count) VALUES (%s, %s, %s, %s, %s, %s, %s, 60)",
-                     (bucket, device, _point(conn, point), value, value, value, value))
-
-
 def _days_ago(days: int) -> datetime:
     from zoneinfo import ZoneInfo
 
@@ -282,54 +277,37 @@ def _days_ago(days: int) -> datetime:
     return datetime.combine(today - timedelta(days=days), datetime.min.time(), tz).astimezone(UTC)
 
 
-def test_daily_bars_equal_the_energy_module_on_steady_counters(conn, counter_site):
-    from kilowatch.telemetry import energy
-
+def test_day_bars_show_what_counters_advanced_from_a_mid_day_start_and_across_a_reset(
+        conn, counter_site):
+    # PV at 2 kW read every minute. Day 1: the counter first reads 340,000 kWh at 14:00
+    # local: 10 h × 2 kW = 20 kWh (never 340,000), flagged. Day 2: reset to zero right
+    # after the 10:17 reading, counted from zero: 48 kWh. Day 3: 48 kWh.
     site, device = counter_site
-    start, end = _days_ago(4), _days_ago(1)
-    hours = int((end - start) / timedelta(hours=1))
-    for point, rate in (("meter.pv.e", 2.0), ("meter.grid.e_import", 3.0),
-                        ("meter.load.e", 4.5)):
-        _hourly_counter(conn, device, point, [
-            (start - timedelta(hours=2) + timedelta(hours=h), 1000 + rate * h)
-            for h in range(hours + 3)])
-    _set_cuts(conn, NOW.replace(minute=0), NOW)
-    mine = history.energy_bars(conn, ROOT, site, start, end, "day")
-    theirs = energy.site_energy(conn, ROOT, site, start, end, "day")
-    assert len(mine.intervals) == 3
-    for a, b in zip(mine.intervals, theirs.intervals, strict=True):
-        assert a.start == b.start
-        for quantity in ("pv", "grid_import", "load"):
-            assert a.kwh[quantity] == pytest.approx(b.kwh[quantity])
-    assert mine.intervals[0].kwh["pv"] == pytest.approx(2.0 * (start + timedelta(days=1) - start)
-                                                         / timedelta(hours=1))
-
-
-def test_energy_bars_survive_a_counter_reset_and_leave_holes_empty(conn, counter_site):
-    site, device = counter_site
-    start = _days_ago(3)
-    # Day 1: 100 → 105 → (reset) 2 → 6 : 5 + 2 + 4 = 11 kWh. Day 2: no reading. Day 3: +1.
-    _hourly_counter(conn, device, "meter.pv.e", [
-        (start - timedelta(hours=1), 100.0), (start + timedelta(hours=1), 105.0),
-        (start + timedelta(hours=5), 2.0), (start + timedelta(hours=9), 6.0),
-        (start + timedelta(days=2, hours=3), 7.0)])
-    _set_cuts(conn, NOW.replace(minute=0), NOW)
-    bars = history.energy_bars(conn, ROOT, site, start, _days_ago(0), "day")
-    assert [i.kwh.get("pv") for i in bars.intervals] == [pytest.approx(11.0), None,
-                                                          pytest.approx(1.0)]
+    start = _days_ago(4)
+    first, reset = start + timedelta(hours=14), start + timedelta(days=1, hours=10, minutes=17)
+    end = _days_ago(1)
+    readings = (counter(lambda m: 2.0, first, reset + MINUTE, MINUTE, first=340_000.0)
+                + counter(lambda m: 2.0, reset, end + MINUTE, MINUTE, offset=MINUTE))
+    store(conn, device, {"meter.pv.e": readings})
+    roll_up(conn, [device], start, end + MINUTE)
+    bars = history.energy_bars(conn, ROOT, site, start, end, "day")
+    hours = [(i.end - max(i.start, first)) / HOUR for i in bars.intervals]  # 23 or 25 at DST
+    assert [i.kwh["pv"] for i in bars.intervals] == pytest.approx([2.0 * h for h in hours])
+    assert hours[0] == 10
+    assert [bool(i.gaps) for i in bars.intervals] == [True, False, False]
     assert bars.methods == {"pv": "counter"}
+    by_hour = history.energy_bars(conn, ROOT, site, first - 2 * HOUR, first + 2 * HOUR, HOUR)
+    assert [i.kwh.get("pv") for i in by_hour.intervals] == pytest.approx([None, None, 2.0, 2.0])
 
 
 def test_hourly_bars_and_a_load_derived_from_the_balance(conn, counter_site):
     site, device = counter_site
     start = _days_ago(1)
-    for point, rate in (("meter.grid.e_import", 10.0), ("meter.grid.e_export", 1.0),
-                        ("meter.pv.e", 4.0)):
-        _hourly_counter(conn, device, point, [(start + timedelta(hours=h - 1), rate * h)
-                                              for h in range(25)])
-    _set_cuts(conn, NOW.replace(minute=0), NOW)
-    bars = history.energy_bars(conn, ROOT, site, start, start + timedelta(hours=6),
-                               timedelta(hours=1))
+    store(conn, device, {point: counter(lambda m, kw=kw: kw, start, start + 7 * HOUR, QUARTER)
+                         for point, kw in (("meter.grid.e_import", 10.0),
+                                           ("meter.grid.e_export", 1.0), ("meter.pv.e", 4.0))})
+    roll_up(conn, [device], start, start + 7 * HOUR)
+    bars = history.energy_bars(conn, ROOT, site, start, start + 6 * HOUR, HOUR)
     assert len(bars.intervals) == 6
     assert all(i.kwh["load"] == pytest.approx(10 - 1 + 4) for i in bars.intervals)
     assert bars.methods["load"] == "derived"

@@ -11,7 +11,17 @@ from kilowatch import fleet
 from kilowatch.access import AccessDenied, AccessScope, system_scope
 from kilowatch.alarms import events as alarms
 from kilowatch.redis_client import get_redis
-from kilowatch.telemetry import live, overview
+from kilowatch.telemetry import live, overview, rollups
+from tests.kilowatch.telemetry.helpers import (
+    HOUR,
+    MINUTE,
+    counter,
+    roll_up,
+    store,
+    store_late,
+)
+
+QUARTER = timedelta(minutes=15)
 
 ROOT = system_scope("test")
 
@@ -82,41 +92,66 @@ def test_site_live_is_refused_outside_the_scope(conn, world):
     assert mine["soc"] == 20.0 and mine["devices"][0]["serial"] == "OV-Delta"
 
 
-def _hourly(conn, device_id, point, readings):
-    point_id = conn.execute("SELECT id FROM points WHERE name = %s", (point,)).fetchone()["id"]
-    for bucket, value in readings:
-        conn.execute("INSERT INTO telemetry_1h (bucket, device_id, point_id, avg, min, max, "
-                     "last, count) VALUES (%s, %s, %s, 0, 0, 0, %s, 60)",
-                     (bucket, device_id, point_id, value))
-
-
-def test_today_energy_from_counters_survives_a_reset(conn, world):
-    device = world["devices"]["Charlie"]
+def _a_week_ago_at(hour: int) -> tuple[datetime, datetime]:
+    """Return (local midnight, midnight + hour) of the day a week ago in Paris, in UTC."""
     tz = ZoneInfo("Europe/Paris")
-    # A fixed "now" at 05:00 a week ago: all four hours are closed whatever the time of day.
     day = (datetime.now(UTC).astimezone(tz) - timedelta(days=7)).date()
-    midnight = datetime.combine(day, datetime.min.time(), tz)
-    now = (midnight + timedelta(hours=5)).astimezone(UTC)
-    baseline = midnight.astimezone(UTC) - timedelta(hours=1)  # the bucket ending at midnight
-    hours = [baseline + timedelta(hours=h) for h in range(4)]
-    # 1000 at midnight, +5, then a reset to 2 (counts 2), then +3.
-    values = [1000.0, 1005.0, 2.0, 5.0]
-    _hourly(conn, device, "meter.pv.e", zip(hours, values, strict=True))
-    expected = 10.0
-    # The worker closed those hours (the overview caches hourly figures until it does).
-    conn.execute("UPDATE rollup_state SET done_until = %s WHERE rollup = '1h'",
-                 (hours[-1] + timedelta(hours=1),))
-    # The live counter adds what came after the last hourly reading.
-    world["client"].hset(f"{live.key('live', device)}", "meter.pv.e", repr(values[-1] + 1.5))
+    midnight = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC)
+    return midnight, midnight + timedelta(hours=hour)
+
+
+def _today(conn, world, name, now):
     rows = overview.fleet_overview(conn, world["client"], ROOT, now=now)
-    charlie = next(r for r in rows if r["name"] == "Charlie")
-    assert charlie["today_kwh"]["pv"] == pytest.approx(expected + 1.5)
-    assert "load" not in charlie["today_kwh"]  # no counter, no number (never a zero)
+    return next(r for r in rows if r["name"] == name)["today_kwh"]
+
+
+def test_today_counts_what_counters_advanced_across_midnight_and_a_reset(conn, world):
+    # PV at 2 kW read every 15 minutes from 22:00 the day before, reset to zero after
+    # the 02:00 reading; "now" is 05:00 with hours closed up to 04:00: 8 kWh from the
+    # hourly readings, and the live counter adds what came after the last of them.
+    device = world["devices"]["Charlie"]
+    midnight, now = _a_week_ago_at(5)
+    reset = midnight + timedelta(hours=2)
+    readings = (counter(lambda m: 2.0, midnight - 2 * HOUR, reset + MINUTE, QUARTER,
+                        first=1000.0)
+                + counter(lambda m: 2.0, reset, midnight + 4 * HOUR, QUARTER, offset=QUARTER))
+    store(conn, device, {"meter.pv.e": readings})
+    roll_up(conn, [device], midnight - 2 * HOUR, midnight + 4 * HOUR)
+    last = readings[-1][1]  # 03:45, 1.75 h after the reset: 3.5 kWh
+    world["client"].hset(live.key("live", device), "meter.pv.e", repr(last + 1.5))
+    today = _today(conn, world, "Charlie", now)
+    assert today["pv"] == pytest.approx(2.0 * 3.75 + 1.5)
+    assert "load" not in today  # no counter, no number (never a zero)
     # A newer live counter value counts at once; the hourly part comes from the cache.
-    world["client"].hset(f"{live.key('live', device)}", "meter.pv.e", repr(values[-1] + 4.0))
-    again = next(r for r in overview.fleet_overview(conn, world["client"], ROOT, now=now)
-                 if r["name"] == "Charlie")
-    assert again["today_kwh"]["pv"] == pytest.approx(expected + 4.0)
+    world["client"].hset(live.key("live", device), "meter.pv.e", repr(last + 4.0))
+    assert _today(conn, world, "Charlie", now)["pv"] == pytest.approx(2.0 * 3.75 + 4.0)
+
+
+def test_a_counter_starting_mid_day_counts_from_its_first_reading(conn, world):
+    # Alpha's grid import counter first reads 340,000 kWh at 02:00 and runs at 3 kW
+    # until its last reading at 04:00: today is the 6 kWh it advanced, never 340,000.
+    device = world["devices"]["Alpha"]
+    midnight, now = _a_week_ago_at(5)
+    start = midnight + 2 * HOUR
+    store(conn, device, {"meter.grid.e_import": counter(
+        lambda m: 3.0, start, midnight + 4 * HOUR + MINUTE, MINUTE, first=340_000.0)})
+    roll_up(conn, [device], start, midnight + 4 * HOUR)
+    assert _today(conn, world, "Alpha", now)["grid_import"] == pytest.approx(6.0)
+
+
+def test_late_data_of_today_is_read_raw_until_rolled_up(conn, world):
+    # Bravo's load counter for 22:00-04:00 arrives late (below the rollups' cut): the
+    # fleet table reads it from raw rows at once (1.5 kW × 4 h), and the same after.
+    device = world["devices"]["Bravo"]
+    midnight, now = _a_week_ago_at(5)
+    roll_up(conn, [], midnight - 2 * HOUR, midnight + 5 * HOUR)
+    store_late(conn, device, {"meter.load.e": counter(
+        lambda m: 1.5, midnight - 2 * HOUR, midnight + 4 * HOUR + MINUTE, QUARTER,
+        first=50.0)})
+    assert _today(conn, world, "Bravo", now)["load"] == pytest.approx(6.0)
+    while rollups.recompute_late_window(conn):
+        pass
+    assert _today(conn, world, "Bravo", now)["load"] == pytest.approx(6.0)
 
 
 def test_a_thousand_sites_are_answered(conn, world):
