@@ -70,7 +70,7 @@ def _local_keys(start: datetime, count: int, timezone: str,
                 special: Collection[date]) -> tuple[np.ndarray, np.ndarray]:
     """Day type (0-6, special days as Sunday) and local 15-minute slot of each step."""
     index = pd.date_range(start, periods=count, freq="15min").tz_convert(timezone)
-    weekday = np.asarray(index.dayofweek)
+    weekday = np.asarray(index.day_of_week)
     if special:
         days = np.asarray(index.date)
         weekday = np.where(np.isin(days, list(special)), SUNDAY, weekday)

@@ -233,16 +233,22 @@ def _exclusive_flows(problem: Problem, prices: Pricing, cost: np.ndarray, col_i:
     paying = np.flatnonzero(cost[col_e] + cost[col_i] < -1e-12)
     if not paying.size:
         return
-    bound = problem.grid_limit_kw or float(
-        np.max(problem.load_kw + problem.pv_kw) + 2 * problem.battery.rated_power_kw)
+    rated = problem.battery.rated_power_kw
+    billed = problem.load_kw - (0.0 if prices.sell_all_pv else problem.pv_kw)
+    zero = np.zeros(1, int)
     for step in paying:
+        # The tightest bounds on each flow keep the branch and bound short.
+        most_import, most_export = billed[step] + rated, rated - billed[step]
+        if most_import <= 0 or most_export <= 0:  # the step can only export (or only import)
+            column = col_i[step] if most_import <= 0 else col_e[step]
+            out.add_rows(1, [(zero, np.array([column]), 1.0)], -_INF, 0.0)
+            continue
         flag = out.add_column(0.0, 0.0, 1.0)
         out.integer.append(flag)
-        zero = np.zeros(1, int)
-        out.add_rows(1, [(zero, np.array([col_i[step]]), 1.0), (zero, np.array([flag]), -bound)],
-                     -_INF, 0.0)
-        out.add_rows(1, [(zero, np.array([col_e[step]]), 1.0), (zero, np.array([flag]), bound)],
-                     -_INF, bound)
+        out.add_rows(1, [(zero, np.array([col_i[step]]), 1.0),
+                         (zero, np.array([flag]), -most_import)], -_INF, 0.0)
+        out.add_rows(1, [(zero, np.array([col_e[step]]), 1.0),
+                         (zero, np.array([flag]), most_export)], -_INF, most_export)
 
 
 def _assemble(problem: Problem, cost: np.ndarray, out: _Builder) -> highspy.HighsLp:
@@ -284,15 +290,19 @@ def solve(problem: Problem) -> Solution:
     highs.passModel(lp)
     highs.run()
     status = highs.getModelStatus()
-    if status == highspy.HighsModelStatus.kInfeasible:
+    if status in (highspy.HighsModelStatus.kInfeasible,
+                  highspy.HighsModelStatus.kUnboundedOrInfeasible):
         raise DispatchInfeasible("no dispatch keeps the SoC, power and grid limits over the "
                                  f"horizon starting {problem.starts[0].isoformat()}")
-    if status == highspy.HighsModelStatus.kTimeLimit:
+    info = highs.getInfo()
+    # A mixed-integer search out of time keeps its best plan so far; an LP has none.
+    incumbent = bool(lp.integrality_) and info.primal_solution_status == 2
+    if status == highspy.HighsModelStatus.kTimeLimit and not incumbent:
         raise DispatchTimeout(f"the solver found no optimal plan in {problem.time_limit_s:g} s")
-    if status != highspy.HighsModelStatus.kOptimal:
+    if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
         raise DispatchError(f"the solver stopped with {highs.modelStatusToString(status)}")
     values = np.asarray(highs.getSolution().col_value)
-    objective = highs.getInfo().objective_function_value + offset
+    objective = info.objective_function_value + offset
     return _solution(problem, prices, values, objective, time.perf_counter() - began)
 
 

@@ -91,11 +91,12 @@ def month_to_date(tariff: Tariff, timezone: str, now: datetime,
     """Return the month so far at ``now`` from the month's metered intervals before it."""
     tz = ZoneInfo(timezone)
     local = now.astimezone(tz)
-    state = MonthToDate((local.year, local.month))
+    month = (local.year, local.month)
+    state = MonthToDate(month)
     for interval in sorted(intervals, key=lambda item: item.start):
         if interval.start < now:
             state = state.add(tariff, tz, interval)
-    return state if state.month == (local.year, local.month) else MonthToDate(state.month)
+    return state if state.month == month else MonthToDate(month)
 
 
 def _demand_keys(where: _Local) -> list[tuple[str, int]]:

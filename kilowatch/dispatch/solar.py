@@ -14,6 +14,7 @@ site re-planned every 15 minutes computes each day once.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
@@ -38,8 +39,11 @@ def _clear_day(latitude: float, longitude: float, day: date) -> np.ndarray:
     location = pvlib.location.Location(latitude, longitude, tz="UTC")
     times = pd.date_range(datetime.combine(day, time(0, 7, 30), UTC), periods=STEPS_PER_DAY,
                           freq="15min")
-    position = location.get_solarposition(times)
-    sky = location.get_clearsky(times, model="ineichen", solar_position=position)
+    with warnings.catch_warnings():
+        # pvlib still reads DatetimeIndex.dayofyear, which pandas announces it will drop.
+        warnings.filterwarnings("ignore", message=r"DatetimeIndex\.dayofyear is deprecated")
+        position = location.get_solarposition(times)
+        sky = location.get_clearsky(times, model="ineichen", solar_position=position)
     table = np.vstack([sky["ghi"], sky["dni"], sky["dhi"], position["apparent_zenith"],
                        position["azimuth"]])
     table.setflags(write=False)
