@@ -145,18 +145,22 @@ class _Builder:
         self.coo: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.row_lower: list[np.ndarray] = []
         self.row_upper: list[np.ndarray] = []
-        self.extra_cost: list[float] = []
-        self.extra_lower: list[float] = []
-        self.extra_upper: list[float] = []
+        self.extra_cost: list[np.ndarray] = []
+        self.extra_lower: list[np.ndarray] = []
+        self.extra_upper: list[np.ndarray] = []
         self.integer: list[int] = []
 
+    def add_columns(self, count: int, cost, lower, upper) -> np.ndarray:
+        """Add ``count`` columns after the step variables and return their indexes."""
+        for values, into in ((cost, self.extra_cost), (lower, self.extra_lower),
+                             (upper, self.extra_upper)):
+            into.append(np.broadcast_to(np.asarray(values, float), (count,)))
+        self.columns += count
+        return np.arange(self.columns - count, self.columns)
+
     def add_column(self, cost: float, lower: float, upper: float) -> int:
-        """Add a column after the step variables and return its index."""
-        self.extra_cost.append(cost)
-        self.extra_lower.append(lower)
-        self.extra_upper.append(upper)
-        self.columns += 1
-        return self.columns - 1
+        """Add one column after the step variables and return its index."""
+        return int(self.add_columns(1, cost, lower, upper)[0])
 
     def add_rows(self, count: int, terms: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                  lower, upper) -> None:
@@ -170,10 +174,24 @@ class _Builder:
         self.rows += count
 
 
+def _storage_rows(problem: Problem, out: _Builder, columns: tuple[np.ndarray, ...],
+                  net: np.ndarray) -> None:
+    """Balance, SoC integration and rating rows of one set of step columns."""
+    col_c, col_d, col_i, col_e, col_s = columns
+    n, battery = len(net), problem.battery
+    steps = np.arange(n)
+    out.add_rows(n, [(steps, col_i, 1.0), (steps, col_e, -1.0), (steps, col_c, -1.0),
+                     (steps, col_d, 1.0)], net, net)
+    start = np.r_[problem.soc / 100 * battery.capacity_kwh, np.zeros(n - 1)]
+    out.add_rows(n, [(steps, col_s, 1.0), (steps[1:], col_s[:-1], -1.0),
+                     (steps, col_c, -STEP_H * battery.charge_efficiency),
+                     (steps, col_d, STEP_H / battery.discharge_efficiency)], start, start)
+    out.add_rows(n, [(steps, col_c, 1.0), (steps, col_d, 1.0)], -_INF, battery.rated_power_kw)
+
+
 def _build(problem: Problem, prices: Pricing) -> tuple[highspy.HighsLp, float]:
     """Return the LP and the objective's constant."""
     n = len(problem.starts)
-    battery = problem.battery
     steps = np.arange(n)
     col_c, col_d, col_i, col_e, col_s = (steps + k * n for k in range(5))
     sell_all = prices.sell_all_pv
@@ -183,15 +201,7 @@ def _build(problem: Problem, prices: Pricing) -> tuple[highspy.HighsLp, float]:
     wear = problem.wear_cost_per_kwh * STEP_H
     cost = np.concatenate([np.full(2 * n, wear), prices.buy * STEP_H, -prices.sell * STEP_H,
                            np.zeros(n)])
-    one = np.ones(n)
-    out.add_rows(n, [(steps, col_i, 1.0), (steps, col_e, -1.0), (steps, col_c, -1.0),
-                     (steps, col_d, 1.0)], net, net)
-    start_kwh = problem.soc / 100 * battery.capacity_kwh
-    out.add_rows(n, [(steps, col_s, 1.0), (steps[1:], col_s[:-1], -1.0),
-                     (steps, col_c, -STEP_H * battery.charge_efficiency),
-                     (steps, col_d, STEP_H / battery.discharge_efficiency)],
-                 np.r_[start_kwh, np.zeros(n - 1)], np.r_[start_kwh, np.zeros(n - 1)])
-    out.add_rows(n, [(steps, col_c, one), (steps, col_d, one)], -_INF, battery.rated_power_kw)
+    _storage_rows(problem, out, (col_c, col_d, col_i, col_e, col_s), net)
     physical = problem.load_kw - problem.pv_kw
     closed = np.flatnonzero(~np.asarray(problem.export_allowed, dtype=bool))
     if closed.size:
@@ -214,17 +224,24 @@ def _build(problem: Problem, prices: Pricing) -> tuple[highspy.HighsLp, float]:
                          (np.zeros(members.size, int), col_e[members], STEP_H)],
                      group.prior_kwh, _INF)
         offset -= (group.buy - group.sell) * max(group.prior_kwh, 0.0)
-    for group in prices.demand_groups:
-        members, rows = group.steps, np.arange(group.steps.size)
-        terms = [(rows, col_i[members], 1.0)]
-        for width, rate in group.segments:
-            column = out.add_column(rate, 0.0, min(width, _INF))
-            terms.append((rows, np.full(members.size, column), -1.0))
-        out.add_rows(members.size, terms, -_INF, group.prior_kw)
+    peaks = [out.add_columns(len(group.segments), [rate for _, rate in group.segments], 0.0,
+                             [min(width, _INF) for width, _ in group.segments])
+             for group in prices.demand_groups]
+    _demand_rows(prices, out, col_i, peaks)
     _exclusive_flows(problem, prices, cost, col_i, col_e, out)
     if sell_all:
         offset -= float(np.sum(prices.sell * problem.pv_kw * STEP_H))
     return _assemble(problem, cost, out), offset
+
+
+def _demand_rows(prices: Pricing, out: _Builder, col_i: np.ndarray,
+                 peaks: list[np.ndarray]) -> None:
+    """Each step's import stays under its demand groups' peaks (the month's so far + rises)."""
+    for group, segments in zip(prices.demand_groups, peaks, strict=True):
+        members, rows = group.steps, np.arange(group.steps.size)
+        terms = [(rows, col_i[members], 1.0)]
+        terms += [(rows, np.full(members.size, column), -1.0) for column in segments]
+        out.add_rows(members.size, terms, -_INF, group.prior_kw)
 
 
 def _exclusive_flows(problem: Problem, prices: Pricing, cost: np.ndarray, col_i: np.ndarray,
@@ -260,9 +277,9 @@ def _assemble(problem: Problem, cost: np.ndarray, out: _Builder) -> highspy.High
     lp = highspy.HighsLp()
     lp.num_col_ = out.columns
     lp.num_row_ = out.rows
-    lp.col_cost_ = np.concatenate([cost, out.extra_cost])
-    lp.col_lower_ = np.concatenate([bounds["lower"], out.extra_lower])
-    lp.col_upper_ = np.concatenate([bounds["upper"], out.extra_upper])
+    lp.col_cost_ = np.concatenate([cost, *out.extra_cost])
+    lp.col_lower_ = np.concatenate([bounds["lower"], *out.extra_lower])
+    lp.col_upper_ = np.concatenate([bounds["upper"], *out.extra_upper])
     lp.row_lower_ = np.concatenate(out.row_lower)
     lp.row_upper_ = np.concatenate(out.row_upper)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise

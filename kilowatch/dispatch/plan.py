@@ -5,7 +5,9 @@ into a mode of docs/schedules.md, so a device runs it with the shared battery mo
 (:mod:`kilowatch.schedules.battery`) and reacts within the step to what the forecast
 missed:
 
-- no battery power: ``idle``; the grid held at zero: ``self_consumption``;
+- no battery power: ``idle``, or under a demand charge ``peak_shaving`` at the planned
+  peak that never recharges (a load above the peak is still shaved);
+- the grid held at zero: ``self_consumption``;
 - importing while the battery works (``follow="grid"``, the default): ``peak_shaving``
   with the planned import as its grid limit, so a load above the forecast is met
   by the battery and not by a new peak;
@@ -181,6 +183,11 @@ def _setpoint(problem: Problem, solution: Solution, t: int, grid_kw: float, cap:
     soc_min, soc_max = float(problem.soc_min[t]), float(problem.soc_max[t])
     quiet = 1e-3 * problem.battery.rated_power_kw
     if abs(power) < quiet:
+        if np.isfinite(cap) and not solution.prices.sell_all_pv:
+            # Resting under a demand peak: shave a load above it, but never recharge.
+            soc = float(solution.soc[t - 1]) if t else problem.soc
+            return "peak_shaving", {"grid_limit_kw": round(cap, 3), "soc_min": min(soc_min, soc),
+                                    "soc_max": soc}
         return "idle", {}
     if abs(grid_kw) < quiet:
         return "self_consumption", {"soc_min": soc_min, "soc_max": soc_max}
