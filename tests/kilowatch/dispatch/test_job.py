@@ -14,7 +14,7 @@ from kilowatch.dispatch import store as dispatch_store
 from kilowatch.jobs import dispatch as dispatch_job
 from kilowatch.schedules import store as schedule_store
 from tests.kilowatch.dispatch import helpers
-from tests.kilowatch.telemetry.test_energy import MINUTE, put_minutes
+from tests.kilowatch.telemetry.helpers import MINUTE, roll_up, store
 
 DAYS = 2
 BEGIN = datetime(2026, 6, 1, tzinfo=UTC)
@@ -25,8 +25,8 @@ IDLE = {"timezone": "UTC", "default_mode": "idle", "periods": [], "exceptions": 
 
 
 def counters(start, minutes, kw, first=1000.0):
-    """Minute rollups of a counter growing at a steady ``kw``."""
-    return [(start + i * MINUTE, first + (i + 1) * kw / 60) for i in range(minutes)]
+    """Minute readings of a counter growing at a steady ``kw``."""
+    return [(start + (i + 1) * MINUTE, first + (i + 1) * kw / 60) for i in range(minutes)]
 
 
 def optimised_site(conn, *, schedule=OPTIMIZED, tariff=True, days=DAYS + 1):
@@ -42,9 +42,11 @@ def optimised_site(conn, *, schedule=OPTIMIZED, tariff=True, days=DAYS + 1):
                                     serial=f"B-{secrets.token_hex(5)}", model="HES-L",
                                     rated_power_kw=50, capacity_kwh=100)
     minutes = days * 24 * 60 + 60  # from an hour before: the first interval is whole
-    for point, kw in (("meter.grid.e_import", LOAD_KW), ("meter.grid.e_export", 0.0),
-                      ("meter.load.e", LOAD_KW), ("meter.pv.e", PV_KW)):
-        put_minutes(conn, meter, point, counters(BEGIN - timedelta(hours=1), minutes, kw))
+    start = BEGIN - timedelta(hours=1)
+    store(conn, meter, {point: counters(start, minutes, kw) for point, kw in (
+        ("meter.grid.e_import", LOAD_KW), ("meter.grid.e_export", 0.0),
+        ("meter.load.e", LOAD_KW), ("meter.pv.e", PV_KW))})
+    roll_up(conn, [meter], start, start + minutes * MINUTE)
     schedule_store.save_revision(conn, scope, site, schedule, now=BEGIN)
     if tariff:
         assign(conn, company, site)
