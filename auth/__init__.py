@@ -10,7 +10,7 @@ from kilowatch.settings import Settings
 
 
 def configure_server(server: Flask, settings: Settings) -> None:
-    """Set the session cookie, CSRF and login-throttle configuration of the Flask server."""
+    """Set the session cookie, CSRF, login and password-reset throttles of the Flask server."""
     server.config.update(
         KILOWATCH_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
@@ -27,13 +27,17 @@ def configure_server(server: Flask, settings: Settings) -> None:
     )
     server.config.setdefault("KILOWATCH_LOGIN_LIMIT_ACCOUNT", "10 per 15 minutes")
     server.config.setdefault("KILOWATCH_LOGIN_LIMIT_IP", "100 per 15 minutes")
+    server.config.setdefault("KILOWATCH_RESET_LIMIT_ADDRESS", "3 per hour")
+    server.config.setdefault("KILOWATCH_RESET_LIMIT_IP", "20 per hour")
 
 
 def init_app(server: Flask, settings: Settings) -> None:
     """Put login, throttling and the deny-by-default guard in front of the Flask server."""
+    from auth.device_api import init_device_api
     from auth.guard import init_guard
     from auth.login import init_login
 
     configure_server(server, settings)
     init_login(server, settings)
+    init_device_api(server)
     init_guard(server)

@@ -35,14 +35,17 @@ from flask import abort
 from auth.scope import connection, current_account, current_scope
 from kilowatch.access import ROLES, AccessDenied
 
-__all__ = ["ADMIN_ROLES", "ALL_ROLES", "EDITOR_ROLES", "connection", "current_scope",
-           "guarded_callback", "guarded_clientside_callback", "has_role", "unguarded_callbacks"]
+__all__ = ["ADMIN_ROLES", "ADMIN_VIEW_ROLES", "ALL_ROLES", "EDITOR_ROLES", "connection",
+           "current_scope", "guarded_callback", "guarded_clientside_callback", "has_role",
+           "unguarded_callbacks"]
 
 log = logging.getLogger(__name__)
 
 ALL_ROLES = ROLES
 EDITOR_ROLES = ("operator", "admin", "superadmin")
 ADMIN_ROLES = ("admin", "superadmin")
+# Administration pages that support staff may read (sites, devices), never change.
+ADMIN_VIEW_ROLES = ("admin", "support", "superadmin")
 MARK = "_kilowatch_roles"
 
 # Dash Pages' own router (renders a page's layout) and its document-title

@@ -1,11 +1,12 @@
 """One deny-by-default guard in front of every request of the web app.
 
-Public: the login page, static assets (``/assets/``), ``/healthz`` and the
-device API (``/api/device/``). Everything else needs a live login session: a
-page request (or a browser's form post) without one is redirected to the login
-page, and a request to Dash's JSON endpoints (``/_dash-update-component`` …) or
-any other POST gets 401. Requests count as activity for the idle timeout,
-except Dash updates fired only by timers.
+Public: the login page, the forgotten-password page and the pages of the
+links sent by e-mail (invitation, reset), static assets (``/assets/``),
+``/healthz`` and the device API (``/api/device/``). Everything else needs a
+live login session: a page request (or a browser's form post) without one is
+redirected to the login page, and a request to Dash's JSON endpoints
+(``/_dash-update-component`` …) or any other POST gets 401. Requests count as
+activity for the idle timeout, except Dash updates fired only by timers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from flask import Flask, jsonify, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from auth import sessions
+from kilowatch.accounts.tokens import LINK_PATHS
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/_favicon.ico"})
-PUBLIC_PREFIXES = ("/assets/", "/api/device/")
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/_favicon.ico", "/login/forgot",
+                          "/account/new-password"})
+PUBLIC_PREFIXES = ("/assets/", "/api/device/", *LINK_PATHS.values())
 # Reachable while a one-time password must still be replaced.
 PASSWORD_CHANGE_PATHS = frozenset({"/account/password", "/logout"})
 
@@ -48,14 +51,6 @@ def _refuse(status: int, message: str, *, expired: bool = False):
     return redirect(url_for("auth.login", **args))
 
 
-def _session_is_live() -> bool:
-    user = current_user
-    if not sessions.is_alive(user.id):
-        return False
-    changed = user.password_changed_at
-    return changed is None or session["login_at"] >= changed
-
-
 def _interval_only() -> bool:
     """Say whether this is a Dash update fired only by timers (``dcc.Interval``), not a person.
 
@@ -78,8 +73,9 @@ def guard():
         expired = "_user_id" in session
         session.clear()
         return _refuse(401, "login required", expired=expired)
-    if not _session_is_live():
-        log.info("session of user %s ended (timeout or logout elsewhere)", current_user.id)
+    if not sessions.is_alive(current_user.id):
+        log.info("session of user %s ended (timeout, sign-out, password change or "
+                 "deactivation)", current_user.id)
         sessions.end()
         logout_user()
         session.clear()

@@ -2,12 +2,14 @@
 
 Signing out is a POST carrying the session's CSRF token, so that another site
 cannot sign a user out with a link or an image; a GET of ``/logout`` only shows
-a page with the sign-out button.
+a page with the sign-out button. Signing out ends every session of the user.
 
 Failed logins count against two Redis-backed limits (Flask-Limiter): one per
 account (the e-mail typed) and one per client address. When either is used
 up the login form answers 429 without checking the password. Unknown e-mail,
-wrong password and deactivated account all get the same message.
+wrong password and deactivated account all get the same message; a right
+one-time password past its 24 hours is told so. The pages of e-mailed links
+("Forgot your password?", invitations) are in :mod:`auth.links`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from auth import scope as auth_scope
 from auth import sessions
+from auth.links import ForgotForm, add_link_pages
 from kilowatch.access import system_scope
 from kilowatch.accounts import passwords, users
 from kilowatch.settings import Settings
@@ -42,6 +45,14 @@ from kilowatch.settings import Settings
 log = logging.getLogger(__name__)
 
 GENERIC_ERROR = "Wrong e-mail or password."
+EXPIRED_ONE_TIME = ("This one-time password has expired. Ask your administrator for a new one, "
+                    "or use \"Forgot your password?\".")
+NOTICES = {"expired": "Your session has ended; please sign in again.",
+           "password_set": "Your password is set. Sign in with it."}
+
+
+class LoginRefused(Exception):
+    """A login attempt that fails; the message is what the login page shows."""
 
 
 class LoginForm(FlaskForm):
@@ -87,12 +98,14 @@ def _verify(conn, email: str, password: str) -> dict | None:
     return account
 
 
-def authenticate(email: str, password: str) -> int | None:
-    """Return the id of the active account with this e-mail and password, or None."""
+def authenticate(email: str, password: str) -> int:
+    """Return the id of the active account with this e-mail and password; raise LoginRefused."""
     with auth_scope.connection() as conn:
         account = _verify(conn, email, password)
         if account is None:
-            return None
+            raise LoginRefused(GENERIC_ERROR)
+        if users.password_expired(account):
+            raise LoginRefused(EXPIRED_ONE_TIME)
         new_hash = None
         if passwords.needs_rehash(account["password_hash"]):
             new_hash = passwords.HASHER.hash(password)
@@ -104,18 +117,19 @@ def login():
     """Show the login form and sign the user in."""
     form = LoginForm()
     if request.method == "GET":
-        notice = "Your session has ended; please sign in again." if request.args.get(
-            "expired") else None
+        notice = next((text for arg, text in NOTICES.items() if request.args.get(arg)), None)
         return render_template("auth/login.html", form=form, notice=notice)
     if not form.validate_on_submit():
         error = ("This form has expired; please try again." if "csrf_token" in form.errors
                  else "Enter your e-mail and password.")
         return render_template("auth/login.html", form=form, error=error), 400
-    user_id = authenticate(form.email.data, form.password.data)
-    if user_id is None:
+    try:
+        user_id = authenticate(form.email.data, form.password.data)
+    except LoginRefused as refused:
         g.login_failed = True
-        log.warning("failed login for %r from %s", form.email.data, request.remote_addr)
-        return render_template("auth/login.html", form=form, error=GENERIC_ERROR), 401
+        log.warning("failed login for %r from %s: %s", form.email.data, request.remote_addr,
+                    refused)
+        return render_template("auth/login.html", form=form, error=str(refused)), 401
     sessions.start(user_id, remember=bool(form.remember.data))
     user = auth_scope.load_user(str(user_id))
     login_user(user)
@@ -135,7 +149,7 @@ def logout():
         log.warning("sign-out of user %s refused: %s", current_user.id, error)
         return render_template("auth/logout.html",
                                error="This sign-out button has expired; please try again."), 400
-    sessions.end()
+    sessions.end_all(current_user.id)
     logout_user()
     return redirect(url_for("auth.login"))
 
@@ -159,7 +173,7 @@ def change_password():
         return render_template("auth/change_password.html", form=form, forced=forced), 400
     with auth_scope.connection() as conn:
         users.change_own_password(conn, current_user.scope, new_hash)
-    # Sessions that began before the change die; this one starts afresh.
+    # The change ended every session of the user; this one starts afresh.
     remember = bool(session.permanent)
     user_id = current_user.id
     sessions.start(user_id, remember=remember)
@@ -169,6 +183,12 @@ def change_password():
 
 
 def _too_many(error: RateLimitExceeded):
+    if error.response is not None:  # a limit that answers in its own way (on_breach)
+        return error.response
+    if request.endpoint == "auth.forgot_password":
+        message = "Too many requests from your network. Wait an hour, then try again."
+        return render_template("auth/forgot_password.html", form=ForgotForm(formdata=None),
+                               error=message), 429
     if request.endpoint == "auth.login":
         message = "Too many failed attempts. Wait a few minutes, then try again."
         return render_template("auth/login.html", form=LoginForm(formdata=None),
@@ -198,6 +218,7 @@ def init_login(server: Flask, settings: Settings) -> None:
     blueprint.add_url_rule("/logout", "logout", logout, methods=["GET", "POST"])
     blueprint.add_url_rule("/account/password", "change_password", change_password,
                            methods=["GET", "POST"])
+    add_link_pages(blueprint, limiter)
     # The sign-out form on the auth pages posts this token (as the navbar's does).
     blueprint.context_processor(lambda: {"csrf_token": generate_csrf})
     server.register_blueprint(blueprint)

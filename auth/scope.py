@@ -35,7 +35,6 @@ class SessionUser:
     company_name: str | None
     language: str
     must_change_password: bool
-    password_changed_at: int | None
     scope: AccessScope
 
     is_authenticated = True
@@ -78,12 +77,7 @@ def load_user(user_id: str) -> SessionUser | None:
     return SessionUser(id=row["id"], email=row["email"], display_name=row["display_name"],
                        role=row["role"], company_id=row["company_id"],
                        company_name=row["company_name"], language=row["language"],
-                       must_change_password=row["must_change_password"],
-                       password_changed_at=_epoch(row["password_changed_at"]), scope=scope)
-
-
-def _epoch(moment) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+                       must_change_password=row["must_change_password"], scope=scope)
 
 
 def current_scope() -> AccessScope:

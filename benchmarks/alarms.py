@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from kilowatch import db, migrations
 from kilowatch.access import system_scope
 from kilowatch.alarms import events as alarms
-from kilowatch.alarms import notifications, outbox
+from kilowatch.alarms import notifications, outbox, rule_store
 from kilowatch.alarms import rules as alert_rules
 from kilowatch.settings import load_settings
 from tests.kilowatch.smtp_server import SmtpServer
@@ -85,7 +85,7 @@ def timed(label: str, function, *args, **kwargs):
 def bench(conn, args) -> None:
     """Run the measurements on a migrated database."""
     company, devices = setup(conn, args.devices)
-    alert_rules.create_rule(conn, system_scope("bench"), company, {
+    rule_store.create_rule(conn, system_scope("bench"), company, {
         "name": "Hot cells", "point": "bms.t_max", "comparison": ">", "threshold": 45,
         "clear_threshold": 40, "duration_s": 60, "severity": "critical"})
     now = datetime.now(UTC).replace(microsecond=0)

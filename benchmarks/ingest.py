@@ -1,8 +1,12 @@
 """Measure end-to-end ingest: MQTT publish → collector → TimescaleDB and Redis.
 
 Runs on the local stack (``scripts/stack up``) with its own database, Redis key
-prefix and topic prefix, a real ``kilowatch collector`` subprocess, and prints:
+prefix and topic prefix, a real ``kilowatch collector`` subprocess, and devices as
+the platform meets them: each is registered, activates over HTTPS at a real
+``kilowatch web`` with its one-time code, and publishes over the broker's TLS
+listener with its own credentials. It prints:
 
+- how long the devices took to activate (HTTPS, until the broker lets each in),
 - points/s stored end to end (first publish → last commit) with QoS 1,
 - the binary-COPY rate of the same rows into the same table, measured in the
   same run, and the ratio of the two,
@@ -11,6 +15,7 @@ prefix and topic prefix, a real ``kilowatch collector`` subprocess, and prints:
 - the collector's peak resident memory.
 
     uv run python benchmarks/ingest.py [--devices 20 --messages 60 --samples 10 --points 100]
+    uv run python benchmarks/ingest.py --devices 100 --messages 2   # activation of 100 devices
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import redis
-from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fleet import DeviceFleet
 from kilowatch import db, fleet, migrations
 from kilowatch.access import system_scope
 from kilowatch.telemetry import storage as telemetry
@@ -114,8 +119,6 @@ class Environment:
             "KILOWATCH_METRICS_PORT": str(free_port()),
         }
         self.redis_url = os.environ.get("KILOWATCH_REDIS_URL", "redis://127.0.0.1:56379/0")
-        self.mqtt_port = int(os.environ.get("KILOWATCH_MQTT_URL", "mqtt://127.0.0.1:51883")
-                             .rsplit(":", 1)[1])
 
     def create(self, devices: int) -> dict[str, int]:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
@@ -124,14 +127,9 @@ class Environment:
             migrations.upgrade(conn)
             scope = system_scope("benchmark")
             company = fleet.create_company(conn, scope, "Bench Energy")
-            ids = {}
-            for n in range(devices):
-                site = fleet.create_site(conn, scope, company_id=company, name=f"Site {n}",
-                                         timezone="Europe/Paris")
-                serial = f"BENCH-{n:04d}"
-                ids[serial] = fleet.register_device(conn, scope, site_id=site, serial=serial,
-                                                    model="HES-XL")
-        return ids
+            sites = [fleet.create_site(conn, scope, company_id=company, name=f"Site {n}",
+                                       timezone="Europe/Paris") for n in range(devices)]
+        return sites
 
     def drop(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
@@ -218,8 +216,9 @@ class Watcher(threading.Thread):
             self.in_redis.clear()
 
 
-def publish_all(client: mqtt.Client, topics: dict[int, str], payloads: list[list[bytes]],
-                ids: list[int], first_seq: int, rate_per_s: float | None) -> dict:
+def publish_all(clients: dict[int, mqtt.Client], topics: dict[int, str],
+                payloads: list[list[bytes]], ids: list[int], first_seq: int,
+                rate_per_s: float | None) -> dict:
     """Publish seq by seq (all devices), as fast as possible or at ``rate_per_s`` messages/s."""
     sent: dict[tuple[int, int], float] = {}
     infos = []
@@ -234,7 +233,7 @@ def publish_all(client: mqtt.Client, topics: dict[int, str], payloads: list[list
                 if pause > 0:
                     time.sleep(pause)
             sent[(device_id, seq)] = time.time()
-            infos.append(client.publish(topics[device_id], payload, qos=1))
+            infos.append(clients[device_id].publish(topics[device_id], payload, qos=1))
             count += 1
     for info in infos:
         info.wait_for_publish(timeout=300)
@@ -299,7 +298,14 @@ def main() -> None:
 
     environment = Environment()
     print(f"setting up database {environment.database} ...", flush=True)
-    devices = environment.create(args.devices)
+    sites = environment.create(args.devices)
+    devices_fleet = DeviceFleet(environment.env, sites, ROOT)
+    try:
+        devices = devices_fleet.activate()
+    except BaseException:
+        devices_fleet.stop()
+        environment.drop()
+        raise
     ids = list(devices.values())
     prefix = environment.env["KILOWATCH_MQTT_PREFIX"]
     topics = {devices[s]: f"{prefix}/{s}/telemetry" for s in devices}
@@ -321,22 +327,17 @@ def main() -> None:
     watcher = Watcher(environment.redis_url, environment.env["KILOWATCH_REDIS_PREFIX"] + ":live",
                       devices)
     watcher.start()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kwbench-pub-{os.getpid()}",
-                         protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", environment.mqtt_port)
-    client.loop_start()
+    clients = devices_fleet.connect()
     try:
         # Warm-up: each device's first message registers its point names (a one-time cost).
         warmup = fleet_payloads(args.devices, 1, 1, names, start - dt.timedelta(hours=1),
                                 first_seq=0)
-        publish_all(client, topics, warmup, ids, 0, None)
+        publish_all(clients, topics, warmup, ids, 0, None)
         before = args.devices * args.points
         wait_stored(collector, before)
         # Saturation: publish everything as fast as possible.
         first_publish = time.time()
-        sent = publish_all(client, topics, payloads, ids, 1, None)
+        sent = publish_all(clients, topics, payloads, ids, 1, None)
         published_at = time.time()
         wait_stored(collector, before + total)
         last_commit = collector.metric("kilowatch_collector_last_commit_timestamp_seconds")
@@ -347,7 +348,8 @@ def main() -> None:
         rate = args.steady_fraction * end_to_end / per_message
         count = min(steady_messages, max(1, int(rate * args.steady_seconds / args.devices)))
         watcher.reset()
-        steady_sent = publish_all(client, topics, steady[:count], ids, args.messages + 1, rate)
+        steady_sent = publish_all(clients, topics, steady[:count], ids, args.messages + 1,
+                                  rate)
         wait_stored(collector, before + total + count * args.devices * per_message)
         time.sleep(0.5)
         calm = latencies(steady_sent, watcher)
@@ -358,13 +360,14 @@ def main() -> None:
                         for n in range(3))
     finally:
         watcher.running = False
-        client.disconnect()
-        client.loop_stop()
+        devices_fleet.disconnect()
+        devices_fleet.stop()
         collector.stop()
         if not args.keep:
             environment.drop()
 
     print()
+    print(devices_fleet.report())
     print(f"published {len(sent):,} messages in {published_at - first_publish:.2f} s "
           f"({len(sent) / (published_at - first_publish):,.0f} msg/s)")
     print(f"end to end stored:       {end_to_end:,.0f} points/s "

@@ -5,7 +5,7 @@ a meter and a storage system, fills per-minute rollups of the six energy counter
 for a month and hourly rollups for a year, and prints how long these take:
 
 - ``energy.site_energy`` at 15 minutes over the month (the input of a bill),
-- ``bills.compute_bills`` (three scenarios) on those intervals,
+- ``scenarios.compute_bills`` (three scenarios) on those intervals,
 - ``savings.compute_month`` end to end (energy, bills, storing them),
 - ``energy.site_energy`` by day over the year and by month (dashboard energy bars).
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from kilowatch import db, fleet, migrations
 from kilowatch.access import system_scope
-from kilowatch.billing import bills, savings, tariff_store, tariffs
+from kilowatch.billing import bills, savings, scenarios, tariff_store, urdb
 from kilowatch.billing.savings import _flows
 from kilowatch.telemetry import energy
 from tests.kilowatch.billing.test_tariffs import DATA
@@ -122,7 +122,7 @@ def run(conn, runs: int) -> None:
           f"in {time.perf_counter() - started:.1f} s")
 
     # The URDB fixture of the tests: TOU energy, TOU and flat demand, net billing.
-    tariff = tariffs.import_urdb(json.loads((DATA / "urdb_sunridge.json").read_text()))
+    tariff = urdb.import_urdb(json.loads((DATA / "urdb_sunridge.json").read_text()))
     tariff_id = tariff_store.create_tariff(conn, scope, company_id=company, name="GS",
                                            tariff=tariff)
     tariff_store.assign_tariff(conn, scope, site_id=site, tariff_id=tariff_id,
@@ -134,10 +134,10 @@ def run(conn, runs: int) -> None:
     print(f"site_energy, 15 min over a month ({len(month.intervals)} intervals, "
           f"6 counters × 43,200 minutes): {seconds * 1000:.0f} ms")
     flows = _flows(month)
-    seconds, result = timed(lambda: bills.compute_bills(tariff, flows, period), runs)
+    seconds, result = timed(lambda: scenarios.compute_bills(tariff, flows, period), runs)
     print(f"compute_bills, 3 scenarios: {seconds * 1000:.0f} ms "
           f"(actual {result['actual'].total:.2f}, storage saves "
-          f"{bills.savings(result)['storage']['total']:.2f} {tariff.currency})")
+          f"{scenarios.savings(result)['storage']['total']:.2f} {tariff.currency})")
     seconds, _ = timed(lambda: savings.compute_month(conn, scope, site, "2026-09"), runs)
     print(f"savings.compute_month (energy + bills + store): {seconds * 1000:.0f} ms")
     year_end = MONTH_START + timedelta(days=30)

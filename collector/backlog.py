@@ -8,6 +8,8 @@ import time
 from collections import deque
 from typing import Any
 
+PAYLOAD_KEEP = 4096  # bytes of a payload kept until stored, and in the dead-letter store
+
 
 @dataclasses.dataclass(slots=True)
 class Item:

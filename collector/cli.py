@@ -13,7 +13,7 @@ from collector.validation import REASONS
 from kilowatch import db
 from kilowatch.access import system_scope
 from kilowatch.cli import UserError
-from kilowatch.settings import get_settings
+from kilowatch.settings import get_settings, refuse_public_secrets
 from kilowatch.telemetry import ingest
 
 
@@ -39,6 +39,7 @@ def collector_command(client_id, receive_maximum, session_expiry, batch_points, 
                       max_backlog_points, dead_letter_limit, metrics_port) -> None:
     """Receive device messages over MQTT and store them (runs until stopped)."""
     settings = get_settings()
+    refuse_public_secrets(settings)
     port = settings.metrics_port if metrics_port is None else metrics_port
     service = Collector(settings, client_id=client_id or default_client_id(),
                         receive_maximum=receive_maximum, session_expiry_s=session_expiry,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from collector.validation import REASONS
+from kilowatch.probes import SUBSCRIBED_GAUGE
+from kilowatch.probes import collector_is_subscribed as is_subscribed
+
+# is_subscribed lives in the core (the demo, which may not import the collector, waits on
+# it); it is offered here too beside the gauge it reads.
+__all__ = ["Metrics", "is_subscribed"]
 
 
 class Metrics:
@@ -58,21 +62,10 @@ class Metrics:
         self.redis_errors = Counter(
             "kilowatch_collector_redis_errors_total", "Failed live-value writes", registry=r)
         self.connected = Gauge(
-            "kilowatch_collector_broker_connected",
-            "1 while connected to the broker and subscribed",
+            SUBSCRIBED_GAUGE, "1 while connected to the broker and subscribed",
             registry=r)
 
     def serve(self, port: int) -> None:
         """Serve ``/metrics`` on ``port`` (all interfaces) from a daemon thread."""
         start_http_server(port, registry=self.registry)
 
-
-def is_subscribed(metrics_port: int | str) -> bool:
-    """Tell whether the collector serving /metrics on this local port is subscribed."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
-                                    timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return False
-    return "\nkilowatch_collector_broker_connected 1.0\n" in f"\n{text}"

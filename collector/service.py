@@ -23,11 +23,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.backlog import Backlog, Item
+from collector.backlog import PAYLOAD_KEEP, Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
-from collector.writer import PAYLOAD_KEEP, Writer
+from collector.writer import Writer
 from kilowatch.mqtt import broker_address
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
@@ -38,6 +38,37 @@ log = logging.getLogger("collector")
 def default_client_id() -> str:
     """Return a stable client id for this host, so the broker session survives restarts."""
     return f"kilowatch-collector-{socket.gethostname()}"[:64]
+
+
+def decode_message(message: mqtt.MQTTMessage, *, prefix: str, validator: Validator,
+                   generation: int) -> Item:
+    """Decode and validate one MQTT message into a backlog item; never raises."""
+    try:
+        topic = message.topic
+    except UnicodeDecodeError:
+        topic = "(topic is not UTF-8)"
+    # The head of the payload stays with the item: the writer may refuse it later too
+    # (unknown serial, too many points …) and support must see what was sent.
+    item = Item(mid=message.mid, qos=message.qos, generation=generation, topic=topic,
+                serial=None, kind=None, received_at=time.time(),
+                payload=message.payload[:PAYLOAD_KEEP], retained=bool(message.retain))
+    try:
+        item.serial, item.kind = parse_topic(topic, prefix)
+        body = decode_json(message.payload)
+        now = dt.datetime.now(dt.UTC)
+        if item.kind == "telemetry":
+            item.body = validator.telemetry(body, now)
+            item.points = item.body.points
+        else:
+            item.body = validator.small(item.kind, body, now)
+    except Invalid as refusal:
+        item.reason, item.detail = refusal.reason, refusal.detail
+    except Exception as error:  # a validator bug must not stop the collector
+        log.exception("could not validate a message on %s", topic)
+        item.reason, item.detail = "bad_schema", f"unexpected: {error}"[:300]
+    if item.reason:
+        item.body, item.points = None, 0
+    return item
 
 
 class CollectorError(RuntimeError):
@@ -137,7 +168,8 @@ class Collector:
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if not self._accepting:
             return  # shutting down: left unacknowledged, the broker redelivers it
-        item = self._decode(message)
+        item = decode_message(message, prefix=self.settings.mqtt_prefix,
+                              validator=self.validator, generation=self._generation)
         self.metrics.messages_received.labels(item.kind or "unknown").inc()
         if item.reason:
             self.metrics.rejected.labels(item.reason).inc()
@@ -146,35 +178,6 @@ class Collector:
         else:
             self.metrics.points_received.inc(item.points)
         self.backlog.put(item, self.stop_event)
-
-    def _decode(self, message: mqtt.MQTTMessage) -> Item:
-        """Decode and validate one message into a backlog item; never raises."""
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "(topic is not UTF-8)"
-        # The head of the payload stays with the item: the writer may refuse it later too
-        # (unknown serial, too many points …) and support must see what was sent.
-        item = Item(mid=message.mid, qos=message.qos, generation=self._generation, topic=topic,
-                    serial=None, kind=None, received_at=time.time(),
-                    payload=message.payload[:PAYLOAD_KEEP], retained=bool(message.retain))
-        try:
-            item.serial, item.kind = parse_topic(topic, self.settings.mqtt_prefix)
-            body = decode_json(message.payload)
-            now = dt.datetime.now(dt.UTC)
-            if item.kind == "telemetry":
-                item.body = self.validator.telemetry(body, now)
-                item.points = item.body.points
-            else:
-                item.body = self.validator.small(item.kind, body, now)
-        except Invalid as refusal:
-            item.reason, item.detail = refusal.reason, refusal.detail
-        except Exception as error:  # a validator bug must not stop the collector
-            log.exception("could not validate a message on %s", topic)
-            item.reason, item.detail = "bad_schema", f"unexpected: {error}"[:300]
-        if item.reason:
-            item.body, item.points = None, 0
-        return item
 
     def _ack(self, item: Item) -> None:
         """Acknowledge a stored message, unless it came on an earlier connection."""

@@ -1,16 +1,16 @@
 """The writer thread: the only place the collector touches the database.
 
 It takes batches from the backlog, stores them in one transaction (raw rows by
-binary COPY, dirty rollup buckets, seq gaps, device state, device alarms,
-schedule acks, dead letters), commits, and only then acknowledges the messages
-to the broker and writes the latest values to Redis. When the database fails it
-keeps the batch, retries with backoff, and the backlog fills until ``on_message``
-stops reading: the broker holds everything meanwhile.
+binary COPY, dirty rollup buckets, seq gaps, and through ``collector.handlers``
+device state, device alarms, schedule acks, dead letters), commits, and only
+then acknowledges the messages to the broker and writes the latest values to
+Redis. When the database fails it keeps the batch, retries with backoff, and the
+backlog fills until ``on_message`` stops reading: the broker holds everything
+meanwhile.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -20,19 +20,17 @@ from collections.abc import Callable
 import psycopg
 import redis
 
+from collector import handlers
 from collector.backlog import Backlog, Item
 from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from kilowatch import db
-from kilowatch.alarms import events as alarms
-from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings
 from kilowatch.telemetry import ingest, live
 from kilowatch.telemetry import storage as telemetry
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_KEEP = 4096  # bytes of a payload kept until stored, and in the dead-letter store
 _DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
 
 
@@ -92,20 +90,29 @@ class Writer(threading.Thread):
             if not batch:
                 continue
             try:
-                result = self._write_with_retry(batch)
-                if result is not None:
-                    self._after_commit(batch, result)
+                self.write_batch(batch)
             finally:
                 self.backlog.done(batch)
-        self._close()
+        self.close()
         if self.live is not None:
             self.live.stop()
+
+    def write_batch(self, batch: list[Item]) -> BatchResult | None:
+        """Store a batch (retrying while the database is away), then acknowledge it.
+
+        Returns what the batch changed, or None when stopped before it could be stored.
+        """
+        result = self._write_with_retry(batch)
+        if result is not None:
+            self._after_commit(batch, result)
+        return result
 
     def stop(self) -> None:
         """Ask the thread to finish the backlog and exit (retries give up when stopping)."""
         self.stop_event.set()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the database connection (the next batch opens a new one)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -127,12 +134,12 @@ class Writer(threading.Thread):
                 self.metrics.db_errors.inc()
                 self._db_log.warning("database", "database unavailable, batch kept, retrying "
                                      "in %.1f s: %s", delay, str(error).strip()[:200])
-                self._close()
+                self.close()
             except psycopg.errors.TransactionRollback:
                 continue  # deadlock or serialization failure: just try again
             except Exception:
                 log.exception("batch failed; storing its %d messages one by one", len(batch))
-                self._close()
+                self.close()
                 return self._store_each(batch)
             if self.stop_event.wait(delay):
                 log.warning("stopping with %d messages not stored; the broker keeps them",
@@ -150,7 +157,7 @@ class Writer(threading.Thread):
                 raise
             except Exception as error:
                 log.exception("message on %s refused by the database", item.topic)
-                self._close()
+                self.close()
                 item.reason, item.detail = "store_failed", str(error).strip()[:300]
                 part = self._store(self._connection(), [item])
             total.inserted += part.inserted
@@ -174,9 +181,12 @@ class Writer(threading.Thread):
         with conn.transaction():
             watermarks = telemetry.read_watermarks(conn)
             self._store_telemetry(conn, batch, result, watermarks)
-            self._handle_small(conn, batch, result)
-            result.states = ingest.apply_activity(conn, self._activity(batch, result))
-            result.letters = self._dead_letters(conn, batch, result)
+            result.refused.update(handlers.store_alarms_and_acks(
+                conn, batch, self._devices, result.refused))
+            result.states = ingest.apply_activity(conn, handlers.activity(
+                batch, self._devices, offline_after_s=self.settings.offline_after))
+            result.letters = handlers.store_dead_letters(conn, batch, self._devices,
+                                                         result.refused)
         return result
 
     def _resolve_devices(self, conn, batch: list[Item], result: BatchResult) -> None:
@@ -250,64 +260,6 @@ class Writer(threading.Thread):
             for ts, values in item.body.samples:
                 if ts < watermark and values:
                     dirty[rollup.name].add((device_id, rollup.floor(ts)))
-
-    def _handle_small(self, conn, batch: list[Item], result: BatchResult) -> None:
-        for index, item in enumerate(batch):
-            if item.kind not in ("alarms", "schedule/ack") or index in result.refused:
-                continue
-            device = self._devices[item.serial]
-            try:
-                with conn.transaction():
-                    if item.kind == "alarms":
-                        _device_alarm(conn, device.id, item.body)
-                    else:
-                        _schedule_ack(conn, device.id, item.body)
-            except (psycopg.OperationalError, psycopg.InterfaceError,
-                    psycopg.errors.TransactionRollback):
-                raise
-            except Exception as error:
-                reason = ("unknown_revision" if type(error).__name__ == "UnknownRevision"
-                          else "store_failed")
-                if reason == "store_failed":
-                    log.exception("%s message from %s failed", item.kind, item.serial)
-                result.refused[index] = (reason, str(error).strip()[:300])
-
-    def _activity(self, batch: list[Item], result: BatchResult) -> dict:
-        activity: dict[int, list[ingest.Activity]] = defaultdict(list)
-        for item in batch:
-            device = self._devices.get(item.serial) if item.serial else None
-            if device is None:
-                continue
-            at = dt.datetime.fromtimestamp(item.received_at, dt.UTC)
-            if item.kind == "status" and isinstance(item.body, dict) and not item.reason:
-                state = item.body["state"]
-                live = True
-                if item.retained:
-                    # A retained status may be hours old (sent again on a new subscription):
-                    # it counts at its own time, and only while that is recent.
-                    at = min(at, item.body["at"])
-                    live = at >= dt.datetime.now(dt.UTC) - dt.timedelta(
-                        seconds=self.settings.offline_after)
-                activity[device.id].append(ingest.Activity(
-                    at, state == "online", f"status {state}", item.body.get("firmware"),
-                    liveness=live))
-            else:
-                activity[device.id].append(ingest.Activity(at, True, item.kind or "message"))
-        return activity
-
-    def _dead_letters(self, conn, batch: list[Item], result: BatchResult) -> int:
-        letters = []
-        for index, (reason, detail) in result.refused.items():
-            item = batch[index]
-            device = self._devices.get(item.serial) if item.serial else None
-            letters.append(ingest.DeadLetter(
-                topic=_text(item.topic), reason=reason, detail=_text(detail),
-                payload=_text(item.payload[:PAYLOAD_KEEP].decode("utf-8", "replace")),
-                serial=_text(item.serial[:128]) if item.serial else None,
-                device_id=device.id if device else None,
-                received_at=dt.datetime.fromtimestamp(item.received_at, dt.UTC)))
-        ingest.add_dead_letters(conn, letters)
-        return len(letters)
 
     # ---- after the commit ---------------------------------------------------------------------
 
@@ -442,22 +394,3 @@ def _latest_values(batch: list[Item], result: BatchResult,
             values.update(sample_values)
         updates[device_id] = (items[-1][0], seqs[device_id], values)
     return updates
-
-
-def _device_alarm(conn: psycopg.Connection, device_id: int, body: dict) -> None:
-    if body["state"] == "raised":
-        alarms.raise_alarm(conn, device_id=device_id, code=body["code"],
-                           severity=body["severity"], source="device",
-                           message=body.get("message", ""), at=body["at"])
-    else:
-        alarms.clear_alarm(conn, device_id=device_id, code=body["code"], at=body["at"])
-
-
-def _schedule_ack(conn: psycopg.Connection, device_id: int, body: dict) -> None:
-    schedule_store.record_ack(conn, device_id=device_id, revision=body["revision"],
-                              status=body["status"], reason=body.get("reason"), at=body["at"])
-
-
-def _text(value: str) -> str:
-    """Make text storable in PostgreSQL (no NUL characters)."""
-    return value.replace("\x00", "\ufffd")

@@ -9,7 +9,7 @@ import dash
 import flask
 
 import auth
-from dashboards import export
+from dashboards import export, reports
 from dashboards.components import shell
 from kilowatch import db
 from kilowatch.redis_client import get_redis
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     auth.init_app(server, settings)
     export.init_export(server)
+    reports.init_reports(server)
     server.before_request(_check_callback_requests(app))
     shell.protect_pages()
     app.layout = shell.app_layout

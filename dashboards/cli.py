@@ -6,7 +6,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from kilowatch.cli import UserError
-from kilowatch.settings import DEFAULT_SECRET_KEY, get_settings
+from kilowatch.settings import DEFAULT_SECRET_KEY, get_settings, refuse_public_secrets
 
 
 class _Gunicorn(BaseApplication):
@@ -34,19 +34,32 @@ class _Gunicorn(BaseApplication):
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
               help="Threads per worker.")
 @click.option("--dev", is_flag=True, help="Use Flask's development server (one process).")
-def web(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
-    """Serve the web app."""
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this certificate (PEM); needs --keyfile.")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's private key (PEM).")
+def web(host: str, port: int, workers: int, threads: int, dev: bool, certfile: str | None,
+        keyfile: str | None) -> None:
+    """Serve the web app (HTTPS with --certfile and --keyfile, as devices activate over it)."""
     settings = get_settings()  # a bad KILOWATCH_* value stops here with one line
     if not dev and settings.secret_key == DEFAULT_SECRET_KEY:
         raise UserError("KILOWATCH_SECRET_KEY is not set: the development value would sign "
                         "every session with a public key; set it to a long random secret "
                         "(e.g. `openssl rand -hex 32`), or use --dev on your own machine")
-    click.echo(f"Kilowatch web app on http://{host}:{port}/", err=True)
+    if not dev:
+        refuse_public_secrets(settings)
+    if bool(certfile) != bool(keyfile):
+        raise UserError("--certfile and --keyfile go together")
+    if certfile and dev:
+        raise UserError("--dev serves plain HTTP; leave out --certfile and --keyfile")
+    scheme = "https" if certfile else "http"
+    click.echo(f"Kilowatch web app on {scheme}://{host}:{port}/", err=True)
     if dev:
         from dashboards.app import create_app
 
         create_app().run(host=host, port=port, debug=False)
         return
+    tls = {"certfile": certfile, "keyfile": keyfile} if certfile else {}
     _Gunicorn({"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                "worker_class": "gthread", "timeout": 60, "graceful_timeout": 10,
-               "accesslog": None, "errorlog": "-", "loglevel": "warning"}).run()
+               "accesslog": None, "errorlog": "-", "loglevel": "warning", **tls}).run()

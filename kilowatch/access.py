@@ -70,6 +70,13 @@ class AccessScope:
             self.role == "admin" and self.company_id == company_id
         )
 
+    def may_review_company(self, company_id: int) -> bool:
+        """Say whether the caller may read a company's administration (sites, devices).
+
+        Its admins and superadmins change it; support staff read every company's, read-only.
+        """
+        return self.platform_wide or (self.role == "admin" and self.company_id == company_id)
+
     @property
     def may_acknowledge_alarms(self) -> bool:
         """Operators, admins, support and superadmins acknowledge and comment alarms."""

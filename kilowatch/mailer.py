@@ -17,9 +17,11 @@ import email.message
 import email.utils
 import smtplib
 import ssl
+from collections.abc import Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 STARTTLS_MODES = ("auto", "required", "off")
+Attachment = tuple[str, str, bytes]  # file name, content type, content
 
 
 class MailError(RuntimeError):
@@ -54,9 +56,13 @@ def parse_smtp_url(url: str) -> SmtpConfig:
                       password=unquote(parts.password) if parts.password else None)
 
 
-def build_message(*, sender: str, recipient: str, subject: str, text: str,
-                  html: str) -> email.message.EmailMessage:
-    """Return a multipart/alternative message with a plain-text and an HTML body."""
+def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str,
+                  attachments: Iterable[Attachment] = ()) -> email.message.EmailMessage:
+    """Return a message with a plain-text and an HTML body, and any attached files.
+
+    ``attachments`` are (file name, content type, bytes); with them the message is
+    multipart/mixed around the multipart/alternative bodies.
+    """
     message = email.message.EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -66,6 +72,9 @@ def build_message(*, sender: str, recipient: str, subject: str, text: str,
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    for name, content_type, content in attachments:
+        maintype, subtype = content_type.split("/", 1)
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
     return message
 
 

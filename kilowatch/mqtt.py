@@ -1,4 +1,4 @@
-"""Read the broker's address and credentials from ``KILOWATCH_MQTT_URL``, one way for everyone.
+"""Read a broker URL and log in to it, one way for everyone.
 
 ``mqtt://user:password@host:1883`` (``mqtts://`` or ``ssl://`` for TLS, default
 port 8883; ``tcp://`` as ``mqtt://``). The user and password are percent-decoded,
@@ -7,8 +7,13 @@ so a password holding ``@``, ``:`` or ``%`` is written ``%40``, ``%3A``, ``%25``
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from kilowatch.errors import UserFacingError
 
 TLS_SCHEMES = ("mqtts", "ssl")
 
@@ -34,3 +39,48 @@ def broker_address(url: str) -> BrokerAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+class BrokerUnavailable(UserFacingError):
+    """The broker could not be reached, or refused the login."""
+
+
+def connect(url: str, *, client_id: str, ca_file: str | None = None,
+            timeout_s: float = 10.0, max_inflight: int = 20) -> mqtt.Client:
+    """Return an MQTT v5 client logged in to ``url`` with its network loop running.
+
+    Waits for the broker's CONNACK; raises BrokerUnavailable with the broker's
+    reason (e.g. "Not authorized") or the network error. ``ca_file`` is the CA
+    that signed the broker's certificate (for ``mqtts://`` URLs); without it the
+    system's trust store is used.
+    """
+    host, port, tls, username, password = broker_address(url)
+    where = f"the MQTT broker at {host}:{port}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set(ca_certs=ca_file)
+    client.max_inflight_messages_set(max_inflight)
+    client.connect_timeout = timeout_s
+    answered = threading.Event()
+    refusal: list[str] = []
+
+    def on_connect(_client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            refusal.append(str(reason_code))
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=30)
+    except (OSError, ValueError) as error:
+        raise BrokerUnavailable(f"cannot reach {where}: {error}") from None
+    client.loop_start()
+    if not answered.wait(timeout_s) or refusal:
+        client.disconnect()
+        client.loop_stop()
+        reason = refusal[0] if refusal else f"no answer within {timeout_s:g} s"
+        raise BrokerUnavailable(f"{where} refused the connection: {reason}")
+    return client

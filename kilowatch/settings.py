@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +19,11 @@ from kilowatch.errors import UserFacingError
 PREFIX = "KILOWATCH_"
 # Public, so anyone can sign cookies with it: fine for tests and --dev, refused by `kilowatch web`.
 DEFAULT_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105
+# The local stack's broker accounts (loopback only) and device-password key: public too,
+# so `kilowatch web`, `collector` and `worker` refuse them outside --dev and loopback.
+DEV_MQTT_PASSWORD = "dev-only-mqtt-password"  # noqa: S105
+DEV_DEVICE_KEY = "dev-only-device-key-change-me"
+DEV_CA_FILE = str(Path(__file__).resolve().parent.parent / ".stack" / "tls" / "ca.pem")
 
 
 class SettingsError(UserFacingError, ValueError):
@@ -50,6 +57,14 @@ def _url(*schemes: str) -> Callable[[str], str]:
 def _optional_url(*schemes: str) -> Callable[[str], str | None]:
     parse = _url(*schemes)
     return lambda raw: parse(raw) if raw else None
+
+
+def _optional_file(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise ValueError("no such file")
+    return raw
 
 
 def _positive_int(raw: str) -> int:
@@ -97,6 +112,25 @@ def _share_group(raw: str) -> str | None:
     return raw or None
 
 
+def _email(raw: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", raw) or len(raw) > 254:
+        raise ValueError("expected an e-mail address like support@example.com")
+    return raw
+
+
+def _phone(raw: str) -> str:
+    if raw and (not re.fullmatch(r"\+?[0-9 ().-]{6,30}", raw)
+                or not 6 <= sum(c.isdigit() for c in raw) <= 20):
+        raise ValueError("expected a phone number like +33 1 23 45 67 89, or nothing")
+    return raw
+
+
+def _text(raw: str) -> str:
+    if not raw.strip() or len(raw) > 2000:
+        raise ValueError("expected some text, at most 2,000 characters")
+    return raw.strip()
+
+
 def _key_prefix(raw: str) -> str:
     if not raw or " " in raw:
         raise ValueError("expected a non-empty key prefix without spaces")
@@ -109,7 +143,16 @@ class Settings:
 
     database_url: str = "postgresql://kilowatch@127.0.0.1:55432/kilowatch"
     database_read_url: str | None = None
-    mqtt_url: str = "mqtt://127.0.0.1:51883"
+    # The collector's login; the schedule publisher's; the broker admin's (worker, CLI).
+    mqtt_url: str = f"mqtt://kilowatch-collector:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    mqtt_publisher_url: str = f"mqtt://kilowatch-publisher:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    mqtt_admin_url: str = f"mqtt://kilowatch-admin:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
+    # What activated devices are told: the TLS listener, and the CA that signed it.
+    mqtt_device_url: str = "mqtts://127.0.0.1:58883"
+    mqtt_ca_file: str | None = DEV_CA_FILE
+    device_key: str = DEV_DEVICE_KEY
+    # A test bench's login for every simulated device, instead of activating each one.
+    simulator_mqtt_url: str | None = None
     mqtt_prefix: str = "ess"
     mqtt_share_group: str | None = None
     redis_url: str = "redis://127.0.0.1:56379/0"
@@ -130,6 +173,12 @@ class Settings:
     secure_cookies: bool = False
     notify_max_per_hour: int = 10
     comm_lost_recheck: int = 60
+    # Printed in commissioning reports: how a customer reaches support.
+    support_email: str = "support@kilowatch.local"
+    support_phone: str = ""
+    support_procedure: str = (
+        "Write to support with the site name, the device serial and what you observed; "
+        "call for a device offline or in fault. Support answers within one business day.")
     worker_statement_timeout: int = 300
 
 
@@ -137,6 +186,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _url("postgresql", "postgres"),
     "database_read_url": _optional_url("postgresql", "postgres"),
     "mqtt_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_publisher_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_admin_url": _url("mqtt", "mqtts", "tcp", "ssl"),
+    "mqtt_device_url": _url("mqtts", "ssl"),
+    "mqtt_ca_file": _optional_file,
+    "device_key": _secret_key,
+    "simulator_mqtt_url": _optional_url("mqtt", "mqtts", "tcp", "ssl"),
     "mqtt_prefix": _topic_prefix,
     "mqtt_share_group": _share_group,
     "redis_url": _url("redis", "rediss", "unix"),
@@ -157,6 +212,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "secure_cookies": _bool,
     "notify_max_per_hour": _positive_int,
     "comm_lost_recheck": _positive_int,
+    "support_email": _email,
+    "support_phone": _phone,
+    "support_procedure": _text,
     "worker_statement_timeout": _positive_int,
 }
 
@@ -175,6 +233,38 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name}={redact_url(environ[name])!r} is not valid: "
                                 f"{error}") from None
     return Settings(**values)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def public_secrets_in_use(settings: Settings) -> list[str]:
+    """Name the variables still holding a public development value, if served beyond loopback.
+
+    The development values are fine while the platform and its broker are on this
+    machine only (the local stack listens on 127.0.0.1); anywhere else anyone could
+    sign sessions, derive device passwords or log in as the collector.
+    """
+    hosts = {urlsplit(url).hostname for url in (settings.base_url, settings.mqtt_url,
+                                                  settings.mqtt_device_url)}
+    if hosts <= set(LOOPBACK_HOSTS):
+        return []
+    names = []
+    if settings.device_key == DEV_DEVICE_KEY:
+        names.append("KILOWATCH_DEVICE_KEY")
+    for name in ("mqtt_url", "mqtt_publisher_url", "mqtt_admin_url"):
+        if urlsplit(getattr(settings, name)).password == DEV_MQTT_PASSWORD:
+            names.append(PREFIX + name.upper())
+    return names
+
+
+def refuse_public_secrets(settings: Settings) -> None:
+    """Raise SettingsError when a public development value would face the network."""
+    names = public_secrets_in_use(settings)
+    if names:
+        raise SettingsError(f"{', '.join(names)} still hold the public development values "
+                            "while Kilowatch is served beyond this machine; set long random "
+                            "secrets (e.g. `openssl rand -hex 32`)")
 
 
 _current: Settings | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 
@@ -32,6 +33,7 @@ CATALOG = (
     AlarmKind("PCS_FAN_FAILURE", "warning", "Cooling fan {value:.0f} not turning", (1, 4),
               False, "Cooling fans running"),
 )
+KINDS = {kind.code: kind for kind in CATALOG}
 _CLEAR_AFTER_S = (120.0, 1800.0)
 
 
@@ -76,6 +78,12 @@ class AlarmGenerator:
             kind = self._rng.choice(CATALOG)
             if kind.code not in self.active:
                 events.append(self._raise(kind, t))
+        return events
+
+    def hold(self, code: str, t: float) -> list[AlarmEvent]:
+        """Raise the catalog alarm ``code`` at ``t`` (if not active) and never clear it."""
+        events = [] if code in self.active else [self._raise(KINDS[code], t)]
+        self.active[code] = dataclasses.replace(self.active[code], clear_at=math.inf)
         return events
 
     def _raise(self, kind: AlarmKind, t: float) -> AlarmEvent:

@@ -33,13 +33,18 @@ class LinkError(RuntimeError):
 class MqttLink:
     """One device's MQTT session under ``{prefix}/{serial}/…``."""
 
-    def __init__(self, *, url: str, prefix: str, serial: str, firmware: str) -> None:
+    def __init__(self, *, url: str, prefix: str, serial: str, firmware: str,
+                 client_id: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        """Log in with ``url``'s user; an activated device passes ``client_id=serial``."""
         self.serial = serial
         self.firmware = firmware
         self._url = url
+        self._tls = tls
+        self._tls_ready = False
         self._base = f"{prefix}/{serial}"
         tag = hashlib.blake2b(prefix.encode(), digest_size=4).hexdigest()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kwsim-{serial}-{tag}",
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=client_id or f"kwsim-{serial}-{tag}",
                                    protocol=mqtt.MQTTv5)
         self._client.max_inflight_messages_set(200)
         self._client.reconnect_delay_set(1, 30)
@@ -62,8 +67,12 @@ class MqttLink:
     def connect(self, timeout_s: float = 10.0) -> None:
         """Connect, announce ``online`` (retained), and keep the session alive in a thread."""
         host, port, tls, user, password = broker_address(self._url)
-        if tls:
-            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if tls and not self._tls_ready:  # paho takes its TLS settings once
+            if self._tls is not None:
+                self._client.tls_set_context(self._tls)
+            else:
+                self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            self._tls_ready = True
         if user:
             self._client.username_pw_set(user, password)
         try:
@@ -75,6 +84,11 @@ class MqttLink:
             self._client.loop_stop()
             reason = self._refused or "no answer"
             raise LinkError(f"the MQTT broker at {host}:{port} refused {self.serial}: {reason}")
+
+    def reset(self) -> None:
+        """Forget a refused connection attempt, so that :meth:`connect` may try again."""
+        self._connected.clear()
+        self._refused = None
 
     def publish(self, suffix: str, payload: Mapping[str, Any], *, retain: bool = False) -> None:
         """Publish a JSON payload with QoS 1 (queued while disconnected, sent on reconnect)."""

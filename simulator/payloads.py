@@ -1,4 +1,4 @@
-"""The JSON payloads a simulated device sends, shaped as DESIGN.md's device protocol says."""
+"""The JSON payloads a simulated device sends, shaped as docs/protocol.md says."""
 
 from __future__ import annotations
 

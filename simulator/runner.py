@@ -21,7 +21,9 @@ from simulator.model import CANONICAL_POINTS, Sample, SiteModel
 from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
-MAX_VALUES_PER_MESSAGE = 10_000
+# The protocol allows 10,000 values a message; 6,000 keeps the JSON well under the
+# broker's 256 KB packet limit even with long point names.
+MAX_VALUES_PER_MESSAGE = 6_000
 MAX_SAMPLES_PER_MESSAGE = 360
 BACKFILL_IN_FLIGHT = 16  # messages per device awaiting PUBACK (each up to ~250 kB)
 
@@ -39,6 +41,7 @@ class RunOptions:
     extra_points: int = 0
     outage_s: float = 0.0
     outage_after_s: float = 60.0
+    stuck_alarms: tuple[tuple[str, str], ...] = ()  # (serial, code) raised live, never cleared
 
 
 class Device:
@@ -85,7 +88,7 @@ class Device:
 
 
 def samples_per_message(extra_points: int) -> int:
-    """Return how many samples a backfill message carries (≤ 10,000 values)."""
+    """Return how many samples a backfill message carries (≤ 6,000 values)."""
     values = len(CANONICAL_POINTS) + extra_points
     return max(1, min(MAX_SAMPLES_PER_MESSAGE, MAX_VALUES_PER_MESSAGE // values))
 
@@ -119,6 +122,7 @@ def backfill(devices: list[Device], options: RunOptions, stop: threading.Event,
 def live(devices: list[Device], options: RunOptions, stop: threading.Event) -> None:
     """Publish one sample per device every ``interval_s`` until stopped or the duration ends."""
     started, was_silent = time.monotonic(), False
+    hold_stuck_alarms(devices, options.stuck_alarms, time.time())
     for tick in itertools.count():
         elapsed = tick * options.interval_s
         if stop.wait(max(0.0, started + elapsed - time.monotonic())):
@@ -138,6 +142,15 @@ def live(devices: list[Device], options: RunOptions, stop: threading.Event) -> N
         if options.duration_s is not None and elapsed + options.interval_s > (
                 options.duration_s + 1e-6):
             return
+
+
+def hold_stuck_alarms(devices: list[Device], stuck: tuple[tuple[str, str], ...],
+                      t: float) -> None:
+    """Raise each (serial, code) alarm on its device, reported with the next sample."""
+    for device in devices:
+        for serial, code in stuck:
+            if serial == device.site.serial:
+                device.held_alarms.extend(device.model.alarms.hold(code, t))
 
 
 def make_devices(sites: list[SiteSpec], links: list[MqttLink], options: RunOptions,

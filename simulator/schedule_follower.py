@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from kilowatch.schedules import model as schedules
+from kilowatch.schedules import program as schedule_program
 from simulator import payloads
 from simulator.controller import Controller, DeviceLink, ModeAndParams, default_controller
 from simulator.sites import SiteSpec
@@ -148,7 +149,7 @@ class ScheduleFollower:
         applied = self.applied
         if applied is None or t.timestamp() < applied.since:
             return self.fallback.mode_at(t)
-        return schedules.mode_at(applied.schedule, t)
+        return schedule_program.mode_at(applied.schedule, t)
 
     def _ack(self, revision: int, status: str, reason: str | None = None) -> None:
         if self._link is None:

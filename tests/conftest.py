@@ -2,7 +2,8 @@
 
 The stack (``scripts/stack up``) is started once; each test module gets its own
 database cloned from a migrated template, its own Redis key prefix and its own
-MQTT topic prefix, and the ``KILOWATCH_*`` environment pointing at them.
+MQTT topic prefix, and the ``KILOWATCH_*`` environment pointing at them; and,
+when it asks for ``smtp``, its own SMTP server.
 """
 
 from __future__ import annotations
@@ -21,10 +22,22 @@ from psycopg import sql
 
 from collector import metrics
 from kilowatch import db, migrations
-from kilowatch.settings import Settings, load_settings, reset_settings
+from kilowatch.broker import rules, sync
+from kilowatch.broker.dynsec import Dynsec
+from kilowatch.mqtt import broker_address
+from kilowatch.settings import DEV_MQTT_PASSWORD, Settings, load_settings, reset_settings
+from tests.kilowatch.smtp_server import SmtpServer
 
+pytest_plugins = ["tests.tiers"]
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgresql://kilowatch@127.0.0.1:55432/postgres"
+# The stack's broker: services on MQTT_PORT, devices on MQTT_TLS_PORT (TLS only).
+MQTT_PORT = int(os.environ.get("KILOWATCH_STACK_MQTT_PORT", "51883"))
+MQTT_TLS_PORT = int(os.environ.get("KILOWATCH_STACK_MQTT_TLS_PORT", "58883"))
+MQTT_ADMIN_URL = f"mqtt://kilowatch-admin:{DEV_MQTT_PASSWORD}@127.0.0.1:{MQTT_PORT}"
+# The CA of the stack's certificates (set the variable when the stack runs from another
+# checkout, whose .stack/ holds them).
+CA_FILE = os.environ.get("KILOWATCH_MQTT_CA_FILE") or str(ROOT / ".stack" / "tls" / "ca.pem")
 _TEMPLATE_LOCK = 7_120_002
 
 
@@ -129,18 +142,68 @@ def drop_database(url: str) -> None:
             sql.Identifier(name)))
 
 
+def broker_accounts(token: str, prefix: str, *, port: int = MQTT_PORT,
+                    admin_url: str = MQTT_ADMIN_URL) -> dict[str, str]:
+    """Create a collector, a schedule publisher and a test bench account for one prefix.
+
+    Returns the ``KILOWATCH_*`` broker variables. The bench account (the simulator's
+    and test publishers' login) may publish and subscribe anywhere under the prefix;
+    the services get the platform's own roles.
+    """
+    password = secrets.token_urlsafe(18)
+    url = {kind: f"mqtt://kwtest-{token}-{kind}:{password}@127.0.0.1:{port}"
+           for kind in ("collector", "publisher", "bench")}
+    env = {"KILOWATCH_MQTT_URL": url["collector"], "KILOWATCH_MQTT_PUBLISHER_URL":
+           url["publisher"], "KILOWATCH_MQTT_ADMIN_URL": admin_url,
+           "KILOWATCH_SIMULATOR_MQTT_URL": url["bench"], "KILOWATCH_MQTT_PREFIX": prefix,
+           "KILOWATCH_MQTT_DEVICE_URL": f"mqtts://127.0.0.1:{MQTT_TLS_PORT}",
+           "KILOWATCH_MQTT_CA_FILE": CA_FILE if Path(CA_FILE).is_file() else ""}
+    sync.reconcile(load_settings(env))
+    bench = f"bench:{prefix}"
+    acls = [{"acltype": kind, "topic": f"{prefix}/#", "allow": True}
+            for kind in ("publishClientSend", "subscribePattern", "unsubscribePattern")]
+    with Dynsec(admin_url) as broker:
+        broker.run([{"command": "createRole", "rolename": bench, "acls": acls},
+                    {"command": "createClient", "username": f"kwtest-{token}-bench",
+                     "password": password, "textname": "kilowatch test bench",
+                     "roles": [{"rolename": bench}]}])
+    return env
+
+
+def delete_broker_accounts(token: str, prefix: str, *, admin_url: str = MQTT_ADMIN_URL) -> None:
+    """Delete every account and role a test module made on the broker (devices included)."""
+    with Dynsec(admin_url) as broker:
+        clients = broker.list_clients()
+        roles = broker.list_roles()
+        broker.run([{"command": "deleteClient", "username": c["username"]} for c in clients
+                    if c["username"].startswith(f"kwtest-{token}-")
+                    or c.get("textname") == rules.tag(prefix)]
+                   + [{"command": "deleteRole", "rolename": r["rolename"]} for r in roles
+                      if r["rolename"].endswith(f":{prefix}") or f":{prefix}:" in r["rolename"]],
+                   ok_errors=("Client not found", "Role not found"))
+
+
+def bench_login(client, url: str | None = None) -> tuple[str, int]:
+    """Log a raw paho client in with this module's test bench account; return (host, port)."""
+    host, port, _tls, username, password = broker_address(
+        url or os.environ["KILOWATCH_SIMULATOR_MQTT_URL"])
+    client.username_pw_set(username, password)
+    return host, port
+
+
 @pytest.fixture(scope="module")
 def kw_env(template_db) -> Iterator[dict[str, str]]:
-    """Point ``KILOWATCH_*`` at this module's own database, Redis prefix and MQTT prefix."""
+    """Point ``KILOWATCH_*`` at this module's own database, Redis prefix, MQTT prefix and logins."""
     token = secrets.token_hex(4)
     url = create_database(template_db)
+    prefix = f"kwtest-{token}/ess"
     env = {
         "KILOWATCH_DATABASE_URL": url,
         "KILOWATCH_REDIS_URL": "redis://127.0.0.1:56379/0",
         "KILOWATCH_REDIS_PREFIX": f"kwtest-{token}",
-        "KILOWATCH_MQTT_URL": "mqtt://127.0.0.1:51883",
-        "KILOWATCH_MQTT_PREFIX": f"kwtest-{token}/ess",
+        **broker_accounts(token, prefix),
         "KILOWATCH_SECRET_KEY": f"test-secret-{token}",
+        "KILOWATCH_DEVICE_KEY": f"test-device-key-{token}",
         "KILOWATCH_METRICS_PORT": str(20000 + secrets.randbelow(20000)),
     }
     saved = {key: os.environ.get(key) for key in env}
@@ -155,6 +218,7 @@ def kw_env(template_db) -> Iterator[dict[str, str]]:
         else:
             os.environ[key] = value
     reset_settings()
+    delete_broker_accounts(token, prefix)
     drop_database(url)
 
 
@@ -169,3 +233,12 @@ def conn(settings) -> Iterator[psycopg.Connection]:
     """An autocommit connection to this module's database."""
     with db.connect(settings.database_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) in the test process that keeps what it receives."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

@@ -1,10 +1,14 @@
-"""Building blocks shared by the administration pages (users, groups)."""
+"""Building blocks shared by the administration pages (users, groups, tariffs, alert rules)."""
 
 from __future__ import annotations
 
-import dash_bootstrap_components as dbc
-from dash import html
+from collections.abc import Callable, Mapping
 
+import dash_bootstrap_components as dbc
+from dash import ctx, html, no_update
+
+from auth.callbacks import connection, current_scope
+from dashboards.components.inputs import next_count
 from kilowatch.accounts.users import AccountError
 from kilowatch.ids import parse_id
 
@@ -60,3 +64,29 @@ def one_time_password(email: str, password: str) -> dbc.Alert:
         html.Div("Shown only now. Pass it on securely; it must be changed at the first login.",
                  className="small mt-2"),
     ])
+
+
+def run_clicked(actions: Mapping[str, Callable], clicks: list, form: dict, changed, *,
+                errors: tuple[type[Exception], ...] = (AccountError,),
+                failure: Callable[[Exception], object] = failure, extra: int = 0) -> tuple:
+    """Run the clicked button's action; return its message, the next ``changed`` and more.
+
+    ``actions`` maps a button id to ``action(conn, scope, form)``, which returns the
+    message, or with ``extra`` outputs a tuple ``(message, *extra_values)``. Nothing
+    clicked leaves every output as it is; an error of ``errors`` shows ``failure(error)``
+    and leaves the rest as it is, so the page reloads nothing; a ``failure`` that returns
+    a tuple gives the message and the extra outputs (e.g. messages next to the fields).
+    """
+    action = actions.get(ctx.triggered_id)
+    if action is None or not any(clicks):
+        return (no_update,) * (2 + extra)
+    try:
+        with connection() as conn:
+            result = action(conn, current_scope(), form)
+    except errors as error:
+        shown = failure(error)
+        if isinstance(shown, tuple):
+            return (shown[0], no_update, *shown[1:])
+        return (shown,) + (no_update,) * (1 + extra)
+    message, *more = result if extra else (result,)
+    return (message, next_count(changed), *more)

@@ -18,3 +18,8 @@ def as_id(value: object) -> int:
         log.warning("callback refused a malformed id %r", value)
         raise PreventUpdate
     return number
+
+
+def next_count(changed: object) -> int:
+    """Return the next value of a page's "changed" counter store (1 when it holds no int)."""
+    return (changed if isinstance(changed, int) else 0) + 1

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, ctx, dcc, html, no_update
-from dash.exceptions import PreventUpdate
+from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.forms import text
-from kilowatch.accounts import users
+from dashboards.components.inputs import as_id
+from kilowatch.accounts import groups, users
 
 dash.register_page(__name__, path="/admin/groups", name="Groups", title="Groups · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=20)
@@ -75,7 +75,7 @@ def show_groups(company_id, _changed):
     except users.AccountError as error:
         return admin.failure(error), []
     with connection() as conn:
-        rows = users.list_groups(conn, current_scope(), company_id)
+        rows = groups.list_groups(conn, current_scope(), company_id)
     return _groups_table(rows), [{"label": row["name"], "value": str(row["id"])} for row in rows]
 
 
@@ -89,13 +89,10 @@ def show_group(group_id, _changed):
     if not group_id:
         return [], [], [], []
     scope = current_scope()
-    try:
-        group_id = admin.as_id(group_id, "group")
-    except users.AccountError:
-        raise PreventUpdate from None
+    group_id = as_id(group_id)
     with connection() as conn:
-        group = users.get_group(conn, scope, group_id)
-        sites = users.grantable_sites(conn, scope, group["company_id"])
+        group = groups.get_group(conn, scope, group_id)
+        sites = groups.grantable_sites(conn, scope, group["company_id"])
         people = users.list_users(conn, scope, group["company_id"])
     return ([{"label": site["name"], "value": site["id"]} for site in sites],
             [site["id"] for site in group["sites"]],
@@ -106,21 +103,21 @@ def show_group(group_id, _changed):
 
 def _create(conn, scope, form: dict):
     name = text(form["name"], 120).strip()
-    users.create_group(conn, scope, company_id=admin.as_id(form["company"], "company"),
-                       name=name)
+    groups.create_group(conn, scope, company_id=admin.as_id(form["company"], "company"),
+                        name=name)
     return admin.success(f"Group {name} created.")
 
 
 def _save(conn, scope, form: dict):
     group_id = admin.as_id(form["selected"], "group")
     with conn.transaction():
-        users.set_group_sites(conn, scope, group_id, admin.as_ids(form["sites"], "site"))
-        users.set_group_members(conn, scope, group_id, admin.as_ids(form["members"], "user"))
+        groups.set_group_sites(conn, scope, group_id, admin.as_ids(form["sites"], "site"))
+        groups.set_group_members(conn, scope, group_id, admin.as_ids(form["members"], "user"))
     return admin.success("Group saved.")
 
 
 def _delete(conn, scope, form: dict):
-    users.delete_group(conn, scope, admin.as_id(form["selected"], "group"))
+    groups.delete_group(conn, scope, admin.as_id(form["selected"], "group"))
     return admin.success("Group deleted.")
 
 
@@ -140,12 +137,4 @@ ACTIONS = {"admin-groups-create": _create, "admin-groups-save": _save,
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_groups(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update
-    try:
-        with connection() as conn:
-            message = action(conn, current_scope(), form)
-    except users.AccountError as error:
-        return admin.failure(error), no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1
+    return admin.run_clicked(ACTIONS, clicks, form, changed)

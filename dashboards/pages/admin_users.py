@@ -1,37 +1,47 @@
-"""Administration: a company's users — create with a one-time password, role, (de)activate, reset.
+"""Administration: a company's users — invite by e-mail, role, (de)activate, send a password link.
 
 Company admins manage their own company; superadmins pick any company. The
 rules (which roles, which company) are enforced by ``kilowatch.accounts.users`` with
-the caller's scope; this page only offers what it would allow.
+the caller's scope; this page only offers what it would allow. A new user gets
+an e-mail, in their language, with a link to choose their password; nobody
+ever sees or passes on a password here.
 """
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
+from auth.scope import app_settings
 from dashboards.components import admin
 from dashboards.components.forms import text
-from kilowatch.accounts import passwords, users
+from kilowatch.accounts import account_mail, users
 
 dash.register_page(__name__, path="/admin/users", name="Users", title="Users · Kilowatch",
                    roles=ADMIN_ROLES, menu="admin", order=10)
 
 STATUS = {True: "active", False: "deactivated"}
+LANGUAGE_OPTIONS = [{"label": label, "value": code} for code, label in (
+    ("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"),
+    ("it", "Italiano"), ("nl", "Nederlands"))]
 
 
 def _create_form() -> dbc.Card:
     return dbc.Card(className="mb-3", children=[dbc.CardHeader("New user"), dbc.CardBody([
         dbc.Row(className="g-2", children=[
-            dbc.Col(dbc.Input(id="admin-users-email", type="email", placeholder="E-mail"), md=4),
+            dbc.Col(dbc.Input(id="admin-users-email", type="email", placeholder="E-mail"), md=3),
             dbc.Col(dbc.Input(id="admin-users-name", placeholder="Name (optional)"), md=3),
             dbc.Col(dbc.Select(id="admin-users-new-role", options=admin.ROLE_OPTIONS,
-                               value="viewer"), md=3),
-            dbc.Col(dbc.Button("Create", id="admin-users-create", color="primary",
+                               value="viewer"), md=2),
+            dbc.Col(dbc.Select(id="admin-users-language", options=LANGUAGE_OPTIONS,
+                               value="en"), md=2),
+            dbc.Col(dbc.Button("Create and invite", id="admin-users-create", color="primary",
                                className="w-100"), md=2),
         ]),
+        html.Div("The new user receives an e-mail with a link to choose their password "
+                 "(valid 72 hours).", className="form-text"),
     ])])
 
 
@@ -43,7 +53,7 @@ def _edit_form() -> dbc.Card:
                                value="viewer"), md=2),
             dbc.Col(dbc.Button("Set role", id="admin-users-save-role", outline=True,
                                color="primary", className="w-100"), md=2),
-            dbc.Col(dbc.Button("Reset password", id="admin-users-reset", outline=True,
+            dbc.Col(dbc.Button("Send password link", id="admin-users-reset", outline=True,
                                color="secondary", className="w-100"), md=2),
             dbc.Col(dbc.ButtonGroup([
                 dbc.Button("Deactivate", id="admin-users-deactivate", outline=True,
@@ -70,12 +80,18 @@ def layout(**_query) -> html.Div:
     ])
 
 
+def _status(row: dict) -> str:
+    if row["active"] and not row["has_password"]:
+        return "invited"  # has not chosen a password yet
+    return STATUS[row["active"]]
+
+
 def _users_table(rows: list[dict]) -> dbc.Table:
     header = html.Thead(html.Tr([html.Th(h) for h in
                                  ("E-mail", "Name", "Role", "Status", "Last login")]))
     body = html.Tbody([html.Tr([
         html.Td(row["email"]), html.Td(row["display_name"]), html.Td(row["role"]),
-        html.Td(STATUS[row["active"]]),
+        html.Td(_status(row)),
         html.Td(f"{row['last_login_at']:%Y-%m-%d %H:%M} UTC" if row["last_login_at"] else "never"),
     ], className="" if row["active"] else "text-muted") for row in rows])
     return dbc.Table([header, body], hover=True, responsive=True, size="sm",
@@ -100,20 +116,23 @@ def show_users(company_id, _changed):
 
 
 def _create(conn, scope, form: dict):
-    password = passwords.generate_password()
     email = users.normalize_email(text(form["email"], 254))
-    users.create_user(conn, scope, email=email, role=text(form["new_role"], 20),
-                      company_id=admin.as_id(form["company"], "company"),
-                      display_name=text(form["name"], 120),
-                      password_hash=passwords.hash_password(password))
-    return admin.one_time_password(email, password)
+    account_mail.create_and_invite(conn, scope, base_url=app_settings().base_url, email=email,
+                                   role=text(form["new_role"], 20),
+                                   company_id=admin.as_id(form["company"], "company"),
+                                   display_name=text(form["name"], 120),
+                                   language=text(form["language"], 5) or "en")
+    return admin.success(f"{email} created. An invitation to choose a password is on its way "
+                         "to them.")
 
 
-def _reset(conn, scope, form: dict):
-    password = passwords.generate_password()
-    row = users.reset_password(conn, scope, admin.as_id(form["selected"], "user"),
-                               passwords.hash_password(password))
-    return admin.one_time_password(row["email"], password)
+def _send_link(conn, scope, form: dict):
+    row = account_mail.invite(conn, scope, admin.as_id(form["selected"], "user"),
+                              base_url=app_settings().base_url)
+    what = ("a new invitation" if row["purpose"] == "invitation"
+            else "a link to reset their password")
+    return admin.success(f"{row['email']} will receive {what}. Their password stays as it is "
+                         "until they use it.")
 
 
 def _set_role(conn, scope, form: dict):
@@ -129,7 +148,7 @@ def _set_active(active: bool):
     return change
 
 
-ACTIONS = {"admin-users-create": _create, "admin-users-reset": _reset,
+ACTIONS = {"admin-users-create": _create, "admin-users-reset": _send_link,
            "admin-users-save-role": _set_role, "admin-users-deactivate": _set_active(False),
            "admin-users-activate": _set_active(True)}
 
@@ -141,18 +160,11 @@ ACTIONS = {"admin-users-create": _create, "admin-users-reset": _reset,
                     "email": State("admin-users-email", "value"),
                     "name": State("admin-users-name", "value"),
                     "new_role": State("admin-users-new-role", "value"),
+                    "language": State("admin-users-language", "value"),
                     "selected": State("admin-users-selected", "value"),
                     "role": State("admin-users-role", "value")},
            "changed": State("admin-users-changed", "data")},
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_users(clicks, form, changed):
     """Carry out the button's action on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update
-    try:
-        with connection() as conn:
-            message = action(conn, current_scope(), form)
-    except (users.AccountError, passwords.PasswordPolicyError) as error:
-        return admin.failure(error), no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1
+    return admin.run_clicked(ACTIONS, clicks, form, changed, errors=(users.AccountError,))

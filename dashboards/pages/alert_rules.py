@@ -16,8 +16,10 @@ from dash.exceptions import PreventUpdate
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
 from dashboards.components.alarms import views as alarm_views
-from kilowatch.accounts import users
+from dashboards.components.inputs import next_count
+from kilowatch.accounts import groups, users
 from kilowatch.accounts.users import AccountError
+from kilowatch.alarms import rule_store
 from kilowatch.alarms import rules as alert_rules
 from kilowatch.alarms.events import SEVERITIES
 from kilowatch.alarms.rules import COMPARISONS, RuleError
@@ -137,9 +139,9 @@ def show_rules(company_id, _changed):
         raise PreventUpdate from None
     with connection() as conn:
         scope = current_scope()
-        sites = users.grantable_sites(conn, scope, company_id)  # AccessDenied → no update
-        rules = alert_rules.list_rules(conn, scope, company_id=company_id)
-        points = alert_rules.rule_points(conn, scope, company_id)
+        sites = groups.grantable_sites(conn, scope, company_id)  # AccessDenied → no update
+        rules = rule_store.list_rules(conn, scope, company_id=company_id)
+        points = rule_store.rule_points(conn, scope, company_id)
     names = {s["id"]: s["name"] for s in sites}
     return ([_row(rule, names) for rule in rules],
             [{"label": s["name"], "value": s["id"]} for s in sites],
@@ -165,7 +167,7 @@ def edit_rule(cell, _new):
     """Fill the form with the clicked rule, or empty it for a new one."""
     if ctx.triggered_id == "alert-rules-grid" and cell and cell.get("rowId"):
         with connection() as conn:
-            rule = alert_rules.get_rule(conn, current_scope(), cell["rowId"])
+            rule = rule_store.get_rule(conn, current_scope(), cell["rowId"])
         return (*_form_values(rule), True, rule["id"], f"Edit rule “{rule['name']}”", False)
     return (*_form_values(None), False, None, "New rule", True)
 
@@ -190,22 +192,22 @@ def _fields(values: tuple) -> dict:
                   prevent_initial_call=True, roles=ADMIN_ROLES)
 def save_rule(_save, _delete, company_id, editing, changed, *values):
     """Create or update the rule in the form, or delete it."""
-    changed = changed + 1 if isinstance(changed, int) else 1
+    changed = next_count(changed)
     try:
         with connection() as conn:
             scope = current_scope()
             if ctx.triggered_id == "alert-rules-delete":
                 if editing is None:
                     raise PreventUpdate
-                rule = alert_rules.get_rule(conn, scope, editing)
-                alert_rules.delete_rule(conn, scope, rule["id"])
+                rule = rule_store.get_rule(conn, scope, editing)
+                rule_store.delete_rule(conn, scope, rule["id"])
                 return admin.success(f"Rule {rule['name']} deleted."), changed, None
             fields = _fields(values)
             if editing is None:
                 company = admin.as_id(company_id, "company")
-                alert_rules.create_rule(conn, scope, company, fields)
+                rule_store.create_rule(conn, scope, company, fields)
                 return admin.success("Rule created."), changed, None
-            alert_rules.update_rule(conn, scope, editing, fields)
+            rule_store.update_rule(conn, scope, editing, fields)
             return admin.success("Rule saved."), changed, no_update
     except (RuleError, AccountError) as error:
         return admin.failure(error), no_update, no_update

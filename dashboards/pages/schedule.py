@@ -26,7 +26,8 @@ from auth.callbacks import (
     guarded_clientside_callback,
 )
 from auth.scope import app_settings
-from dashboards.components.schedules import editor
+from dashboards.components.inputs import next_count
+from dashboards.components.schedules import cards, editor
 from dashboards.components.schedules import history as history_view
 from dashboards.components.schedules import preview_chart as preview_view
 from dashboards.components.schedules.timeline import week_figure
@@ -44,8 +45,6 @@ dash.register_page(__name__, path_template="/site/<site_id>/schedule", name="Sch
 REFRESH_MS = 5000
 # A save never queues behind another one, nor holds a server thread long for the broker.
 _SEND_OPTIONS = {"timeout_s": schedule_delivery.INTERACTIVE_TIMEOUT_S, "wait": False}
-PERIOD_COLUMNS = 9
-EXCEPTION_COLUMNS = 10
 
 
 def _site_id(value) -> int:
@@ -76,148 +75,6 @@ def _editor_schedule(site: dict, revision: dict | None) -> dict:
 
 # ---- layout ----------------------------------------------------------------------------------
 
-def _period_rows(rows: list[dict], site: dict, editable: bool) -> list:
-    built = [tr for i, row in enumerate(rows) for tr in editor.period_row(
-        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
-    return editor.rows_or_empty(built, "No period: the default mode runs all week.",
-                                PERIOD_COLUMNS)
-
-
-def _exception_rows(rows: list[dict], site: dict, editable: bool) -> list:
-    built = [tr for i, row in enumerate(rows) for tr in editor.exception_row(
-        i, row, editable=editable, has_optimizer=site["has_optimizer"])]
-    return editor.rows_or_empty(built, "No exception: every date follows the weekly program.",
-                                EXCEPTION_COLUMNS)
-
-
-def _default_mode_form(schedule: dict, site: dict, editable: bool) -> html.Div:
-    mode = schedule.get("default_mode")
-    params = schedule.get("default_params") or {}
-    disabled = editor.disabled_params(mode, editable)
-    inputs = [dbc.InputGroup([
-        dbc.InputGroupText(editor.PARAM_HEADERS[key]),
-        dbc.Input(id=f"schedule-default-{key}", type="number", value=params.get(key),
-                  disabled=off, min=0, step="any")], size="sm", style={"width": "11rem"})
-        for key, off in zip(editor.PARAMS, disabled, strict=True)]
-    return html.Div(className="d-flex flex-wrap align-items-center gap-2 mb-3", children=[
-        dbc.Label("Outside every period", html_for="schedule-default-mode",
-                  className="mb-0 small fw-semibold me-1"),
-        dbc.Select(id="schedule-default-mode", value=mode, size="sm",
-                   options=editor.mode_options(site["has_optimizer"]),
-                   disabled=not editable, style={"width": "11rem"}),
-        *inputs,
-    ])
-
-
-def _copy_day_form() -> dbc.Row:
-    targets = [{"label": schedules.DAY_NAMES[d][:3], "value": d} for d in schedules.DAYS]
-    return dbc.Row(className="g-2 align-items-center", children=[
-        dbc.Col(dbc.Button("+ Add period", id="schedule-add-period", color="primary",
-                           outline=True, size="sm"), xs="auto"),
-        dbc.Col(html.Span("Copy", className="small text-muted ms-md-3"), xs="auto"),
-        dbc.Col(dbc.Select(id="schedule-copy-from", options=editor.DAY_OPTIONS, value="mon",
-                           size="sm"), xs="auto"),
-        dbc.Col(html.Span("to", className="small text-muted"), xs="auto"),
-        dbc.Col(dbc.Checklist(id="schedule-copy-to", options=targets, value=[], inline=True,
-                              className="small"), xs="auto"),
-        dbc.Col(dbc.Button("Copy day", id="schedule-copy", color="secondary", outline=True,
-                           size="sm"), xs="auto"),
-    ])
-
-
-def _program_card(schedule: dict, site: dict, editable: bool) -> dbc.Card:
-    table = editor.table(["Day", "Start", "End"], "schedule-periods",
-                         _period_rows(editor.period_rows(schedule), site, editable))
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader("Weekly program"),
-        dbc.CardBody([_default_mode_form(schedule, site, editable),
-                      html.Div(table, className="table-responsive"),
-                      _copy_day_form() if editable else None]),
-    ])
-
-
-def _exceptions_card(schedule: dict, site: dict, editable: bool) -> dbc.Card:
-    table = editor.table(["Date", "Name", "Start", "End"], "schedule-exceptions",
-                         _exception_rows(editor.exception_rows(schedule), site, editable))
-    add = dbc.Button("+ Add exception", id="schedule-add-exception", color="primary",
-                     outline=True, size="sm") if editable else None
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader("Exceptions (holidays, maintenance days)"),
-        dbc.CardBody([html.P("An exception replaces the weekly program on its date. Leave a "
-                             "date with “Default mode all day” to run only the default mode.",
-                             className="small text-muted"),
-                      html.Div(table, className="table-responsive"), add]),
-    ])
-
-
-def _save_card(editable: bool) -> dbc.Card | dbc.Alert:
-    if not editable:
-        return dbc.Alert("You can read this schedule. Only the site's operators and "
-                         "administrators can change it.", color="secondary",
-                         id="schedule-read-only", className="mb-3")
-    return dbc.Card(className="mb-3", children=[dbc.CardBody([
-        dbc.Row(className="g-2", children=[
-            dbc.Col(dbc.Input(id="schedule-comment", placeholder="What changes, and why "
-                              "(shown in the history)", maxLength=500), md=9),
-            dbc.Col(dbc.Button("Save and send", id="schedule-save", color="primary",
-                               className="w-100"), md=3),
-        ]),
-        html.Div(id="schedule-message", className="mt-2"),
-    ])])
-
-
-def _history_card(editable: bool) -> dbc.Card:
-    restore = html.Div(className="mt-3", children=[
-        html.Div("Restore an older revision as a new one", className="small fw-semibold mb-1"),
-        dbc.Row(className="g-2", children=[
-            dbc.Col(dbc.Select(id="schedule-restore-revision", placeholder="Revision",
-                               size="sm"), xs=12),
-            dbc.Col(dbc.Input(id="schedule-restore-comment", placeholder="Comment (optional)",
-                              size="sm", maxLength=500), xs=8),
-            dbc.Col(dbc.Button("Restore", id="schedule-restore", color="secondary",
-                               outline=True, size="sm", className="w-100"), xs=4),
-        ]),
-    ]) if editable else None
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader("Revisions"),
-        dbc.CardBody([
-            html.Div(id="schedule-history", className="kw-history mb-3",
-                     style={"maxHeight": "22rem", "overflowY": "auto"}),
-            html.Div("Compare", className="small fw-semibold mb-1"),
-            dbc.Row(className="g-2 mb-2", children=[
-                dbc.Col(dbc.Select(id="schedule-diff-from", placeholder="From", size="sm"),
-                        xs=6),
-                dbc.Col(dbc.Select(id="schedule-diff-to", placeholder="To", size="sm"), xs=6),
-            ]),
-            html.Div(id="schedule-diff"),
-            restore,
-        ]),
-    ])
-
-
-def _preview_card() -> dbc.Card:
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader(dbc.Row(className="align-items-center", children=[
-            dbc.Col("Preview: the next 7 days"),
-            dbc.Col(dbc.Button("Preview this draft", id="schedule-preview-run", size="sm",
-                               color="primary", outline=True), width="auto"),
-        ])),
-        dbc.CardBody(dcc.Loading(html.Div(id="schedule-preview", children=html.Div(
-            "Simulates the schedule in the editor on the site's load and PV of the last "
-            "7 days.", className="small text-muted")), type="dot")),
-    ])
-
-
-def _header(site: dict) -> html.Div:
-    return html.Div(className="d-flex flex-wrap align-items-baseline gap-3 mb-3", children=[
-        html.H1(["Schedule · ", html.Span(site["name"], id="schedule-site-name")],
-                className="h4 mb-0"),
-        html.Span(f"{site['company_name']} · times in {site['timezone']}",
-                  className="text-muted small"),
-        dcc.Link("← Site overview", href=f"/site/{site['id']}", className="small ms-auto"),
-    ])
-
-
 def layout(site_id=None, **_query) -> html.Div:
     """Show a visible site's schedule; editable for those who may change it."""
     with connection() as conn:
@@ -230,34 +87,19 @@ def layout(site_id=None, **_query) -> html.Div:
         dcc.Store(id="schedule-editable", data=editable),
         dcc.Store(id="schedule-changed", data=0),
         dcc.Interval(id="schedule-refresh", interval=REFRESH_MS),
-        _header(site),
+        cards.header(site),
         dbc.Row([
-            dbc.Col(_timeline_card(schedule), lg=8),
-            dbc.Col(_delivery_card(), lg=4),
+            dbc.Col(cards.timeline_card(schedule), lg=8),
+            dbc.Col(cards.delivery_card(), lg=4),
         ]),
-        _program_card(schedule, site, editable),
-        _exceptions_card(schedule, site, editable),
+        cards.program_card(schedule, site, editable),
+        cards.exceptions_card(schedule, site, editable),
         html.Div(id="schedule-errors"),
-        _save_card(editable),
+        cards.save_card(editable),
         dbc.Row([
-            dbc.Col(_preview_card(), xl=8),
-            dbc.Col(_history_card(editable), xl=4),
+            dbc.Col(cards.preview_card(), xl=8),
+            dbc.Col(cards.history_card(editable), xl=4),
         ]),
-    ])
-
-
-def _timeline_card(schedule: dict) -> dbc.Card:
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader("Week at a glance"),
-        dbc.CardBody(dcc.Graph(id="schedule-timeline", figure=week_figure(schedule),
-                               config={"displayModeBar": False}), className="p-2"),
-    ])
-
-
-def _delivery_card() -> dbc.Card:
-    return dbc.Card(className="mb-3", children=[
-        dbc.CardHeader("Delivery to the storage devices"),
-        dbc.CardBody(html.Div(id="schedule-delivery")),
     ])
 
 
@@ -339,17 +181,14 @@ def edit_rows(clicks, changed, site_id, values, copy):
         else:
             periods, exceptions = _new_rows(trigger, *_rows(values), copy,
                                             schedules.local_today(site["timezone"]))
-    return _period_rows(periods, site, True), _exception_rows(exceptions, site, True)
+    return (cards.period_table_rows(periods, site, True),
+            cards.exception_table_rows(exceptions, site, True))
 
 
 def _sized(items: list, outputs) -> list:
     """Fit a list of per-row values to the rows the browser has (it decides how many)."""
     count = len(outputs) if isinstance(outputs, list) else 0
     return (items + [None] * count)[:count]
-
-
-def _error_lines(messages: list[str]) -> list | None:
-    return [html.Div(m) for m in messages] or None
 
 
 @guarded_callback(
@@ -371,9 +210,9 @@ def check_draft(values, site_id):
     today = schedules.local_today(site["timezone"])
     now_local = dt.datetime.now(schedules.zone(site["timezone"]))
     figure = week_figure(draft.merged, today=today, now_local=now_local)
-    return (figure, _sized([_error_lines(m) for m in found.periods], ctx.outputs_list[1]),
-            _sized([_error_lines(m) for m in found.exceptions], ctx.outputs_list[2]),
-            _summary(found))
+    return (figure, _sized([cards.error_lines(m) for m in found.periods], ctx.outputs_list[1]),
+            _sized([cards.error_lines(m) for m in found.exceptions], ctx.outputs_list[2]),
+            cards.error_summary(found))
 
 
 def _validation_errors(draft: editor.Draft, limits) -> list[str]:
@@ -385,18 +224,6 @@ def _validation_errors(draft: editor.Draft, limits) -> list[str]:
     except schedules.ScheduleInvalid as invalid:
         return invalid.errors
     return []
-
-
-def _summary(found: editor.RowErrors) -> dbc.Alert | None:
-    if not found.count:
-        return None
-    rows = found.count - len(found.general)
-    text = (f"{found.count} problem{'s' if found.count > 1 else ''} to fix before saving"
-            + (" (marked under the rows)" if rows else "") + ".")
-    return dbc.Alert([html.Div(text, className="fw-semibold"),
-                      html.Ul([html.Li(m) for m in found.general], className="mb-0")
-                      if found.general else None],
-                     color="danger", className="py-2", id="schedule-error-summary")
 
 
 # Which parameter inputs a mode disables, in the browser; the table is schedules.MODE_PARAMS.
@@ -423,34 +250,13 @@ guarded_clientside_callback(
 
 # ---- save and restore --------------------------------------------------------------------------
 
-def _published(revision: dict, result) -> dbc.Alert:
-    number = revision["revision"]
-    if result is None or not (result.published or result.failed):
-        return dbc.Alert(f"Saved revision {number}. The site has no storage device to send it "
-                         "to yet.", color="success", dismissable=True)
-    if result.ok:
-        devices = len(result.published)
-        return dbc.Alert(f"Saved revision {number} and sent it to {devices} storage "
-                         f"device{'s' if devices > 1 else ''}; waiting for "
-                         f"{'their' if devices > 1 else 'its'} answer.",
-                         color="success", dismissable=True, id="schedule-saved")
-    return dbc.Alert(f"Saved revision {number}, but it could not be sent yet ({result.error}). "
-                     "It will be sent automatically when the broker answers.",
-                     color="warning", dismissable=True, id="schedule-saved")
-
-
-def _invalid(invalid: schedules.ScheduleInvalid) -> dbc.Alert:
-    return dbc.Alert([html.Div("Not saved: fix these problems first.", className="fw-semibold"),
-                      html.Ul([html.Li(editor.sentence(e)) for e in invalid.errors[:20]],
-                              className="mb-0")], color="danger", dismissable=True)
-
 
 def _save(conn, site: dict, values: dict, comment) -> tuple:
     draft, _, _ = _draft(site, values)
     revision, result = schedule_delivery.save_and_publish(
         conn, current_scope(), site["id"], draft.merged, comment=_comment(comment),
         **_SEND_OPTIONS, settings=app_settings())
-    return _published(revision, result), ""
+    return cards.save_message(revision, result), ""
 
 
 def _restore(conn, site: dict, revision, comment) -> tuple:
@@ -461,7 +267,7 @@ def _restore(conn, site: dict, revision, comment) -> tuple:
     row, result = schedule_delivery.restore_and_publish(
         conn, current_scope(), site["id"], number, comment=_comment(comment) or None,
         **_SEND_OPTIONS, settings=app_settings())
-    return _published(row, result), no_update
+    return cards.save_message(row, result), no_update
 
 
 def _comment(value) -> str:
@@ -484,7 +290,7 @@ def change_schedule(save, restore, site_id, values, comment, restore_revision, r
     """Save the editor as a new revision, or restore an older one, and send it."""
     if not _clicked() or ctx.triggered_id not in ("schedule-save", "schedule-restore"):
         raise PreventUpdate
-    counter = (changed if isinstance(changed, int) else 0) + 1
+    counter = next_count(changed)
     try:
         with connection() as conn:
             site = _site(conn, site_id)
@@ -493,7 +299,7 @@ def change_schedule(save, restore, site_id, values, comment, restore_revision, r
             else:
                 message, comment_value = _restore(conn, site, restore_revision, restore_comment)
     except schedules.ScheduleInvalid as invalid:
-        return _invalid(invalid), no_update, no_update
+        return cards.invalid_message(invalid), no_update, no_update
     except schedule_delivery.PublishBusy as busy:
         return (dbc.Alert(editor.sentence(str(busy)) + ".", color="warning", dismissable=True,
                           id="schedule-busy"), no_update, no_update)

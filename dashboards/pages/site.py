@@ -162,6 +162,8 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
                      className="btn btn-sm btn-outline-primary"),
             dcc.Link("Savings", href=f"/site/{site['id']}/savings", id="site-savings-link",
                      className="btn btn-sm btn-outline-primary"),
+            dcc.Link("Commissioning", href=f"/site/{site['id']}/commissioning",
+                     id="site-commissioning-link", className="btn btn-sm btn-outline-primary"),
             html.Small(subtitle, className="text-muted w-100"),
         ]),
         _live_row(),

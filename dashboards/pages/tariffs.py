@@ -18,8 +18,9 @@ from dash.exceptions import PreventUpdate
 
 from auth.callbacks import ADMIN_ROLES, connection, current_scope, guarded_callback
 from dashboards.components import admin
-from dashboards.components.billing import tariff_editor, tariff_forms, tariff_grid
+from dashboards.components.billing import tariff_cards, tariff_editor, tariff_forms, tariff_grid
 from dashboards.components.forms import text
+from dashboards.components.inputs import as_id
 from kilowatch import fleet
 from kilowatch.accounts import users
 from kilowatch.billing import tariff_admin, tariff_store, tariffs
@@ -34,77 +35,6 @@ SETTINGS = ("currency", "compensation", "netting", "export_rate", "fixed_amount"
 SETTING_IDS = {name: f"tariffs-{name.replace('_', '-')}" for name in SETTINGS}
 
 
-def _card(title: str, body, **kwargs) -> dbc.Card:
-    return dbc.Card([dbc.CardHeader(title, className="fw-semibold"), dbc.CardBody(body)],
-                    className="mb-3 shadow-sm", **kwargs)
-
-
-def _import_card() -> dbc.Card:
-    return _card("Import a URDB rate", [
-        dcc.Upload(id="tariffs-upload", multiple=False, accept=".json,application/json",
-                   className="kw-upload mb-2",
-                   children=html.Div(["Drop a URDB rate JSON here, or ",
-                                      html.A("choose a file", className="link-primary")])),
-        dbc.Row(className="g-2", children=[
-            dbc.Col(dbc.Input(id="tariffs-import-name", placeholder="Name (default: URDB's)",
-                              size="sm"), md=12),
-            dbc.Col(dbc.Input(id="tariffs-import-currency", value="USD", maxLength=3,
-                              size="sm", placeholder="Currency"), md=4),
-            dbc.Col(dbc.Input(id="tariffs-import-export-rate", type="number", step="any",
-                              size="sm", placeholder="Export rate"), md=4),
-            dbc.Col(dbc.Input(id="tariffs-import-label", size="sm", placeholder="URDB label"),
-                    md=4),
-        ]),
-        html.Div("Options apply to the next file. A URDB API response imports its first "
-                 "rate, or the one with that label.", className="small text-muted mt-1"),
-    ])
-
-
-def _new_card() -> dbc.Card:
-    return _card("New tariff", dbc.InputGroup([
-        dbc.Input(id="tariffs-new-name", placeholder="Name", size="sm"),
-        dbc.Button("Create", id="tariffs-create", color="primary", size="sm")]))
-
-
-def _editor_card() -> dbc.Card:
-    return _card("Edit tariff", [
-        dbc.Select(id="tariffs-selected", placeholder="Choose a tariff to edit",
-                   className="mb-3"),
-        html.Div(id="tariffs-editor-note", className="small text-muted mb-2"),
-        tariff_editor.settings_row(),
-        tariff_editor.rate_grid("energy"),
-        tariff_editor.rate_grid("demand"),
-        tariff_editor.rate_grid("flat"),
-        tariff_editor.months_grid(),
-        html.H3("Time-of-use periods by month and hour", className="h6"),
-        tariff_editor.paint_tools(),
-        tariff_editor.schedule_graphs(),
-        html.Div(className="d-flex justify-content-end mt-3", children=[
-            dbc.Button("Save tariff", id="tariffs-save", color="primary")]),
-    ])
-
-
-def _assign_card(site) -> dbc.Card:
-    today = tariff_editor.first_of_month(date.today())
-    return _card("Assign to a site", [
-        dbc.Row(className="g-2 align-items-end mb-3", children=[
-            dbc.Col([dbc.Label("Site", html_for="tariffs-site", className="small mb-0"),
-                     dbc.Select(id="tariffs-site", value=site, size="sm")], md=6),
-            dbc.Col([dbc.Label("Tariff", html_for="tariffs-assign-tariff",
-                               className="small mb-0"),
-                     dbc.Select(id="tariffs-assign-tariff", size="sm")], md=6),
-            dbc.Col([dbc.Label("From", html_for="tariffs-from", className="small mb-0"),
-                     dbc.Input(id="tariffs-from", type="date", value=today, size="sm")], md=4),
-            dbc.Col([dbc.Label("To (excluded, optional)", html_for="tariffs-to",
-                               className="small mb-0"),
-                     dbc.Input(id="tariffs-to", type="date", size="sm")], md=4),
-            dbc.Col(dbc.Button("Assign", id="tariffs-assign", color="primary", size="sm",
-                               className="w-100"), md=4),
-        ]),
-        html.Div(id="tariffs-history-slot"),
-    ], id="tariffs-assign-card")
-
-
 def layout(site=None, **_query) -> html.Div:
     """Show the company picker, the tariff list, import, editor and site assignment."""
     with connection() as conn:
@@ -115,13 +45,13 @@ def layout(site=None, **_query) -> html.Div:
         admin.company_select("tariffs-company", companies),
         html.Div(id="tariffs-message"),
         dbc.Row(className="g-3", children=[
-            dbc.Col(lg=5, children=[_card("Tariffs", html.Div(id="tariffs-list-slot")),
+            dbc.Col(lg=5, children=[tariff_cards.card("Tariffs", html.Div(id="tariffs-list-slot")),
                                     dbc.Row(className="g-3", children=[
-                                        dbc.Col(_import_card(), md=7),
-                                        dbc.Col(_new_card(), md=5)])]),
-            dbc.Col(lg=7, children=[_assign_card(site)]),
+                                        dbc.Col(tariff_cards.import_card(), md=7),
+                                        dbc.Col(tariff_cards.new_card(), md=5)])]),
+            dbc.Col(lg=7, children=[tariff_cards.assign_card(site)]),
         ]),
-        _editor_card(),
+        tariff_cards.editor_card(),
         dcc.Store(id="tariffs-changed", data=0),
         dcc.Store(id="tariffs-grids"),
     ])
@@ -159,10 +89,7 @@ def show_tariffs(company_id, _changed):
 def load_tariff(selected):
     """Fill the editor with the chosen tariff (a blank starting tariff when none is chosen)."""
     if selected:
-        try:
-            tariff_id = admin.as_id(selected, "tariff")
-        except users.AccountError:
-            raise PreventUpdate from None
+        tariff_id = as_id(selected)
         with connection() as conn:
             row = tariff_admin.managed_tariff(conn, current_scope(), tariff_id)
         structure, note = row["structure"], (
@@ -400,16 +327,9 @@ ACTIONS = {"tariffs-save": _save, "tariffs-create": _create, "tariffs-upload": _
     roles=ADMIN_ROLES, prevent_initial_call=True)
 def change_tariffs(clicks, form, changed):
     """Carry out the button's action (or the upload) on the server and say what happened."""
-    action = ACTIONS.get(ctx.triggered_id)
-    if action is None or not any(clicks):
-        return no_update, no_update, no_update
-    form = {**form, "contents": clicks[2]}
-    try:
-        with connection() as conn:
-            message, selected = action(conn, current_scope(), form)
-    except (TariffError, fleet.FleetError, users.AccountError) as error:
-        return _failure(error), no_update, no_update
-    return message, (changed if isinstance(changed, int) else 0) + 1, selected
+    return admin.run_clicked(ACTIONS, clicks, {**form, "contents": clicks[2]}, changed,
+                             errors=(TariffError, fleet.FleetError, users.AccountError),
+                             failure=_failure, extra=1)
 
 
 @guarded_callback(Output("tariffs-history-slot", "children"), Input("tariffs-site", "value"),
@@ -418,10 +338,7 @@ def show_history(site_id, _changed):
     """List the chosen site's tariff assignments, superseded ones included."""
     if not site_id:
         return html.Div("Choose a site to see its tariff history.", className="small text-muted")
-    try:
-        site_id = admin.as_id(site_id, "site")
-    except users.AccountError:
-        raise PreventUpdate from None
+    site_id = as_id(site_id)
     scope = current_scope()
     with connection() as conn:
         site = fleet.get_site(conn, scope, site_id)

@@ -1,16 +1,20 @@
-"""Users, groups, memberships and site grants, read and changed within an access scope.
+"""User accounts and the access scope they log in with, read and changed within a scope.
 
 Who may do what is decided here with the caller's scope, not in the UI:
 company admins manage the company roles of their own company only;
 superadmins manage everything; nobody else lists or changes accounts and groups.
 Every change is written to the audit log with its before and after state.
+A one-time password (``must_change_password``) stops working after
+:data:`ONE_TIME_PASSWORD_LIFETIME`; a password change or reset and a
+deactivation end every login session of the user in the same transaction.
+Groups, their members and site grants are in :mod:`kilowatch.accounts.groups`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,20 +30,22 @@ from kilowatch.access import (
     company_filter,
     site_filter,
 )
+from kilowatch.accounts import login_sessions
 from kilowatch.errors import UserFacingError
 from kilowatch.ids import parse_id
 
 log = logging.getLogger(__name__)
-# For anyone but a superadmin: the address may belong to another company (DESIGN:
+# For anyone but a superadmin: the address may belong to another company (docs/access.md:
 # nothing of one company shows, not even in an error message).
 DUPLICATE_EMAIL = "this e-mail address cannot be used; contact support if it should be"
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
+ONE_TIME_PASSWORD_LIFETIME = timedelta(hours=24)
 _PUBLIC = ("email", "display_name", "role", "company_id", "active", "language")
 _USER_COLUMNS = sql.SQL(
     "u.id, u.email, u.display_name, u.company_id, u.role, u.active, u.language, "
     "u.must_change_password, u.created_at, u.last_login_at, u.password_changed_at, "
-    "c.name AS company_name"
+    "u.password_hash IS NOT NULL AS has_password, c.name AS company_name"
 )
 
 
@@ -84,7 +90,7 @@ def _user_query(scope: AccessScope, where: str) -> sql.Composable:
 
 
 def _require_directory(scope: AccessScope) -> None:
-    # Support staff read sites, alarms and diagnostics (DESIGN), not user directories.
+    # Support staff read sites, alarms and diagnostics (docs/access.md), not user directories.
     if scope.role not in ("admin", "superadmin"):
         raise AccessDenied("only administrators see users and groups")
 
@@ -108,6 +114,13 @@ def get_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict
     return row
 
 
+def manageable_user(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> dict:
+    """Return a user the caller may manage, or raise AccessDenied."""
+    row = get_user(conn, scope, user_id)
+    _require_manage(scope, row["role"], row["company_id"])
+    return row
+
+
 def list_users(conn: psycopg.Connection, scope: AccessScope,
                company_id: int | None = None) -> list[dict]:
     """Return the users of the caller's company (or of every company for platform staff)."""
@@ -123,7 +136,8 @@ def find_login(conn: psycopg.Connection, scope: AccessScope, email: str) -> dict
     except AccountError:
         return None
     query = sql.SQL(
-        "SELECT u.id, u.email, u.role, u.active, u.password_hash, u.must_change_password "
+        "SELECT u.id, u.email, u.role, u.active, u.password_hash, u.must_change_password, "
+        "u.password_expires_at, u.password_changed_at, u.language, u.display_name "
         "FROM users u WHERE lower(u.email) = %s AND {}"
     ).format(_company(scope, "u"))
     return conn.execute(query, (email,)).fetchone()
@@ -165,13 +179,28 @@ def build_scope(conn: psycopg.Connection, scope: AccessScope, user_id: int) -> A
                        site_ids=site_ids, actor=row["email"])
 
 
+def administered_companies(conn: psycopg.Connection, scope: AccessScope) -> list[dict]:
+    """Return the companies whose users and groups the caller may manage."""
+    if scope.role not in ("admin", "superadmin"):
+        return []
+    query = sql.SQL("SELECT c.id, c.name FROM companies c WHERE {} ORDER BY c.name").format(
+        sql.SQL("TRUE") if scope.role == "superadmin" else sql.SQL("c.id = {}").format(
+            sql.Literal(scope.company_id)))
+    return conn.execute(query).fetchall()
+
+
 # --- changing accounts -------------------------------------------------------------------------
 
 
 def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, role: str,
-                company_id: int | None, password_hash: str, display_name: str | None = None,
-                language: str = "en", must_change_password: bool = True) -> int:
-    """Create an account the caller may manage and return its id."""
+                company_id: int | None, password_hash: str | None,
+                display_name: str | None = None, language: str = "en",
+                must_change_password: bool = True) -> int:
+    """Create an account the caller may manage and return its id.
+
+    ``password_hash=None`` makes an account nobody can sign in to until its user
+    chooses a password through an invitation link.
+    """
     email = normalize_email(email)
     check_role(role, company_id)
     _require_manage(scope, role, company_id)
@@ -185,16 +214,27 @@ def create_user(conn: psycopg.Connection, scope: AccessScope, *, email: str, rol
         try:
             row = conn.execute(
                 """INSERT INTO users (email, display_name, company_id, role, password_hash,
-                                      must_change_password, language, password_changed_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, now()) RETURNING *""",
+                                      must_change_password, language, password_changed_at,
+                                      password_expires_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now(), %s) RETURNING *""",
                 (email, display_name, company_id, role, password_hash, must_change_password,
-                 language),
+                 language, _one_time_expiry(must_change_password)),
             ).fetchone()
         except psycopg.errors.UniqueViolation:
             raise _taken(scope, email) from None
         audit.record(conn, scope, "user.create", target=f"user:{row['id']}",
                      company_id=company_id, after=_public(row))
     return row["id"]
+
+
+def _one_time_expiry(one_time: bool) -> datetime | None:
+    return datetime.now(UTC) + ONE_TIME_PASSWORD_LIFETIME if one_time else None
+
+
+def password_expired(account: dict, now: datetime | None = None) -> bool:
+    """Say whether an account's (one-time) password is past its expiry."""
+    expires = account.get("password_expires_at")
+    return expires is not None and expires <= (now or datetime.now(UTC))
 
 
 def _taken(scope: AccessScope, email: str) -> AccountError:
@@ -245,7 +285,11 @@ def set_active(conn: psycopg.Connection, scope: AccessScope, user_id: int, activ
     if user_id == scope.user_id:
         raise AccountError("you cannot deactivate your own account")
     action = "user.activate" if active else "user.deactivate"
-    return _change_user(conn, scope, user_id, action, {"active": bool(active)})
+    with conn.transaction():
+        row = _change_user(conn, scope, user_id, action, {"active": bool(active)})
+        if not active:
+            login_sessions.end_all(conn, user_id)
+    return row
 
 
 def update_profile(conn: psycopg.Connection, scope: AccessScope, user_id: int, *,
@@ -262,27 +306,37 @@ def update_profile(conn: psycopg.Connection, scope: AccessScope, user_id: int, *
 
 def reset_password(conn: psycopg.Connection, scope: AccessScope, user_id: int,
                    password_hash: str, *, must_change: bool = True) -> dict:
-    """Set another user's password (a one-time one by default), as their administrator."""
-    return _change_user(conn, scope, user_id, "user.reset_password",
-                        {"password_hash": password_hash, "must_change_password": must_change,
-                         "password_changed_at": datetime.now(UTC)},
-                        audited={"password": "reset"})
+    """Set another user's password (a one-time one by default), ending their sessions."""
+    with conn.transaction():
+        row = _change_user(conn, scope, user_id, "user.reset_password",
+                           {"password_hash": password_hash, "must_change_password": must_change,
+                            "password_changed_at": datetime.now(UTC),
+                            "password_expires_at": _one_time_expiry(must_change)},
+                           audited={"password": "reset"})
+        login_sessions.end_all(conn, user_id)
+    return row
 
 
-def change_own_password(conn: psycopg.Connection, scope: AccessScope, password_hash: str) -> None:
-    """Store the caller's new password hash (the caller checked the current one)."""
+def change_own_password(conn: psycopg.Connection, scope: AccessScope, password_hash: str, *,
+                        action: str = "user.change_password") -> None:
+    """Store the caller's new password hash and end all their sessions.
+
+    The caller checked who they are (the current password, or a link from their
+    mailbox) and starts a new session afterwards if it should go on.
+    """
     if scope.user_id is None:
         raise AccessDenied("only a logged-in user changes their own password")
     with conn.transaction():
         row = conn.execute(
             """UPDATE users SET password_hash = %s, must_change_password = false,
-                      password_changed_at = now()
+                      password_changed_at = now(), password_expires_at = NULL
                WHERE id = %s AND active RETURNING company_id""",
             (password_hash, scope.user_id),
         ).fetchone()
         if row is None:
             raise AccessDenied("no such user")
-        audit.record(conn, scope, "user.change_password", target=f"user:{scope.user_id}",
+        login_sessions.end_all(conn, scope.user_id)
+        audit.record(conn, scope, action, target=f"user:{scope.user_id}",
                      company_id=row["company_id"], after={"password": "changed"})
 
 
@@ -294,212 +348,3 @@ def record_login(conn: psycopg.Connection, scope: AccessScope, user_id: int,
         "password_hash = coalesce(%s, u.password_hash) WHERE u.id = %s AND {}"
     ).format(_company(scope, "u"))
     conn.execute(query, (new_hash, user_id))
-
-
-# --- groups and grants -------------------------------------------------------------------------
-
-
-def list_groups(conn: psycopg.Connection, scope: AccessScope,
-                company_id: int | None = None) -> list[dict]:
-    """Return the visible groups with their member and site counts."""
-    _require_directory(scope)
-    query = sql.SQL(
-        "SELECT g.id, g.name, g.company_id, c.name AS company_name, "
-        "(SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, "
-        "(SELECT count(*) FROM group_sites gs WHERE gs.group_id = g.id) AS site_count "
-        "FROM groups g JOIN companies c ON c.id = g.company_id "
-        "WHERE {} AND (%s::int IS NULL OR g.company_id = %s) ORDER BY c.name, g.name"
-    ).format(_company(scope, "g"))
-    return conn.execute(query, (company_id, company_id)).fetchall()
-
-
-def get_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> dict:
-    """Return one visible group with its members and granted sites, or raise AccessDenied."""
-    _require_directory(scope)
-    group = conn.execute(
-        sql.SQL("SELECT g.* FROM groups g WHERE g.id = %s AND {}").format(
-            _company(scope, "g")), (group_id,)
-    ).fetchone()
-    if group is None:
-        raise AccessDenied("no such group")
-    group["members"] = conn.execute(
-        "SELECT u.id, u.email, u.display_name, u.role FROM group_members m "
-        "JOIN users u ON u.id = m.user_id WHERE m.group_id = %s ORDER BY u.email", (group_id,)
-    ).fetchall()
-    group["sites"] = conn.execute(
-        "SELECT s.id, s.name FROM group_sites gs JOIN sites s ON s.id = gs.site_id "
-        "WHERE gs.group_id = %s ORDER BY s.name", (group_id,)
-    ).fetchall()
-    return group
-
-
-def resolve_group(conn: psycopg.Connection, scope: AccessScope, ref: str,
-                  company_id: int | None = None) -> dict:
-    """Find one visible group by id or unambiguous name, or raise AccountError."""
-    ref = str(ref).strip()
-    query = sql.SQL(
-        "SELECT g.id, g.name, g.company_id, c.name AS company_name FROM groups g "
-        "JOIN companies c ON c.id = g.company_id "
-        "WHERE (g.id = %s OR lower(g.name) = lower(%s)) AND (%s::int IS NULL OR g.company_id = %s) "
-        "AND {} ORDER BY g.id"
-    ).format(_company(scope, "g"))
-    ref_id = parse_id(ref)
-    rows = conn.execute(query, (ref_id, ref, company_id, company_id)).fetchall()
-    exact = [row for row in rows if row["id"] == ref_id]
-    if exact:
-        return exact[0]
-    if not rows:
-        raise AccountError(f"no group matches {ref!r}")
-    if len(rows) > 1:
-        names = ", ".join(f"{r['id']} ({r['name']} / {r['company_name']})" for r in rows)
-        raise AccountError(f"group {ref!r} is ambiguous: {names}; give --company or an id")
-    return rows[0]
-
-
-def create_group(conn: psycopg.Connection, scope: AccessScope, *, company_id: int,
-                 name: str) -> int:
-    """Create a group in a company the caller administers and return its id."""
-    if not scope.may_administer_company(company_id):
-        raise AccessDenied("you may not manage groups of this company")
-    name = name.strip()
-    if not 1 <= len(name) <= 120:
-        raise AccountError("a group name has 1 to 120 characters")
-    with conn.transaction():
-        try:
-            row = conn.execute("INSERT INTO groups (company_id, name) VALUES (%s, %s) RETURNING id",
-                               (company_id, name)).fetchone()
-        except psycopg.errors.UniqueViolation:
-            raise AccountError(f"the company already has a group named {name!r}") from None
-        except psycopg.errors.ForeignKeyViolation:
-            raise AccountError(f"no company {company_id}") from None
-        audit.record(conn, scope, "group.create", target=f"group:{row['id']}",
-                     company_id=company_id, after={"name": name})
-    return row["id"]
-
-
-def _managed_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> dict:
-    group = conn.execute(
-        sql.SQL("SELECT g.* FROM groups g WHERE g.id = %s AND {} FOR UPDATE").format(
-            _company(scope, "g")), (group_id,)
-    ).fetchone()
-    if group is None:
-        raise AccessDenied("no such group")
-    if not scope.may_administer_company(group["company_id"]):
-        raise AccessDenied("you may not manage this group")
-    return group
-
-
-def delete_group(conn: psycopg.Connection, scope: AccessScope, group_id: int) -> None:
-    """Delete a group with its memberships and grants."""
-    with conn.transaction():
-        group = _managed_group(conn, scope, group_id)
-        before = get_group(conn, scope, group_id)
-        conn.execute("DELETE FROM groups WHERE id = %s", (group_id,))
-        audit.record(conn, scope, "group.delete", target=f"group:{group_id}",
-                     company_id=group["company_id"],
-                     before={"name": group["name"],
-                             "members": [m["email"] for m in before["members"]],
-                             "sites": [s["id"] for s in before["sites"]]})
-
-
-def grant_site(conn: psycopg.Connection, scope: AccessScope, group_id: int, site_id: int) -> None:
-    """Grant a group access to a site of the same company."""
-    with conn.transaction():
-        group = _managed_group(conn, scope, group_id)
-        site = conn.execute(
-            sql.SQL("SELECT s.id, s.company_id FROM sites s WHERE s.id = %s AND {}").format(
-                site_filter(scope)), (site_id,)).fetchone()
-        if site is None or site["company_id"] != group["company_id"]:
-            raise AccountError("the site does not belong to the group's company")
-        inserted = conn.execute(
-            "INSERT INTO group_sites (group_id, site_id, company_id) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING RETURNING site_id",
-            (group_id, site_id, group["company_id"])).fetchone()
-        if inserted:
-            audit.record(conn, scope, "group.grant_site", target=f"group:{group_id}",
-                         company_id=group["company_id"], after={"site_id": site_id})
-
-
-def revoke_site(conn: psycopg.Connection, scope: AccessScope, group_id: int, site_id: int) -> None:
-    """Take a site away from a group."""
-    with conn.transaction():
-        group = _managed_group(conn, scope, group_id)
-        deleted = conn.execute("DELETE FROM group_sites WHERE group_id = %s AND site_id = %s "
-                               "RETURNING site_id", (group_id, site_id)).fetchone()
-        if deleted:
-            audit.record(conn, scope, "group.revoke_site", target=f"group:{group_id}",
-                         company_id=group["company_id"], before={"site_id": site_id})
-
-
-def add_member(conn: psycopg.Connection, scope: AccessScope, group_id: int, user_id: int) -> None:
-    """Add a user of the group's company to the group."""
-    with conn.transaction():
-        group = _managed_group(conn, scope, group_id)
-        user = conn.execute(
-            sql.SQL("SELECT u.id, u.company_id FROM users u WHERE u.id = %s AND {}").format(
-                _company(scope, "u")), (user_id,)).fetchone()
-        if user is None or user["company_id"] != group["company_id"]:
-            raise AccountError("the user does not belong to the group's company")
-        inserted = conn.execute(
-            "INSERT INTO group_members (group_id, user_id, company_id) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING RETURNING user_id",
-            (group_id, user_id, group["company_id"])).fetchone()
-        if inserted:
-            audit.record(conn, scope, "group.add_member", target=f"group:{group_id}",
-                         company_id=group["company_id"], after={"user_id": user_id})
-
-
-def remove_member(conn: psycopg.Connection, scope: AccessScope, group_id: int,
-                  user_id: int) -> None:
-    """Remove a user from a group."""
-    with conn.transaction():
-        group = _managed_group(conn, scope, group_id)
-        deleted = conn.execute("DELETE FROM group_members WHERE group_id = %s AND user_id = %s "
-                               "RETURNING user_id", (group_id, user_id)).fetchone()
-        if deleted:
-            audit.record(conn, scope, "group.remove_member", target=f"group:{group_id}",
-                         company_id=group["company_id"], before={"user_id": user_id})
-
-
-def set_group_sites(conn: psycopg.Connection, scope: AccessScope, group_id: int,
-                    site_ids: list[int]) -> None:
-    """Make a group's site grants exactly ``site_ids`` (each change audited)."""
-    with conn.transaction():
-        current = {site["id"] for site in get_group(conn, scope, group_id)["sites"]}
-        wanted = {int(site_id) for site_id in site_ids}
-        for site_id in sorted(wanted - current):
-            grant_site(conn, scope, group_id, site_id)
-        for site_id in sorted(current - wanted):
-            revoke_site(conn, scope, group_id, site_id)
-
-
-def set_group_members(conn: psycopg.Connection, scope: AccessScope, group_id: int,
-                      user_ids: list[int]) -> None:
-    """Make a group's members exactly ``user_ids`` (each change audited)."""
-    with conn.transaction():
-        current = {member["id"] for member in get_group(conn, scope, group_id)["members"]}
-        wanted = {int(user_id) for user_id in user_ids}
-        for user_id in sorted(wanted - current):
-            add_member(conn, scope, group_id, user_id)
-        for user_id in sorted(current - wanted):
-            remove_member(conn, scope, group_id, user_id)
-
-
-def administered_companies(conn: psycopg.Connection, scope: AccessScope) -> list[dict]:
-    """Return the companies whose users and groups the caller may manage."""
-    if scope.role not in ("admin", "superadmin"):
-        return []
-    query = sql.SQL("SELECT c.id, c.name FROM companies c WHERE {} ORDER BY c.name").format(
-        sql.SQL("TRUE") if scope.role == "superadmin" else sql.SQL("c.id = {}").format(
-            sql.Literal(scope.company_id)))
-    return conn.execute(query).fetchall()
-
-
-def grantable_sites(conn: psycopg.Connection, scope: AccessScope, company_id: int) -> list[dict]:
-    """Return the sites of a company that the caller may grant to its groups."""
-    if not scope.may_administer_company(company_id):
-        raise AccessDenied("you may not manage groups of this company")
-    query = sql.SQL(
-        "SELECT s.id, s.name FROM sites s WHERE s.company_id = %s AND {} ORDER BY s.name"
-    ).format(site_filter(scope))
-    return conn.execute(query, (company_id,)).fetchall()

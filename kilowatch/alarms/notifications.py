@@ -37,6 +37,7 @@ from kilowatch import audit
 from kilowatch.access import AccessDenied, AccessScope, site_filter, system_scope
 from kilowatch.accounts import users
 from kilowatch.alarms import events as alarms
+from kilowatch.alarms import outbox
 from kilowatch.alarms import texts as notification_texts
 from kilowatch.ids import parse_id
 from kilowatch.settings import Settings
@@ -294,12 +295,8 @@ def _sent_last_hour(conn: psycopg.Connection, user_id: int, now: dt.datetime) ->
 
 def _enqueue(conn: psycopg.Connection, user: dict, email: notification_texts.Email,
              item_ids: list[int], now: dt.datetime) -> None:
-    outbox_id = conn.execute(
-        """INSERT INTO email_outbox (user_id, recipient, subject, text_body, html_body,
-                                     created_at, next_attempt_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (user["id"], user["email"], email.subject, email.text, email.html, now, now),
-    ).fetchone()["id"]
+    outbox_id = outbox.enqueue(conn, user_id=user["id"], recipient=user["email"],
+                               subject=email.subject, text=email.text, html=email.html, now=now)
     conn.execute("UPDATE notification_items SET status = 'queued', outbox_id = %s, "
                  "done_at = %s WHERE id = ANY(%s)", (outbox_id, now, item_ids))
 

@@ -7,7 +7,14 @@ crash between the two sends it again). When the server cannot be reached or
 answers with a temporary error, the row waits ``30 s × 2^(attempts-1)`` (at
 most an hour) and is tried again, for up to :data:`GIVE_UP_AFTER`; a
 permanent refusal (5xx) is retried a few times, then marked failed. Sending
-an alarm e-mail adds a ``notified`` event to the alarm's history.
+an alarm e-mail adds a ``notified`` event to the alarm's history. Files attached
+to an e-mail (``email_attachments``, e.g. a commissioning report) are written
+with it by :func:`enqueue` and sent with every try.
+
+An e-mail that carries a secret (the token of a password link) keeps it in the
+row's ``secret`` column, put in place of :data:`SECRET_MARK` in the bodies at
+sending time and erased once the row is sent or given up: a kept e-mail does
+not hold a working link.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import smtplib
+from collections.abc import Sequence
 
 import psycopg
 
@@ -30,6 +38,25 @@ FIRST_RETRY_S = 30
 MAX_RETRY_S = 3600
 GIVE_UP_AFTER = dt.timedelta(days=3)
 PERMANENT_ATTEMPTS = 3
+SECRET_MARK = "[[secret]]"  # noqa: S105 (a placeholder, not a password)
+
+
+def enqueue(conn: psycopg.Connection, *, user_id: int | None, recipient: str, subject: str,
+            text: str, html: str, secret: str | None = None,
+            attachments: Sequence[mailer.Attachment] = (),
+            now: dt.datetime | None = None) -> int:
+    """Write one e-mail and its files to the outbox (sent by the ``outbox`` job); return its id."""
+    now = now or dt.datetime.now(dt.UTC)
+    outbox_id = conn.execute(
+        """INSERT INTO email_outbox (user_id, recipient, subject, text_body, html_body, secret,
+                                     created_at, next_attempt_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (user_id, recipient, subject, text, html, secret, now, now),
+    ).fetchone()["id"]
+    for name, content_type, content in attachments:
+        conn.execute("INSERT INTO email_attachments (outbox_id, filename, content_type, content) "
+                     "VALUES (%s, %s, %s, %s)", (outbox_id, name, content_type, content))
+    return outbox_id
 
 
 def list_outbox(conn: psycopg.Connection, scope: AccessScope, *, status: str = "pending",
@@ -60,9 +87,9 @@ def _failed(conn: psycopg.Connection, row: dict, error: Exception, now: dt.datet
         now - row["created_at"] >= GIVE_UP_AFTER)
     conn.execute(
         "UPDATE email_outbox SET attempts = %s, last_error = %s, next_attempt_at = %s, "
-        "status = %s WHERE id = %s",
+        "status = %s, secret = CASE WHEN %s THEN NULL ELSE secret END WHERE id = %s",
         (attempts, str(error)[:500], now + retry_delay(attempts),
-         "failed" if give_up else "pending", row["id"]))
+         "failed" if give_up else "pending", give_up, row["id"]))
     if give_up:
         log.error("e-mail %s to %s given up after %d attempts: %s", row["id"], row["recipient"],
                   attempts, error)
@@ -70,7 +97,7 @@ def _failed(conn: psycopg.Connection, row: dict, error: Exception, now: dt.datet
 
 def _sent(conn: psycopg.Connection, row: dict, now: dt.datetime) -> None:
     with conn.transaction():
-        conn.execute("UPDATE email_outbox SET status = 'sent', sent_at = %s, "
+        conn.execute("UPDATE email_outbox SET status = 'sent', sent_at = %s, secret = NULL, "
                      "attempts = attempts + 1, last_error = NULL WHERE id = %s", (now, row["id"]))
         notified = conn.execute("SELECT alarm_id, kind FROM notification_items "
                                 "WHERE outbox_id = %s ORDER BY alarm_id", (row["id"],)).fetchall()
@@ -80,10 +107,18 @@ def _sent(conn: psycopg.Connection, row: dict, now: dt.datetime) -> None:
                              details={"to": row["recipient"], "kind": item["kind"]})
 
 
-def _message(settings: Settings, row: dict):
-    return mailer.build_message(sender=settings.mail_from, recipient=row["recipient"],
-                                subject=row["subject"], text=row["text_body"],
-                                html=row["html_body"])
+def _with_secret(body: str, secret: str | None) -> str:
+    return body if secret is None else body.replace(SECRET_MARK, secret)
+
+
+def _message(conn: psycopg.Connection, settings: Settings, row: dict):
+    files = conn.execute("SELECT filename, content_type, content FROM email_attachments "
+                         "WHERE outbox_id = %s ORDER BY id", (row["id"],)).fetchall()
+    return mailer.build_message(
+        sender=settings.mail_from, recipient=row["recipient"], subject=row["subject"],
+        text=_with_secret(row["text_body"], row["secret"]),
+        html=_with_secret(row["html_body"], row["secret"]),
+        attachments=[(f["filename"], f["content_type"], bytes(f["content"])) for f in files])
 
 
 def send_due(conn: psycopg.Connection, settings: Settings,
@@ -101,7 +136,7 @@ def send_due(conn: psycopg.Connection, settings: Settings,
             while pending:
                 row = pending[0]
                 try:
-                    message = _message(settings, row)
+                    message = _message(conn, settings, row)
                 except ValueError as error:  # an address or header email cannot carry
                     _failed(conn, row, error, now, permanent=True, give_up=True)
                     refused += 1

@@ -77,7 +77,7 @@ class Email:
     html: str
 
 
-def _subject(text: str) -> str:
+def subject_line(text: str) -> str:
     """Return a one-line subject (names typed by people may hold line breaks)."""
     return " ".join(f"[Kilowatch] {text}".split())[:200]
 
@@ -113,7 +113,8 @@ def _fields(alarm: dict, words: dict, lang: str) -> list[tuple[str, str]]:
     return rows
 
 
-def _page(title: str, intro: str, body: str, footer: str) -> str:
+def html_page(title: str, intro: str, body: str, footer: str) -> str:
+    """Return an e-mail's HTML: a title, an introduction, a body (already HTML), a footer."""
     return (
         "<!doctype html><html><body style=\"font-family:Arial,sans-serif;color:#111827\">"
         f"<h2 style=\"font-size:18px\">{html.escape(title)}</h2>"
@@ -141,7 +142,8 @@ def single(alarm: dict, kind: str, *, language: str, base_url: str) -> Email:
     color = COLORS[alarm["severity"]]
     body = (f"<table style=\"border-left:4px solid {color};padding-left:8px\">{rows}</table>"
             f"<p><a href=\"{html.escape(link)}\">{html.escape(words['open'])}</a></p>")
-    return Email(_subject(headline), text, _page(headline, words[f"intro_{key}"], body, footer))
+    return Email(subject_line(headline), text,
+                 html_page(headline, words[f"intro_{key}"], body, footer))
 
 
 def summary(items: list[tuple[dict, str]], *, language: str, base_url: str) -> Email:
@@ -171,4 +173,5 @@ def summary(items: list[tuple[dict, str]], *, language: str, base_url: str) -> E
     body = (f"<table cellpadding=\"4\" style=\"border-collapse:collapse\">{''.join(rows)}</table>"
             f"<p>{html.escape(more)}</p>"
             f"<p><a href=\"{html.escape(base)}/alarms\">{html.escape(words['open_list'])}</a></p>")
-    return Email(_subject(headline), text, _page(headline, words["intro_summary"], body, footer))
+    return Email(subject_line(headline), text,
+                 html_page(headline, words["intro_summary"], body, footer))

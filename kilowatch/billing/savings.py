@@ -22,8 +22,9 @@ from psycopg.types.json import Jsonb
 
 from kilowatch import fleet
 from kilowatch.access import AccessScope, site_filter
-from kilowatch.billing import bills, tariff_store, tariffs
-from kilowatch.billing.bills import Bill, BillingPeriod, Flow
+from kilowatch.billing import bills, scenarios, tariff_store, tariffs
+from kilowatch.billing.bills import Bill, BillingPeriod
+from kilowatch.billing.scenarios import Flow
 from kilowatch.errors import UserFacingError
 from kilowatch.telemetry import energy
 
@@ -97,7 +98,7 @@ def _compute_locked(conn: psycopg.Connection, scope: AccessScope, site_id: int,
     flows: list[Flow] = []
     if data_end > period.start:
         flows = _flows(energy.site_energy(conn, scope, site_id, period.start, data_end, now=now))
-    result = bills.compute_bills(tariff, flows, period, until=until)
+    result = scenarios.compute_bills(tariff, flows, period, until=until)
     _store(conn, site_id, first_day, assignment, result, final=final, data_until=data_end,
            computed_at=now)
     return result
@@ -141,7 +142,7 @@ def _stored(conn: psycopg.Connection, scope: AccessScope, site_id: int,
 
 
 def _needs_compute(rows: list[dict], now: datetime) -> bool:
-    if len(rows) < len(bills.SCENARIOS) or any(row["stale"] for row in rows):
+    if len(rows) < len(scenarios.SCENARIOS) or any(row["stale"] for row in rows):
         return True
     return any(not row["final"] and row["computed_at"] < now - REFRESH_AFTER for row in rows)
 
@@ -165,7 +166,7 @@ def month_summary(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
         compute_month(conn, scope, site_id, label, now=now)
         rows = _stored(conn, scope, site_id, first_day)
     by_scenario = {row["scenario"]: row for row in rows}
-    amounts = {s: {p: _plain(by_scenario[s][p]) for p in bills.PARTS} for s in bills.SCENARIOS}
+    amounts = {s: {p: _plain(by_scenario[s][p]) for p in bills.PARTS} for s in scenarios.SCENARIOS}
     actual = by_scenario["actual"]
     return {
         "site_id": site_id, "site": site["name"], "timezone": site["timezone"],
@@ -175,8 +176,8 @@ def month_summary(conn: psycopg.Connection, scope: AccessScope, site_id: int, la
         "data_until": actual["data_until"].isoformat(),
         "bills": {s: {**amounts[s], "complete": by_scenario[s]["complete"],
                       "details": by_scenario[s]["details"],
-                      "quality": by_scenario[s]["quality"]} for s in bills.SCENARIOS},
-        "savings": bills.savings(amounts),
+                      "quality": by_scenario[s]["quality"]} for s in scenarios.SCENARIOS},
+        "savings": scenarios.savings(amounts),
     }
 
 

@@ -1,8 +1,9 @@
 """Tariff administration for the web pages: upload import, assignable sites, a tariff's use.
 
 Builds on :mod:`kilowatch.billing.tariff_store` (which checks who may change what) and
-:mod:`kilowatch.billing.tariffs` (validation, URDB import); every failure a user can
-cause is a :class:`kilowatch.billing.tariffs.TariffError` naming the field.
+:mod:`kilowatch.billing.tariffs` (validation), :mod:`kilowatch.billing.urdb` (URDB import);
+every failure a user can cause is a :class:`kilowatch.billing.tariffs.TariffError` naming
+the field.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from kilowatch.access import AccessDenied, AccessScope, site_filter
-from kilowatch.billing import tariff_store, tariffs
+from kilowatch.billing import tariff_store, tariffs, urdb
 from kilowatch.billing.tariffs import Tariff, TariffError
 
 MAX_UPLOAD_BYTES = 2_000_000
@@ -55,9 +56,9 @@ def import_tariff(conn: psycopg.Connection, scope: AccessScope, *, company_id: i
     if isinstance(document, dict) and isinstance(document.get("energy"), dict):
         tariff, source, default_name = tariffs.parse(document), None, document.get("name")
     else:
-        tariff = tariffs.import_urdb(document, label=label or None, currency=currency,
-                                     export_rate=export_rate)
-        source = tariffs.select_urdb_rate(document, label or None)
+        tariff = urdb.import_urdb(document, label=label or None, currency=currency,
+                                  export_rate=export_rate)
+        source = urdb.select_urdb_rate(document, label or None)
         default_name = source.get("name")
     chosen = (name or "").strip() or str(default_name or "").strip() or fallback_name
     tariff_id = tariff_store.create_tariff(conn, scope, company_id=company_id, name=chosen[:200],

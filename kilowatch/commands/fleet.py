@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from kilowatch import fleet
-from kilowatch.cli import POSITIVE, main, run_as_operator
+from kilowatch.broker import sync
+from kilowatch.cli import POSITIVE, UserError, main, run_as_operator
+from kilowatch.devices import lifecycle
+from kilowatch.errors import UserFacingError
+from kilowatch.settings import get_settings
 
 
 @main.group("company")
@@ -78,9 +82,64 @@ def device_register(site, serial, model, rated_power_kw, capacity_kwh) -> None:
 
     def register(conn, scope):
         site_row = fleet.resolve_site(conn, scope, site)
-        return fleet.register_device(conn, scope, site_id=site_row["id"], serial=serial,
-                                     model=model, rated_power_kw=rated_power_kw,
-                                     capacity_kwh=capacity_kwh)
+        return lifecycle.register(conn, scope, site_id=site_row["id"], serial=serial,
+                                  model=model, rated_power_kw=rated_power_kw,
+                                  capacity_kwh=capacity_kwh)
 
-    device_id = run_as_operator(register)
+    device_id, code = run_as_operator(register)
     click.echo(f"device {device_id} registered: {serial}")
+    _echo_code(code)
+
+
+def _echo_code(code: str) -> None:
+    click.echo(f"activation code: {code}")
+    click.echo(f"(shown once; valid {lifecycle.CODE_VALID_FOR.days} days, single use)", err=True)
+
+
+def _device_id(conn, serial: str) -> int:
+    row = conn.execute("SELECT id FROM devices WHERE serial = %s", (serial,)).fetchone()
+    if row is None:
+        raise UserError(f"no device with serial {serial!r}")
+    return row["id"]
+
+
+@device_group.command("activation-code")
+@click.option("--serial", required=True)
+def device_activation_code(serial) -> None:
+    """Issue a new one-time activation code (the previous one stops working)."""
+    code = run_as_operator(lambda conn, scope: lifecycle.issue_code(
+        conn, scope, _device_id(conn, serial)))
+    _echo_code(code)
+
+
+@device_group.command("revoke")
+@click.option("--serial", required=True)
+def device_revoke(serial) -> None:
+    """Revoke a device's credentials: the broker cuts it off; it needs a new code to return."""
+    revoked = run_as_operator(lambda conn, scope: lifecycle.revoke(
+        conn, scope, _device_id(conn, serial)))
+    if not revoked:
+        click.echo(f"{serial} has no credentials or code to revoke")
+        return
+    try:
+        run_as_operator(lambda conn, _scope: sync.apply_pending(conn, get_settings()))
+    except UserFacingError as error:
+        click.echo(f"{serial} revoked; the broker was not reached ({error}): the worker "
+                   "removes its account when it is", err=True)
+        return
+    click.echo(f"{serial} revoked and cut off from the broker")
+
+
+@device_group.command("list")
+@click.option("--site", default=None, help="Site id or name (default: every site).")
+def device_list(site) -> None:
+    """List devices with their identity state."""
+
+    def rows(conn, scope):
+        site_ids = [fleet.resolve_site(conn, scope, site)["id"]] if site else \
+            [s["id"] for s in fleet.list_sites(conn, scope)]
+        return [d for site_id in site_ids for d in fleet.list_devices(conn, scope, site_id)]
+
+    for device in run_as_operator(rows):
+        click.echo(f"{device['serial']:24} {device['model']:8} {lifecycle.state(device):10} "
+                   f"firmware {device['firmware'] or '-'}")

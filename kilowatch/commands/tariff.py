@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from kilowatch import fleet
-from kilowatch.billing import tariff_store, tariffs
+from kilowatch.billing import tariff_store, tariffs, urdb
 from kilowatch.cli import NON_NEGATIVE, UserError, main, run_as_operator
 
 
@@ -69,9 +69,9 @@ def tariff_import(file, company, name, label, currency, export_rate) -> None:
         if isinstance(document, dict) and isinstance(document.get("energy"), dict):
             tariff, source, default_name = tariffs.parse(document), None, document.get("name")
         else:
-            tariff = tariffs.import_urdb(document, label=label, currency=currency,
-                                         export_rate=export_rate)
-            source = tariffs.select_urdb_rate(document, label)
+            tariff = urdb.import_urdb(document, label=label, currency=currency,
+                                      export_rate=export_rate)
+            source = urdb.select_urdb_rate(document, label)
             default_name = source.get("name")
         tariff_name = name or default_name or Path(file).stem
         tariff_id = tariff_store.create_tariff(conn, scope, company_id=company_row["id"],

@@ -9,7 +9,7 @@ import click
 
 from kilowatch import worker as worker_module
 from kilowatch.cli import UserError, main
-from kilowatch.settings import get_settings
+from kilowatch.settings import get_settings, refuse_public_secrets
 
 
 @main.command("worker")
@@ -28,6 +28,7 @@ def worker_command(once: bool, job_names: tuple[str, ...], list_jobs: bool) -> N
             click.echo(f"{job.name:<24} every {job.interval_s:g} s")
         return
     settings = get_settings()
+    refuse_public_secrets(settings)
     if once:
         outcomes = [worker_module.run_once(job, settings) for job in jobs]
         for outcome in outcomes:

@@ -6,7 +6,7 @@ discharge, < 0 charge. State of charge (SoC) is in percent of the usable
 capacity. Charging stores ``power × time × charge_efficiency``; discharging
 takes ``power × time / discharge_efficiency`` out of the battery.
 
-Modes and their parameters (DESIGN.md, "Operating schedules"):
+Modes and their parameters (docs/schedules.md, "Operating schedules"):
 
 - ``idle``: no power.
 - ``charge``: ``power_kw``, ``soc_max``.

@@ -4,7 +4,7 @@ The payload is the schedule JSON plus ``revision``, sent retained with QoS 1 on
 ``{prefix}/{serial}/schedule`` so a device that connects later still gets it.
 On a site with several storage devices each gets its share of the schedule's
 power and grid limit, in proportion to its rated power
-(:func:`kilowatch.schedules.model.device_part`).
+(:func:`kilowatch.schedules.program.device_part`).
 A broker that cannot be reached leaves the revision saved but unpublished; the
 worker job in :mod:`kilowatch.jobs.schedules` publishes it again later.
 """
@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 
@@ -26,8 +25,9 @@ import psycopg
 from kilowatch import fleet
 from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.errors import UserFacingError
-from kilowatch.mqtt import broker_address
+from kilowatch.mqtt import BrokerUnavailable, connect
 from kilowatch.schedules import model as schedules
+from kilowatch.schedules import program as schedule_program
 from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings, get_settings
 
@@ -143,8 +143,8 @@ def _may_publish(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> 
 
 def device_payload(revision: dict, device: dict, site_kw: float) -> str:
     """Return the schedule message of one storage device (a delivery row) of a site."""
-    body = schedules.device_part(schedules.canonical(revision["body"]),
-                                 schedule_store.rated_power(device), site_kw)
+    body = schedule_program.device_part(schedules.canonical(revision["body"]),
+                                        schedule_store.rated_power(device), site_kw)
     return json.dumps({"revision": revision["revision"], **body})
 
 
@@ -200,33 +200,9 @@ def publish_retained(messages: list[tuple[str, str]], *, settings: Settings | No
 
 
 def _connect(settings: Settings, timeout_s: float) -> mqtt.Client:
-    host, port, tls, username, password = broker_address(settings.mqtt_url)
-    where = f"the MQTT broker at {host}:{port}"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"kilowatch-schedule-{secrets.token_hex(6)}",
-                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
-    if username:
-        client.username_pw_set(username, password)
-    if tls:
-        client.tls_set()
-    client.connect_timeout = timeout_s
-    answered = threading.Event()
-    refusal: list[str] = []
-
-    def on_connect(_client, _userdata, _flags, reason_code, _properties) -> None:
-        if reason_code.is_failure:
-            refusal.append(str(reason_code))
-        answered.set()
-
-    client.on_connect = on_connect
     try:
-        client.connect(host, port, keepalive=30)
-    except (OSError, ValueError) as error:
-        raise PublishError(f"cannot reach {where}: {error}") from None
-    client.loop_start()
-    if not answered.wait(timeout_s) or refusal:
-        client.disconnect()
-        client.loop_stop()
-        reason = refusal[0] if refusal else f"no answer within {timeout_s:g} s"
-        raise PublishError(f"{where} refused the connection: {reason}")
-    return client
+        return connect(settings.mqtt_publisher_url,
+                       client_id=f"kilowatch-schedule-{secrets.token_hex(6)}",
+                       ca_file=settings.mqtt_ca_file, timeout_s=timeout_s)
+    except BrokerUnavailable as error:
+        raise PublishError(str(error)) from None

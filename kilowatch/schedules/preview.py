@@ -28,6 +28,7 @@ from kilowatch.errors import UserFacingError
 from kilowatch.fleet import STORAGE_MODELS
 from kilowatch.schedules import battery
 from kilowatch.schedules import model as schedules
+from kilowatch.schedules import program as schedule_program
 from kilowatch.schedules import store as schedule_store
 from kilowatch.telemetry import energy
 
@@ -118,7 +119,7 @@ def simulate(schedule: dict, storage: battery.Battery, *, start: dt.datetime, so
     steps: list[PreviewStep] = []
     moment = start.astimezone(dt.UTC)
     for _ in range(int(dt.timedelta(days=days) / step)):
-        setpoint = schedules.mode_at(schedule, moment)
+        setpoint = schedule_program.mode_at(schedule, moment)
         load_kw, pv_kw = site_power(moment.astimezone(tz))
         result = battery.step(storage, soc, setpoint.mode, setpoint.params, load_kw=load_kw,
                               pv_kw=pv_kw, dt_s=step.total_seconds())

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kilowatch import db, fleet
 from kilowatch.access import system_scope
+from tests.conftest import bench_login, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,13 +57,13 @@ def telemetry(seq: int, start: dt.datetime, *, samples: int = 1, points: int = 5
 class Publisher:
     """A QoS 1 MQTT publisher that waits for the broker's PUBACK of every message."""
 
-    def __init__(self, mqtt_port: int = 51883, *, client_id: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, client_id: str | None = None) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"kwtest-pub-{secrets.token_hex(4)}",
                                   protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", mqtt_port, keepalive=30)
+        self.client.connect(*bench_login(self.client, url), keepalive=30)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False,
@@ -156,19 +157,6 @@ def running_collector(env: dict[str, str], **kwargs) -> Iterator[CollectorProces
         yield process
     finally:
         process.stop()
-
-
-def wait_for(condition: Callable[[], object], *, what: str, timeout_s: float = 60,
-             interval_s: float = 0.2):
-    """Poll until ``condition()`` is truthy and return it; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval_s)
 
 
 def count_rows(conn, device_ids) -> int:

@@ -7,6 +7,7 @@ by tests; restart tests start their own on free ports instead.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,9 @@ from pathlib import Path
 import psycopg
 
 from kilowatch import db, migrations
+from kilowatch.broker import config
+from kilowatch.settings import DEV_MQTT_PASSWORD
+from tests.conftest import CA_FILE, broker_accounts
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -46,21 +50,34 @@ def _chown(path: Path, user: str) -> None:
 
 
 class Mosquitto:
-    """A private, persistent Mosquitto; ``restart`` stops it gracefully (state saved)."""
+    """A private, persistent, locked-down Mosquitto; ``restart`` stops it gracefully.
+
+    Configured by :mod:`kilowatch.broker.config` like the stack's broker (no anonymous
+    client, devices over TLS with the stack's certificate); :meth:`logins` creates a
+    test module's accounts on it.
+    """
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kw-mosquitto-", dir="/tmp"))
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.tls_port = free_port()
+        self.admin_url = f"mqtt://kilowatch-admin:{DEV_MQTT_PASSWORD}@127.0.0.1:{self.port}"
+        tls = Path(CA_FILE).parent
         (self.dir / "data").mkdir()
-        (self.dir / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser mosquitto\n"
-            f"persistence true\npersistence_location {self.dir}/data/\n"
-            "max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 10000\n"
-            "max_packet_size 10000000\n"
-            f"log_dest file {self.dir}/mosquitto.log\nlog_type error\nlog_type warning\n")
+        shutil.copy(tls / "server.key", self.dir / "server.key")
+        files = config.BrokerFiles(directory=self.dir / "data", cafile=Path(CA_FILE),
+                                   certfile=tls / "server.pem", keyfile=self.dir / "server.key")
+        self.files = files
+        config.init_security(files, self.admin_url)
+        (self.dir / "mosquitto.conf").write_text(config.render(
+            files, service_port=self.port, device_port=self.tls_port, user="mosquitto"))
         _chown(self.dir, "mosquitto")
         self.process: subprocess.Popen | None = None
+
+    def logins(self, prefix: str) -> dict[str, str]:
+        """Create collector, publisher and bench accounts for ``prefix``; return their env."""
+        return broker_accounts(secrets.token_hex(4), prefix, port=self.port,
+                               admin_url=self.admin_url)
 
     def start(self) -> Mosquitto:
         """Start the broker and wait for its port."""

@@ -17,8 +17,8 @@ from tests.collector.helpers import (
     register_fleet,
     running_collector,
     telemetry,
-    wait_for,
 )
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from tests.collector.helpers import (
     register_fleet,
     running_collector,
     telemetry,
-    wait_for,
 )
+from tests.conftest import wait_for
 
 BOUND = 8  # telemetry(points=n) sends n + 1 names (test.p000… and test.seq)
 

@@ -19,9 +19,9 @@ from tests.collector.helpers import (
     register_fleet,
     running_collector,
     telemetry,
-    wait_for,
 )
 from tests.collector.servers import Mosquitto, Postgres, free_port
+from tests.conftest import wait_for
 
 SAMPLES, POINTS = 2, 20
 ROWS_PER_MESSAGE = SAMPLES * (POINTS + 1)
@@ -140,8 +140,8 @@ def own_broker():
 
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(kw_env, own_broker, tmp_path):
     devices = register_fleet(kw_env["KILOWATCH_DATABASE_URL"], ["MQ-1", "MQ-2"], "Brokerco")
-    env = {**kw_env, "KILOWATCH_MQTT_URL": own_broker.url}
-    publisher = Publisher(own_broker.port)
+    env = {**kw_env, **own_broker.logins(kw_env["KILOWATCH_MQTT_PREFIX"])}
+    publisher = Publisher(env["KILOWATCH_SIMULATOR_MQTT_URL"])
     publisher.client.reconnect_delay_set(1, 2)
     try:
         with running_collector(env, log_path=tmp_path / "collector.log"):

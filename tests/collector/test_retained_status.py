@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from tests.collector.helpers import Publisher, iso, register_fleet, running_collector, wait_for
+from tests.collector.helpers import Publisher, iso, register_fleet, running_collector
+from tests.conftest import wait_for
 
 
 def test_a_stale_retained_status_sets_firmware_but_not_online(kw_env, conn, settings, tmp_path):

@@ -12,7 +12,8 @@ and Redis prefix from ``tests/conftest.py``:
   ``tenants.a.group_id``; ``tenants.support`` and ``tenants.superadmin`` are
   platform staff).
 - ``live_server``: the real ``kilowatch web`` command serving this module's
-  database on a free port in a subprocess; its value is the base URL.
+  database on a free port in a subprocess; its value is the base URL (also its
+  ``KILOWATCH_BASE_URL``, so e-mailed links point at it).
 - ``browser``: headless Chromium (Playwright) for ``@pytest.mark.browser`` tests;
   ``page`` (function scope) is a new page in a fresh context.
 
@@ -54,7 +55,7 @@ import pytest
 
 from kilowatch import fleet
 from kilowatch.access import system_scope
-from kilowatch.accounts import passwords, users
+from kilowatch.accounts import groups, passwords, users
 
 PASSWORD = "correct horse battery staple"
 CHROMIUM = "/usr/bin/chromium"
@@ -125,11 +126,11 @@ def make_group(conn: psycopg.Connection, company_id: int, name: str, *,
                site_ids: list[int] = (), user_ids: list[int] = ()) -> int:
     """Create a group with site grants and members, and return its id."""
     scope = system_scope("test")
-    group_id = users.create_group(conn, scope, company_id=company_id, name=name)
+    group_id = groups.create_group(conn, scope, company_id=company_id, name=name)
     for site_id in site_ids:
-        users.grant_site(conn, scope, group_id, site_id)
+        groups.grant_site(conn, scope, group_id, site_id)
     for user_id in user_ids:
-        users.add_member(conn, scope, group_id, user_id)
+        groups.add_member(conn, scope, group_id, user_id)
     return group_id
 
 
@@ -274,7 +275,8 @@ def live_server(kw_env) -> Iterator[str]:
     """Run ``kilowatch web`` on a free port against this module's services; yield its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **kw_env, "KILOWATCH_LOG_LEVEL": "WARNING"}
+    # Links in the e-mails it writes (invitations, alarms) point at it.
+    env = {**os.environ, **kw_env, "KILOWATCH_LOG_LEVEL": "WARNING", "KILOWATCH_BASE_URL": url}
     process = subprocess.Popen(
         [sys.executable, "-m", "kilowatch", "web", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2"], env=env)

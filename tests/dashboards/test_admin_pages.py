@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
 
@@ -72,21 +72,25 @@ def test_viewer_opening_an_admin_page_sees_not_allowed(app, tenants):
     assert "kw-not-allowed" in text and "admin-users-create" not in text
 
 
-def test_admin_creates_a_user_with_a_one_time_password(app, conn, tenants):
+def test_admin_creates_a_user_who_is_invited_by_e_mail(app, conn, tenants):
     email = unique_email("new")
     response = _create_user(_as(app, tenants.a.admin), app, company_id=tenants.a.id, email=email)
     assert response.status_code == 200
-    body = response.get_json()["response"]
-    secret = body["admin-users-message"]["children"]["props"]["children"][1]["props"]["children"]
+    assert "An invitation to choose a password is on its way" in response.get_data(as_text=True)
     row = _user_row(conn, email)
     assert row["company_id"] == tenants.a.id and row["role"] == "viewer"
-    assert row["must_change_password"]
-    assert secret not in json.dumps(row, default=str)  # only the hash is stored
-    audit = conn.execute("SELECT * FROM audit_log WHERE action = 'user.create' AND target = %s",
-                         (f"user:{row['id']}",)).fetchone()
-    assert audit["actor"] == tenants.a.admin.email and audit["after"]["email"] == email
-    client = app.server.test_client()
-    assert login(client, email, secret).headers["Location"] == "/account/password"
+    assert row["password_hash"] is None and not row["must_change_password"]
+    queued = conn.execute("SELECT subject FROM email_outbox WHERE recipient = %s",
+                          (email,)).fetchall()
+    assert [mail["subject"] for mail in queued] == [
+        "[Kilowatch] Your Kilowatch account: choose your password"]
+    audit = conn.execute("SELECT actor, action, after FROM audit_log WHERE target = %s "
+                         "ORDER BY id", (f"user:{row['id']}",)).fetchall()
+    assert [entry["action"] for entry in audit] == ["user.create", "user.send_invitation"]
+    assert audit[0]["actor"] == tenants.a.admin.email and audit[0]["after"]["email"] == email
+    listing = call_callback(_as(app, tenants.a.admin), app, "admin-users-table.children",
+                            {"admin-users-company.value": str(tenants.a.id)})
+    assert re.search(re.escape(email) + r".{0,400}invited", listing.get_data(as_text=True))
 
 
 def test_admin_cannot_create_a_user_in_another_company(app, conn, tenants):
@@ -146,15 +150,23 @@ def test_admin_changes_role_deactivates_and_resets(app, conn, tenants):
     assert _user_row(conn, email)["role"] == "operator"
     assert _change_user(client, app, "admin-users-deactivate", user_id).status_code == 200
     assert not _user_row(conn, email)["active"]
+    refused = _change_user(client, app, "admin-users-reset", user_id)
+    assert "is deactivated; activate them first" in refused.get_data(as_text=True)
     assert _change_user(client, app, "admin-users-activate", user_id).status_code == 200
-    old_hash = _user_row(conn, email)["password_hash"]
     response = _change_user(client, app, "admin-users-reset", user_id)
-    assert "One-time password" in response.get_data(as_text=True)
-    assert _user_row(conn, email)["password_hash"] != old_hash
+    assert "will receive a new invitation" in response.get_data(as_text=True)
+    conn.execute("UPDATE users SET password_hash = '!' WHERE id = %s", (user_id,))
+    response = _change_user(client, app, "admin-users-reset", user_id)
+    assert "will receive a link to reset their password" in response.get_data(as_text=True)
+    assert _user_row(conn, email)["password_hash"] == "!"  # unchanged until the link is used
+    subjects = [row["subject"] for row in conn.execute(
+        "SELECT subject FROM email_outbox WHERE recipient = %s ORDER BY id", (email,))]
+    assert subjects == ["[Kilowatch] Your Kilowatch account: choose your password"] * 2 + [
+        "[Kilowatch] Reset your Kilowatch password"]
     actions = [row["action"] for row in conn.execute(
         "SELECT action FROM audit_log WHERE target = %s ORDER BY id", (f"user:{user_id}",))]
-    assert actions == ["user.create", "user.set_role", "user.deactivate", "user.activate",
-                       "user.reset_password"]
+    assert actions == ["user.create", "user.send_invitation", "user.set_role", "user.deactivate",
+                       "user.activate", "user.send_invitation", "user.send_reset"]
     role_change = conn.execute("SELECT before, after FROM audit_log WHERE target = %s AND "
                                "action = 'user.set_role'", (f"user:{user_id}",)).fetchone()
     assert (role_change["before"]["role"], role_change["after"]["role"]) == ("viewer", "operator")

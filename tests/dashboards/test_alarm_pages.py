@@ -13,8 +13,7 @@ import pytest
 from kilowatch.access import system_scope
 from kilowatch.accounts import users
 from kilowatch.alarms import events as alarms
-from kilowatch.alarms import notifications
-from kilowatch.alarms import rules as alert_rules
+from kilowatch.alarms import notifications, rule_store
 from tests.dashboards import alarm_seed
 from tests.dashboards.conftest import call_callback, login
 
@@ -270,7 +269,7 @@ def rule_b(tenants, settings):
     with psycopg.connect(settings.database_url, autocommit=True,
                          row_factory=psycopg.rows.dict_row) as conn:
         scope = users.build_scope(conn, system_scope("test"), tenants.b.admin.id)
-        return alert_rules.create_rule(conn, scope, tenants.b.id, {
+        return rule_store.create_rule(conn, scope, tenants.b.id, {
             "name": "B low SoC", "point": "bms.soc", "comparison": "<", "threshold": 5,
             "clear_threshold": 10, "severity": "major"})
 
@@ -303,7 +302,7 @@ def test_admin_creates_lists_and_edits_rules(app, tenants, db, rule_b):
     ok = _save(client, app, str(tenants.a.id), int(row["row_id"]),
                **{"alert-rules-threshold.value": 50}).get_data(as_text=True)
     assert "Rule saved" in ok
-    assert alert_rules.get_rule(db, system_scope(), row["row_id"])["threshold"] == 50
+    assert rule_store.get_rule(db, system_scope(), row["row_id"])["threshold"] == 50
 
 
 def test_rule_callbacks_refuse_another_companys_rules_and_sites(app, tenants, db, rule_b):
@@ -322,7 +321,7 @@ def test_rule_callbacks_refuse_another_companys_rules_and_sites(app, tenants, db
     assert _save(client, app, str(tenants.a.id), **{
         "alert-rules-code.value": "X2", "alert-rules-site-mode.value": "chosen",
         "alert-rules-sites.value": [tenants.b.sites[0]]}).status_code == 204
-    rule = alert_rules.get_rule(db, system_scope(), rule_b)
+    rule = rule_store.get_rule(db, system_scope(), rule_b)
     assert rule["name"] == "B low SoC" and rule["threshold"] == 5
     for account in (tenants.a.operator, tenants.a.viewer, tenants.support):
         assert _save(_as(app, account), app, str(tenants.a.id)).status_code == 403

@@ -1,9 +1,14 @@
-"""Browser journey: an admin creates a viewer and a group with one site; the viewer sees only it."""
+"""Browser journey: an admin invites a viewer and grants one site; the viewer joins, sees only it.
+
+The invitation goes through the outbox to a real SMTP server in the test; the
+viewer opens the link from the received e-mail and chooses a password.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.auth.mail import link_of, mails_to
 from tests.dashboards.conftest import browser_login
 
 pytestmark = pytest.mark.browser
@@ -11,16 +16,14 @@ pytestmark = pytest.mark.browser
 SCREENSHOTS = "/tmp/kilowatch-screenshots"
 
 
-def _create_viewer(page, base_url: str, email: str) -> str:
+def _invite_viewer(page, base_url: str, email: str) -> None:
     page.goto(f"{base_url}/admin/users")
     page.fill("#admin-users-email", email)
     page.fill("#admin-users-name", "Browser Viewer")
     page.select_option("#admin-users-new-role", "viewer")
     page.click("#admin-users-create")
-    secret = page.locator("#admin-one-time-password")
-    secret.wait_for()
+    page.get_by_text("An invitation to choose a password is on its way").wait_for()
     page.get_by_text(email).first.wait_for()  # the list refreshed
-    return secret.inner_text().strip()
 
 
 def _create_group(page, base_url: str, site_name: str, member_email: str) -> None:
@@ -36,14 +39,15 @@ def _create_group(page, base_url: str, site_name: str, member_email: str) -> Non
     page.locator("#admin-groups-list").get_by_text("Browser group").wait_for()
 
 
-def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, browser, tenants):
+def test_admin_invites_a_viewer_who_joins_and_sees_only_the_granted_site(
+        live_server, browser, tenants, settings, smtp):
     admin_context = browser.new_context(viewport={"width": 1280, "height": 900})
     admin_page = admin_context.new_page()
     admin_page.set_default_timeout(20_000)
     browser_login(admin_page, live_server, tenants.a.admin.email, tenants.a.admin.password)
     admin_page.locator("#fleet-grid .kw-cell-site").first.wait_for()
     email = "browser.viewer@a.example.com"
-    one_time = _create_viewer(admin_page, live_server, email)
+    _invite_viewer(admin_page, live_server, email)
     admin_page.screenshot(path=f"{SCREENSHOTS}/admin-users.png", full_page=True)
     _create_group(admin_page, live_server, "Company A site 2", email)
     admin_page.screenshot(path=f"{SCREENSHOTS}/admin-groups.png", full_page=True)
@@ -52,14 +56,22 @@ def test_admin_grants_one_site_and_the_new_viewer_sees_only_it(live_server, brow
     context = browser.new_context(viewport={"width": 390, "height": 800})  # a phone
     page = context.new_page()
     page.set_default_timeout(20_000)
-    browser_login(page, live_server, email, one_time)
-    assert page.url.endswith("/account/password")
-    page.screenshot(path=f"{SCREENSHOTS}/change-password.png")
-    page.fill("#current", one_time)
+    [invitation] = mails_to(settings, smtp, email)
+    link = link_of(invitation)
+    assert link.startswith(f"{live_server}/account/invitation/")
+    page.goto(link)
+    assert page.url == f"{live_server}/account/new-password"  # the token left the address bar
+    assert page.locator("#link-email").inner_text() == email
     page.fill("#new", "viewer's own password")
     page.fill("#confirm", "viewer's own password")
-    page.click("#password-submit")
-    page.locator("#password-changed").wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/invitation-choose-password.png")
+    page.click("#new-password-submit")
+    page.get_by_text("Your password is set. Sign in with it.").wait_for()
+    page.screenshot(path=f"{SCREENSHOTS}/invitation-password-set.png")
+    browser_login(page, live_server, email, "viewer's own password")
+    page.goto(link)  # a second use of the link is refused
+    page.locator("#link-problem").wait_for()
+    assert "already been used" in page.locator("#link-problem").inner_text()
     page.goto(f"{live_server}/")
     sites = page.locator("#fleet-grid .kw-cell-site")
     sites.first.wait_for()

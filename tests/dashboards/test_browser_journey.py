@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from kilowatch.access import system_scope
-from kilowatch.accounts import users
+from kilowatch.accounts import groups
 from simulator.sites import make_sites
 from tests.collector.helpers import CollectorProcess
 from tests.dashboards.conftest import browser_login
@@ -76,7 +76,7 @@ def simulated_site(kw_env, settings, tenants, tmp_path_factory):
         device = _wait_until(lambda: conn.execute(
             "SELECT d.id, d.site_id FROM devices d WHERE serial = %s", (spec.serial,)
         ).fetchone(), what="the simulated device's registration")
-        users.grant_site(conn, system_scope("test"), tenants.a.group_id, device["site_id"])
+        groups.grant_site(conn, system_scope("test"), tenants.a.group_id, device["site_id"])
         _wait_until(lambda: conn.execute(  # live samples come after the backfilled ones
             "SELECT max(time) > now() - interval '30 seconds' AS ok FROM telemetry "
             "WHERE device_id = %s", (device["id"],)).fetchone()["ok"],

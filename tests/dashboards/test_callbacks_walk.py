@@ -31,8 +31,8 @@ import pytest
 
 from dashboards.components.billing import tariff_forms
 from kilowatch.access import system_scope
-from kilowatch.accounts import users
-from kilowatch.alarms import rules as alert_rules
+from kilowatch.accounts import groups, users
+from kilowatch.alarms import rule_store
 from kilowatch.schedules import store as schedule_store
 from tests.dashboards import alarm_seed, seed
 from tests.dashboards.savings_helpers import assign_tou
@@ -47,6 +47,9 @@ SCHEDULE = {"timezone": "Europe/Paris", "default_mode": "idle", "periods": [],
 # browser (the pages router included). A walk that stops finding them cannot pass.
 MIN_ID_CALLBACKS = 38
 REFUSED = (204, 403)
+# Requests of the sites and devices administration callbacks that carry an id, one per
+# trigger (counted by reading admin_sites.py and admin_devices.py).
+FLEET_ADMIN_CASES = 13
 NOT_ALLOWED = "kw-not-allowed"  # the shell's "Not allowed" page, the pages router's refusal
 
 # Ids whose component name does not say what they hold (the rest: see kind_of).
@@ -85,6 +88,9 @@ FORM = {
     "schedule-default-mode.value": "idle", "schedule-comment.value": "walk",
     "schedule-diff-from.value": "1", "schedule-diff-to.value": "2",
     "schedule-restore-revision.value": "1", "alarm-comment.value": "walk comment",
+    "admin-devices-model.value": "HES-L", "admin-devices-rated-power-kw.value": 10,
+    "admin-devices-capacity-kwh.value": 20, "admin-devices-action.data": "code",
+    "admin-sites-timezone.value": "Europe/Paris",
 }
 
 
@@ -160,6 +166,8 @@ def _other_value(dependency: dict):
         return 1
     if name == "admin-users-email.value":
         return f"walk-{secrets.token_hex(4)}@a.example.com"
+    if name == "admin-devices-serial.value":  # a new device each time the own ids are sent
+        return f"WALKNEW-{secrets.token_hex(4)}"
     return None
 
 
@@ -172,9 +180,9 @@ def _make_spares(conn, company_id: int, site_id: int, label: str) -> dict:
     user = users.create_user(conn, ROOT, email=f"spare-{token}@{label}.example.com",
                              role="viewer", company_id=company_id, display_name="Spare",
                              password_hash="!", must_change_password=False)
-    group = users.create_group(conn, ROOT, company_id=company_id, name=f"Spare {token}")
-    users.grant_site(conn, ROOT, group, site_id)
-    rule = alert_rules.create_rule(conn, ROOT, company_id, {
+    group = groups.create_group(conn, ROOT, company_id=company_id, name=f"Spare {token}")
+    groups.grant_site(conn, ROOT, group, site_id)
+    rule = rule_store.create_rule(conn, ROOT, company_id, {
         "name": f"{label} rule {token}", "point": "bms.t_max", "comparison": ">",
         "threshold": 60, "clear_threshold": 55, "severity": "major", "all_sites": True})
     return {"user": user, "group": group, "rule": rule}
@@ -355,6 +363,10 @@ class Report:
     shown_own: int = 0  # own answers that named the own side
     failures: list[str] = dataclasses.field(default_factory=list)
     answered: list[str] = dataclasses.field(default_factory=list)  # foreign, 200, nothing leaked
+    # (key, trigger) whose own-id control answered 200, and those of them whose request
+    # with every id foreign at once was refused.
+    reached_cases: set[tuple] = dataclasses.field(default_factory=set)
+    refused_all: set[tuple] = dataclasses.field(default_factory=set)
 
 
 def _check_foreign(report: Report, case: Case, response, foreign: Side, what: str) -> bool:
@@ -385,13 +397,16 @@ def walk(client, world: World, own_at: str, foreign_at: str, cases: list[Case]) 
                                        f"{control.status_code}")
             if control.status_code == 200:
                 report.reached.add(case.key)
+                report.reached_cases.add((case.key, case.trigger))
                 report.shown_own += bool(leaked(_text(control), own))
             alone = list(case.ids) if len(case.ids) > 1 else []
             refused = True
             for only in [None, *alone]:
                 response = post(client, case_with, case_values(case_with, own, foreign, only))
-                refused &= _check_foreign(report, case, response, foreign,
-                                          f"foreign {only or 'ids'}")
+                this = _check_foreign(report, case, response, foreign, f"foreign {only or 'ids'}")
+                if only is None and this:
+                    report.refused_all.add((case.key, case.trigger))
+                refused &= this
             if control.status_code == 200 and refused:
                 report.refused.add(case.key)
                 if "template" in case.fixed:
@@ -427,6 +442,12 @@ SNAPSHOT = {
               "FROM alarms a WHERE a.site_id = ANY(%(sites)s) ORDER BY a.id",
     "notified": "SELECT user_id, site_id FROM notification_sites "
                 "WHERE site_id = ANY(%(sites)s) ORDER BY 1, 2",
+    "sites": "SELECT * FROM sites WHERE id = ANY(%(sites)s) OR company_id = ANY(%(companies)s) "
+             "ORDER BY id",
+    "devices": "SELECT id, serial, site_id, activation_code_hash, activated_at, revoked_at, "
+               "credential_nonce FROM devices WHERE site_id = ANY(%(sites)s) "
+               "OR site_id IN (SELECT id FROM sites WHERE company_id = ANY(%(companies)s)) "
+               "ORDER BY id",
 }
 
 
@@ -492,6 +513,11 @@ def test_no_callback_gives_data_of_ids_outside_the_users_scope(app, world, accou
     assert report.refused_pages >= templated
     # … and the same search finds the user's own names in their own answers.
     assert report.shown_own >= 15
+    if account == "admin":  # sites and devices administration: every foreign id is refused
+        fleet_admin = {(key, trigger) for key, trigger in report.reached_cases
+                       if key.strip(".").startswith(("admin-devices", "admin-sites"))}
+        assert len(fleet_admin) >= FLEET_ADMIN_CASES, sorted(fleet_admin)
+        assert fleet_admin <= report.refused_all, sorted(fleet_admin - report.refused_all)
 
 
 def test_the_walk_finds_ids_of_every_kind(app):

@@ -95,7 +95,7 @@ def test_a_save_gives_a_hanging_broker_a_few_seconds_only(settings, tenants, sit
                                                          silent_broker):
     from dashboards.app import create_app
 
-    hanging = create_app(dataclasses.replace(settings, mqtt_url=silent_broker))
+    hanging = create_app(dataclasses.replace(settings, mqtt_publisher_url=silent_broker))
     finish_setup(hanging)
     message = _save(hanging, tenants.a.operator, site, "broker hangs")
     assert "could not be sent yet" in message

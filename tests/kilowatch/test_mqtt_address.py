@@ -110,8 +110,8 @@ def listener():
 def test_the_schedule_publisher_logs_in_with_the_decoded_credentials(settings, listener):
     url, packets = listener
     confirmed, error = schedule_delivery.publish_retained(
-        [("kwtest/x/schedule", "{}")], settings=dataclasses.replace(settings, mqtt_url=url),
-        timeout_s=2)
+        [("kwtest/x/schedule", "{}")],
+        settings=dataclasses.replace(settings, mqtt_publisher_url=url), timeout_s=2)
     assert confirmed == set() and error
     assert credentials(packets.get(timeout=5)) == (USER, PASSWORD)
 

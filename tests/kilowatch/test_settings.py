@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kilowatch.settings import SettingsError, load_settings, redact_url
@@ -10,7 +12,8 @@ from kilowatch.settings import SettingsError, load_settings, redact_url
 def test_defaults_point_at_the_local_stack():
     settings = load_settings({})
     assert settings.database_url.endswith(":55432/kilowatch")
-    assert settings.mqtt_url == "mqtt://127.0.0.1:51883"
+    assert settings.mqtt_url == "mqtt://kilowatch-collector:dev-only-mqtt-password@127.0.0.1:51883"
+    assert settings.mqtt_device_url == "mqtts://127.0.0.1:58883"
     assert settings.redis_url.startswith("redis://127.0.0.1:56379")
     assert settings.raw_retention_days == 31
     assert settings.offline_after == 300
@@ -62,3 +65,33 @@ def test_a_bad_url_setting_does_not_repeat_its_password():
         load_settings({"KILOWATCH_SMTP_URL": "ftp://mailer:s3cret@smtp.example.com"})
     assert "s3cret" not in str(raised.value)
     assert "mailer:***@smtp.example.com" in str(raised.value)
+
+
+def test_public_development_secrets_are_refused_beyond_this_machine():
+    from kilowatch.settings import public_secrets_in_use, refuse_public_secrets
+
+    assert public_secrets_in_use(load_settings({})) == []  # the local stack: loopback only
+    public = load_settings({"KILOWATCH_BASE_URL": "https://kilowatch.example.com"})
+    assert public_secrets_in_use(public) == [
+        "KILOWATCH_DEVICE_KEY", "KILOWATCH_MQTT_URL", "KILOWATCH_MQTT_PUBLISHER_URL",
+        "KILOWATCH_MQTT_ADMIN_URL"]
+    with pytest.raises(SettingsError, match="KILOWATCH_DEVICE_KEY, KILOWATCH_MQTT_URL"):
+        refuse_public_secrets(public)
+    real = load_settings({"KILOWATCH_BASE_URL": "https://kilowatch.example.com",
+                          "KILOWATCH_DEVICE_KEY": "k" * 40,
+                          "KILOWATCH_MQTT_URL": "mqtts://c:s3cret-1@mq.example.com:8883",
+                          "KILOWATCH_MQTT_PUBLISHER_URL": "mqtts://p:s3cret-2@mq.example.com",
+                          "KILOWATCH_MQTT_ADMIN_URL": "mqtts://a:s3cret-3@mq.example.com"})
+    refuse_public_secrets(real)
+
+
+def test_the_collector_refuses_public_secrets_with_one_line():
+    import subprocess
+
+    result = subprocess.run(["kilowatch", "collector"], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"],
+                                 "KILOWATCH_BASE_URL": "https://kilowatch.example.com"},
+                            timeout=60, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: KILOWATCH_DEVICE_KEY, KILOWATCH_MQTT_URL")

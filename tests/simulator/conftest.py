@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-BROKER = ("127.0.0.1", 51883)
+from tests.conftest import bench_login
 
 
 class Inbox:
@@ -27,7 +27,7 @@ class Inbox:
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *args: self._subscribed.set()
         self._client.on_connect = lambda client, *args: client.subscribe(topic_filter, qos=1)
-        self._client.connect(*BROKER)
+        self._client.connect(*bench_login(self._client))
         self._client.loop_start()
         assert self._subscribed.wait(10), "could not subscribe"
 
@@ -74,7 +74,7 @@ def clear_retained(prefix: str) -> None:
     topics = {topic for topic, _, is_retained in retained.messages if is_retained}
     retained.close()
     cleaner = mqtt.Client(CallbackAPIVersion.VERSION2)
-    cleaner.connect(*BROKER)
+    cleaner.connect(*bench_login(cleaner))
     cleaner.loop_start()
     for topic in topics:
         cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)

@@ -9,13 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -23,54 +19,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.collector.servers import Mosquitto
+from tests.conftest import bench_login
 from tests.simulator.conftest import simulate_command
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class PrivateBroker:
-    """A Mosquitto with persistence on its own port, that a test may stop and start."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.config = directory / "mosquitto.conf"
-        user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {user}\n"
-            f"persistence true\npersistence_location {directory}/\n"
-            "max_queued_messages 100000\n")
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("private mosquitto did not start")
-
-    def stop(self) -> None:
-        """Stop the broker gracefully (it saves its queues)."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
 
 
 class PersistentSubscriber:
     """A collector stand-in: persistent session, QoS 1, reconnects by itself."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, url: str, topic: str) -> None:
         self.seqs: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="restart-collector",
@@ -80,7 +37,8 @@ class PersistentSubscriber:
         self._client.on_message = self._on_message
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 3600
-        self._client.connect("127.0.0.1", port, clean_start=False, properties=properties)
+        self._client.connect(*bench_login(self._client, url), clean_start=False,
+                             properties=properties)
         self._client.loop_start()
 
     def _on_message(self, client, userdata, message) -> None:
@@ -100,19 +58,20 @@ class PersistentSubscriber:
 
 
 @pytest.fixture
-def broker(tmp_path):
-    """A private broker, stopped at the end."""
-    private = PrivateBroker(tmp_path)
-    private.start()
+def broker():
+    """A private broker, removed at the end."""
+    private = Mosquitto().start()
     yield private
-    private.stop()
+    private.remove()
 
 
 def test_a_broker_restart_loses_no_telemetry(kw_env, broker):
     prefix = kw_env["KILOWATCH_MQTT_PREFIX"]
-    subscriber = PersistentSubscriber(broker.port, f"{prefix}/+/telemetry")
+    logins = broker.logins(prefix)
+    subscriber = PersistentSubscriber(logins["KILOWATCH_SIMULATOR_MQTT_URL"],
+                                      f"{prefix}/+/telemetry")
     time.sleep(0.5)
-    env = {**os.environ, **kw_env, "KILOWATCH_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}"}
+    env = {**os.environ, **kw_env, **logins}
     simulator = subprocess.Popen(
         simulate_command("--sites", "2", "--interval", "0.2", "--duration", "8",
                          "--serial-prefix", "RST"),

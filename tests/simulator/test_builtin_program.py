@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch.billing import bills, tariffs
+from kilowatch.billing import bills, scenarios, urdb
 from simulator.controller import BuiltInProgram, default_controller
 from simulator.model import SiteModel
 from simulator.sites import make_sites
@@ -96,7 +96,7 @@ def test_the_program_is_the_same_for_the_same_seed():
     assert first.evening != other.evening
 
 
-def month_flows(site, year: int, month: int) -> tuple[bills.BillingPeriod, list[bills.Flow]]:
+def month_flows(site, year: int, month: int) -> tuple[bills.BillingPeriod, list[scenarios.Flow]]:
     """Simulate a billing month (after a few days' warm-up) and sum it per 15 minutes."""
     period = bills.BillingPeriod(site.timezone, year, month)
     samples = run(site, period.start - timedelta(days=3), period.end)
@@ -108,18 +108,18 @@ def month_flows(site, year: int, month: int) -> tuple[bills.BillingPeriod, list[
         for index, kw in enumerate((max(grid, 0), max(-grid, 0), sample.values["meter.load.p"],
                                     sample.values["meter.pv.p"])):
             energy[slot][index] += kw * hours
-    return period, [bills.Flow(slot, *kwh) for slot, kwh in energy.items()
+    return period, [scenarios.Flow(slot, *kwh) for slot, kwh in energy.items()
                     if period.start <= slot < period.end]
 
 
 def test_storage_saves_money_on_a_time_of_use_tariff_with_demand_charges():
-    tariff = tariffs.import_urdb(json.loads(SUNRIDGE.read_text()))
+    tariff = urdb.import_urdb(json.loads(SUNRIDGE.read_text()))
     totals = defaultdict(float)
     for site in make_sites(3, seed=1):
         site_total = 0.0
         for month in (1, 7):
             period, flows = month_flows(site, 2026, month)
-            saved = bills.savings(bills.compute_bills(tariff, flows, period))["storage"]
+            saved = scenarios.savings(scenarios.compute_bills(tariff, flows, period))["storage"]
             site_total += saved["total"]
             for part, amount in saved.items():
                 totals[part] += amount

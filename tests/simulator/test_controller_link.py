@@ -12,7 +12,7 @@ from simulator import runner
 from simulator.controller import ConstantController, LinkedController
 from simulator.link import MqttLink
 from simulator.sites import make_sites
-from tests.simulator.conftest import BROKER
+from tests.conftest import bench_login
 
 
 class CommandFollower:
@@ -38,7 +38,7 @@ class CommandFollower:
 def test_a_linked_controller_receives_messages_acks_and_drives_the_battery(kw_env, inbox):
     prefix = kw_env["KILOWATCH_MQTT_PREFIX"]
     site = make_sites(1, seed=4, serial_prefix="CTL")[0]
-    link = MqttLink(url=kw_env["KILOWATCH_MQTT_URL"], prefix=prefix, serial=site.serial,
+    link = MqttLink(url=kw_env["KILOWATCH_SIMULATOR_MQTT_URL"], prefix=prefix, serial=site.serial,
                     firmware=site.firmware)
     link.connect()
     follower = CommandFollower()
@@ -51,7 +51,7 @@ def test_a_linked_controller_receives_messages_acks_and_drives_the_battery(kw_en
     try:
         assert inbox.wait_for(lambda box: len(box.on("telemetry", site.serial)) >= 3)
         operator = mqtt.Client(CallbackAPIVersion.VERSION2)
-        operator.connect(*BROKER)
+        operator.connect(*bench_login(operator))
         operator.loop_start()
         command = {"revision": 3, "mode": "charge",
                    "params": {"power_kw": site.rated_power_kw / 2, "soc_max": 100}}

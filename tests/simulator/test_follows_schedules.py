@@ -16,7 +16,8 @@ from kilowatch.schedules import delivery as schedule_delivery
 from kilowatch.schedules import model as schedules
 from kilowatch.schedules import store as schedule_store
 from simulator.sites import make_sites
-from tests.collector.helpers import Publisher, running_collector, wait_for
+from tests.collector.helpers import Publisher, running_collector
+from tests.conftest import wait_for
 from tests.simulator.conftest import run_simulate, simulate_command
 from tests.simulator.test_mqtt import protocol_errors
 

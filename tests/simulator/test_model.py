@@ -17,7 +17,7 @@ from simulator.payloads import telemetry
 from simulator.sites import CITIES, MODELS, make_site, make_sites
 
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-CANONICAL = {  # DESIGN.md, "Point names"
+CANONICAL = {  # docs/protocol.md, "Point names"
     "meter.grid.p", "meter.grid.e_import", "meter.grid.e_export", "meter.load.p",
     "meter.load.e", "meter.pv.p", "meter.pv.e", "pcs.p", "pcs.q", "pcs.e_charge",
     "pcs.e_discharge", "pcs.state", "bms.soc", "bms.soh", "bms.v", "bms.i", "bms.t_min",
@@ -176,6 +176,20 @@ def test_alarms_are_raised_then_cleared_and_trip_the_pcs():
     assert {e.severity for e in events} <= {"critical", "major", "minor", "warning"}
     tripped = [s for s in samples if s.values["pcs.state"] == 4]
     assert tripped and all(s.values["pcs.p"] == 0 for s in tripped)
+
+
+def test_a_held_alarm_is_raised_once_and_never_cleared_and_shows_in_the_readings():
+    site = make_site(2, seed=4)
+    model = SiteModel(site, default_controller(site), fault_rate=0.0)
+    t0 = datetime(2026, 3, 2, 12, tzinfo=ZoneInfo("UTC")).timestamp()
+    held = model.alarms.hold("BMS_CELL_IMBALANCE", t0)
+    assert [(e.code, e.state, e.severity) for e in held] == [
+        ("BMS_CELL_IMBALANCE", "raised", "minor")]
+    assert model.alarms.hold("BMS_CELL_IMBALANCE", t0 + 1) == []  # already raised
+    samples = [model.step(t0 + 60 * n, 60) for n in range(1, 200)]  # over 3 h
+    assert not [e for s in samples for e in s.alarms]
+    spread = samples[-1].values["bms.cell_v_max"] - samples[-1].values["bms.cell_v_min"]
+    assert spread >= 0.060 and samples[-1].values["pcs.state"] != 4  # minor: no trip
 
 
 def test_the_controller_decides_the_mode():

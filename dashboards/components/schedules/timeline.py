@@ -1,6 +1,6 @@
 """The week timeline of a schedule: days × hours, coloured by mode, with a legend.
 
-Pure builders: they take a schedule dict (the JSON shape of DESIGN.md, possibly
+Pure builders: they take a schedule dict (the JSON shape of docs/schedules.md, possibly
 still being edited, so periods with unreadable times are left out) and return a
 Plotly figure. Upcoming exceptions get their own rows under the week.
 """

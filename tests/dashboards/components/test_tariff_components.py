@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dashboards.components.billing import tariff_editor, tariff_forms, tariff_grid
-from kilowatch.billing import tariffs
+from kilowatch.billing import tariffs, urdb
 from kilowatch.billing.tariffs import TariffError
 from tests.dashboards.savings_helpers import tou_structure
 
@@ -27,7 +27,7 @@ def _fields(structure: dict) -> tuple:
 
 @pytest.mark.parametrize("structure", [
     tou_structure(),
-    tariffs.import_urdb(json.loads(URDB.read_text())).to_dict(),
+    urdb.import_urdb(json.loads(URDB.read_text())).to_dict(),
     tariff_forms.default_structure("CHF"),
 ], ids=["tou", "urdb-sunridge", "default"])
 def test_editor_fields_give_back_the_same_tariff(structure):
@@ -36,7 +36,7 @@ def test_editor_fields_give_back_the_same_tariff(structure):
 
 
 def test_tiers_become_one_row_each_and_come_back_in_order():
-    structure = tariffs.import_urdb(json.loads(URDB.read_text())).to_dict()
+    structure = urdb.import_urdb(json.loads(URDB.read_text())).to_dict()
     rows = tariff_forms.energy_rows(structure)
     tiered = [row for row in rows if row["period"] == 2]
     assert [(r["rate"], r["max_kwh"]) for r in tiered] == [(0.0966, 10000.0), (0.1079, None)]

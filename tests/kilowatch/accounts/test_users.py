@@ -10,7 +10,7 @@ import pytest
 
 from kilowatch import fleet
 from kilowatch.access import AccessDenied, AccessScope, system_scope
-from kilowatch.accounts import passwords, users
+from kilowatch.accounts import groups, passwords, users
 
 ROOT = system_scope("test")
 HASH = passwords.hash_password("a password long enough")
@@ -43,14 +43,14 @@ def test_viewer_scope_is_the_sites_of_their_groups(conn, world):
     a = world["a"]
     viewer = _scope(conn, a["viewer"])
     assert viewer.role == "viewer" and viewer.site_ids == frozenset()
-    group = users.create_group(conn, ROOT, company_id=a["company"], name="scope test")
-    users.grant_site(conn, ROOT, group, a["sites"][1])
-    users.add_member(conn, ROOT, group, a["viewer"])
+    group = groups.create_group(conn, ROOT, company_id=a["company"], name="scope test")
+    groups.grant_site(conn, ROOT, group, a["sites"][1])
+    groups.add_member(conn, ROOT, group, a["viewer"])
     viewer = _scope(conn, a["viewer"])
     assert viewer.site_ids == {a["sites"][1]}
     assert viewer.actor == "viewer@a.test.com"
     assert [s["id"] for s in fleet.list_sites(conn, viewer)] == [a["sites"][1]]
-    users.delete_group(conn, _scope(conn, a["admin"]), group)
+    groups.delete_group(conn, _scope(conn, a["admin"]), group)
     assert _scope(conn, a["viewer"]).site_ids == frozenset()
 
 
@@ -93,7 +93,7 @@ def test_only_admins_manage_users(conn, world, role):
     with pytest.raises(AccessDenied):
         users.set_active(conn, scope, world["a"]["viewer"], False)
     with pytest.raises(AccessDenied):
-        users.create_group(conn, scope, company_id=world["a"]["company"], name="nope")
+        groups.create_group(conn, scope, company_id=world["a"]["company"], name="nope")
 
 
 def test_admin_cannot_see_or_change_another_company(conn, world):
@@ -135,11 +135,11 @@ def test_changes_are_audited_with_before_and_after(conn, world):
 
 def test_group_cannot_hold_another_company_site_or_user(conn, world):
     a, b = world["a"], world["b"]
-    group = users.create_group(conn, ROOT, company_id=a["company"], name="mixed")
+    group = groups.create_group(conn, ROOT, company_id=a["company"], name="mixed")
     with pytest.raises(users.AccountError, match="site does not belong"):
-        users.grant_site(conn, ROOT, group, b["sites"][0])
+        groups.grant_site(conn, ROOT, group, b["sites"][0])
     with pytest.raises(users.AccountError, match="user does not belong"):
-        users.add_member(conn, ROOT, group, b["viewer"])
+        groups.add_member(conn, ROOT, group, b["viewer"])
     # The schema refuses it too, whatever the code does.
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute("INSERT INTO group_sites (group_id, site_id, company_id) VALUES (%s, %s, %s)",
@@ -163,15 +163,15 @@ def test_schema_ties_roles_to_companies_and_emails_are_unique(conn, world):
 
 def test_support_neither_reads_nor_changes_user_directories(conn, world):
     support = AccessScope(role="support", actor="support@test")
-    group = users.create_group(conn, ROOT, company_id=world["a"]["company"], name="support test")
+    group = groups.create_group(conn, ROOT, company_id=world["a"]["company"], name="support test")
     for read in (lambda: users.list_users(conn, support),
-                 lambda: users.list_groups(conn, support),
-                 lambda: users.get_group(conn, support, group)):
+                 lambda: groups.list_groups(conn, support),
+                 lambda: groups.get_group(conn, support, group)):
         with pytest.raises(AccessDenied):
             read()
     with pytest.raises(AccessDenied):
         users.set_role(conn, support, world["a"]["viewer"], "admin")
-    assert users.get_group(conn, ROOT, group)["name"] == "support test"
+    assert groups.get_group(conn, ROOT, group)["name"] == "support test"
 
 
 def test_bad_email_and_role_are_clear_errors(conn, world):

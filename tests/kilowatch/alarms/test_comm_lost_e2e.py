@@ -15,15 +15,7 @@ from kilowatch import db, fleet
 from kilowatch.access import system_scope
 from kilowatch.accounts import users
 from tests.collector.helpers import Publisher, running_collector, telemetry, wait_for
-from tests.kilowatch.smtp_server import SmtpServer, bodies
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
+from tests.kilowatch.smtp_server import bodies
 
 
 @pytest.fixture(scope="module")

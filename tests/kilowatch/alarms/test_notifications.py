@@ -10,13 +10,13 @@ import pytest
 
 from kilowatch import db, fleet
 from kilowatch.access import AccessDenied, AccessScope, system_scope
-from kilowatch.accounts import users
+from kilowatch.accounts import groups, users
 from kilowatch.alarms import events as alarms
 from kilowatch.alarms import notifications, outbox
 from kilowatch.jobs import offline
 from kilowatch.mailer import parse_smtp_url
 from kilowatch.telemetry import ingest
-from tests.kilowatch.smtp_server import SmtpServer, bodies
+from tests.kilowatch.smtp_server import bodies
 
 BASE_URL = "https://kilowatch.example.com"
 
@@ -36,10 +36,10 @@ def make_user(conn, email, role, company_id=None, language="en", site_ids=()):
                                 password_hash="!", language=language,
                                 must_change_password=False)
     if site_ids:
-        group = users.create_group(conn, scope, company_id=company_id, name=f"g-{user_id}")
+        group = groups.create_group(conn, scope, company_id=company_id, name=f"g-{user_id}")
         for site_id in site_ids:
-            users.grant_site(conn, scope, group, site_id)
-        users.add_member(conn, scope, group, user_id)
+            groups.grant_site(conn, scope, group, site_id)
+        groups.add_member(conn, scope, group, user_id)
     return {"id": user_id, "email": email}
 
 
@@ -63,14 +63,6 @@ def world(kw_env):
     with db.connect(autocommit=True) as conn:
         return {"acme": make_company(conn, "Acme", admins=2),
                 "globex": make_company(conn, "Globex", admins=1)}
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 
 from kilowatch import db, fleet
 from kilowatch.access import AccessDenied, AccessScope, system_scope
+from kilowatch.alarms import rule_store
 from kilowatch.alarms import rules as alert_rules
 from kilowatch.alarms.rules import Rule, RuleError, RuleState, evaluate
 
@@ -135,9 +136,9 @@ RULE = {"name": "Hot cells", "code": "HOT_CELLS", "point": "bms.t_max", "compari
 
 def test_stored_samples_raise_and_clear_at_the_right_samples(conn, fleet_ids):
     rulco = fleet_ids["Rulco"]
-    rule_id = alert_rules.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
-                                      {**RULE, "all_sites": False,
-                                       "site_ids": [rulco["sites"][0]]})
+    rule_id = rule_store.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
+                                     {**RULE, "all_sites": False,
+                                      "site_ids": [rulco["sites"][0]]})
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     start = now - dt.timedelta(minutes=5)  # inside the look-back of a new rule
     device, other = rulco["devices"]
@@ -161,10 +162,10 @@ def test_raise_time_is_the_sample_where_the_duration_is_reached(conn, fleet_ids)
                                    serial="Rulco-fresh", model="HES-L")
     conn.execute("INSERT INTO device_points (device_id, point_id) SELECT %s, id FROM points "
                  "WHERE name = 'bms.t_max'", (device,))
-    rule_id = alert_rules.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
-                                      {**RULE, "name": "Warm", "code": "WARM", "threshold": 30,
-                                       "clear_threshold": 25, "duration_s": 120,
-                                       "all_sites": False, "site_ids": [rulco["sites"][1]]})
+    rule_id = rule_store.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
+                                     {**RULE, "name": "Warm", "code": "WARM", "threshold": 30,
+                                      "clear_threshold": 25, "duration_s": 120,
+                                      "all_sites": False, "site_ids": [rulco["sites"][1]]})
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     alert_rules.evaluate_rules(conn, now=now)  # the first run sets the watermark
     base = now + dt.timedelta(seconds=1)
@@ -188,14 +189,14 @@ def test_disabling_a_rule_clears_its_alarms(conn, fleet_ids):
     rulco = fleet_ids["Rulco"]
     device = rulco["devices"][1]
     admin = admin_of(rulco["company"])
-    rule_id = alert_rules.create_rule(conn, admin, rulco["company"],
-                                      {**RULE, "name": "Instant", "code": "INSTANT",
-                                       "duration_s": 0})
+    rule_id = rule_store.create_rule(conn, admin, rulco["company"],
+                                     {**RULE, "name": "Instant", "code": "INSTANT",
+                                      "duration_s": 0})
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=30)
     write_samples(conn, device, [(now, 60.0)])
     alert_rules.evaluate_rules(conn, now=now)
     assert rule_alarms(conn, device, "INSTANT")[-1]["cleared_at"] is None
-    alert_rules.update_rule(conn, admin, rule_id, {**RULE, "name": "Instant", "enabled": False})
+    rule_store.update_rule(conn, admin, rule_id, {**RULE, "name": "Instant", "enabled": False})
     assert rule_alarms(conn, device, "INSTANT")[-1]["cleared_at"] is not None
     audit = conn.execute("SELECT action FROM audit_log WHERE target = %s ORDER BY id",
                          (f"alert_rule:{rule_id}",)).fetchall()
@@ -204,34 +205,34 @@ def test_disabling_a_rule_clears_its_alarms(conn, fleet_ids):
 
 def test_rules_are_company_private(conn, fleet_ids):
     rulco, other = fleet_ids["Rulco"], fleet_ids["Otherco"]
-    rule_id = alert_rules.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
-                                      {**RULE, "name": "Private", "code": "PRIVATE"})
+    rule_id = rule_store.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
+                                     {**RULE, "name": "Private", "code": "PRIVATE"})
     stranger = admin_of(other["company"])
     with pytest.raises(AccessDenied):
-        alert_rules.get_rule(conn, stranger, rule_id)
+        rule_store.get_rule(conn, stranger, rule_id)
     with pytest.raises(AccessDenied):
-        alert_rules.update_rule(conn, stranger, rule_id, RULE)
+        rule_store.update_rule(conn, stranger, rule_id, RULE)
     with pytest.raises(AccessDenied):
-        alert_rules.delete_rule(conn, stranger, rule_id)
+        rule_store.delete_rule(conn, stranger, rule_id)
     with pytest.raises(AccessDenied):  # a site of another company
-        alert_rules.create_rule(conn, stranger, other["company"],
-                                {**RULE, "all_sites": False, "site_ids": [rulco["sites"][0]]})
+        rule_store.create_rule(conn, stranger, other["company"],
+                               {**RULE, "all_sites": False, "site_ids": [rulco["sites"][0]]})
     with pytest.raises(AccessDenied):
-        alert_rules.create_rule(conn, stranger, rulco["company"], RULE)
+        rule_store.create_rule(conn, stranger, rulco["company"], RULE)
     viewer = AccessScope(role="viewer", company_id=rulco["company"], site_ids=frozenset())
     with pytest.raises(AccessDenied):
-        alert_rules.create_rule(conn, viewer, rulco["company"], {**RULE, "code": "V"})
+        rule_store.create_rule(conn, viewer, rulco["company"], {**RULE, "code": "V"})
     assert all(r["company_id"] == other["company"]
-               for r in alert_rules.list_rules(conn, stranger))
+               for r in rule_store.list_rules(conn, stranger))
     with pytest.raises(RuleError, match="already has a rule"):
-        alert_rules.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
-                                {**RULE, "name": "Again", "code": "PRIVATE"})
+        rule_store.create_rule(conn, admin_of(rulco["company"]), rulco["company"],
+                               {**RULE, "name": "Again", "code": "PRIVATE"})
 
 
 def test_worker_job_evaluates_rules(kw_env, conn, fleet_ids):
     other = fleet_ids["Otherco"]
-    alert_rules.create_rule(conn, admin_of(other["company"]), other["company"],
-                            {**RULE, "name": "Job", "code": "JOB_HOT", "duration_s": 0})
+    rule_store.create_rule(conn, admin_of(other["company"]), other["company"],
+                           {**RULE, "name": "Job", "code": "JOB_HOT", "duration_s": 0})
     write_samples(conn, other["devices"][0], [(dt.datetime.now(dt.UTC), 70.0)])
     result = subprocess.run(["kilowatch", "worker", "--once", "--job", "alert_rules"],
                             env={**os.environ, **kw_env}, capture_output=True, text=True,

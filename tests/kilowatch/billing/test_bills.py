@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kilowatch.billing import bills, tariffs
-from kilowatch.billing.bills import BillingPeriod, Flow, Interval
+from kilowatch.billing import bills, scenarios, tariffs
+from kilowatch.billing.bills import BillingPeriod, Interval
+from kilowatch.billing.scenarios import Flow
 
 
 def table(default: int, *, hours: range = range(0), value: int = 1) -> list[list[int]]:
@@ -293,9 +294,9 @@ def test_three_scenarios_and_savings():
         return Flow(start, grid, 0.0, 1.0, pv)
 
     tariff = make_tariff([0.20], export_rate=0.05)
-    result = bills.compute_bills(tariff, [flow(s) for s in JUNE_UTC.slots()], JUNE_UTC)
-    assert [result[s].total for s in bills.SCENARIOS] == [576.00, 468.00, 432.00]
-    saved = bills.savings(result)
+    result = scenarios.compute_bills(tariff, [flow(s) for s in JUNE_UTC.slots()], JUNE_UTC)
+    assert [result[s].total for s in scenarios.SCENARIOS] == [576.00, 468.00, 432.00]
+    saved = scenarios.savings(result)
     assert saved["system"]["total"] == 144.00
     assert saved["storage"] == {"energy": 48.00, "demand": 0.0, "fixed": 0.0,
                                 "export_credit": -12.00, "total": 36.00}
@@ -305,7 +306,7 @@ def test_scenarios_leave_out_intervals_without_data():
     # The load is unknown for one interval: the two load-based bills miss it, actual does not.
     slots = JUNE_UTC.slots()
     flows = [Flow(s, 1.0, 0.0, None if i == 5 else 1.0, 0.0) for i, s in enumerate(slots)]
-    result = bills.compute_bills(make_tariff([0.20]), flows, JUNE_UTC)
+    result = scenarios.compute_bills(make_tariff([0.20]), flows, JUNE_UTC)
     assert result["without_system"].quality["missing_intervals"] == 1
     assert result["pv_only"].quality["missing_intervals"] == 1
     assert result["actual"].quality["complete"]
@@ -317,7 +318,7 @@ def test_buy_all_sell_all_sells_all_pv():
     tariff = make_tariff([0.20], export_rate=0.05, compensation="buy_all_sell_all")
     flows = [Flow(s, 0.0 if 10 <= s.hour < 14 else 1.0, 0.5 if 10 <= s.hour < 14 else 0.0,
                   1.0, 1.5 if 10 <= s.hour < 14 else 0.0) for s in JUNE_UTC.slots()]
-    result = bills.compute_bills(tariff, flows, JUNE_UTC)
+    result = scenarios.compute_bills(tariff, flows, JUNE_UTC)
     assert result["pv_only"].total == 540.00
     # Actual (no battery: grid = load - PV) is the same bill.
     assert result["actual"].total == 540.00

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kilowatch.billing import tariffs
+from kilowatch.billing import tariffs, urdb
 from kilowatch.billing.tariffs import TariffError
 
 DATA = Path(__file__).parent.parent / "data"
@@ -21,7 +21,7 @@ def document():
 
 
 def test_urdb_commercial_rate_imports_as_published(document):
-    tariff = tariffs.import_urdb(document)  # the first item
+    tariff = urdb.import_urdb(document)  # the first item
     assert tariff.currency == "USD"
     # rate + adj per period; the summer off-peak period has two tiers.
     assert [p.tiers[0].rate for p in tariff.energy_periods] == [0.0857, 0.1468, 0.0966, 0.2256]
@@ -44,19 +44,19 @@ def test_urdb_commercial_rate_imports_as_published(document):
 
 
 def test_label_picks_an_item_and_residential_rules_apply(document):
-    tariff = tariffs.import_urdb(document, label="67a1c0ffee5a1b2c3d4e5f61", export_rate=0.03)
+    tariff = urdb.import_urdb(document, label="67a1c0ffee5a1b2c3d4e5f61", export_rate=0.03)
     assert tariff.export_compensation == "net_metering"
     assert tariff.energy_periods[0].tier_basis == "daily"
     assert tariff.energy_periods[0].tiers == (tariffs.Tier(0.1102, 20), tariffs.Tier(0.1387))
     assert (tariff.fixed_charge, tariff.export_rate) == (9.95, 0.03)
     with pytest.raises(TariffError, match="^items: no rate with label 'nope'"):
-        tariffs.import_urdb(document, label="nope")
+        urdb.import_urdb(document, label="nope")
 
 
 def test_a_single_rate_object_is_accepted_and_round_trips(document):
-    tariff = tariffs.import_urdb(document["items"][0])
+    tariff = urdb.import_urdb(document["items"][0])
     assert tariffs.parse(tariff.to_dict()) == tariff
-    assert tariffs.import_urdb(document) == tariff
+    assert urdb.import_urdb(document) == tariff
 
 
 @pytest.mark.parametrize("dgrules, expected", [
@@ -67,7 +67,7 @@ def test_a_single_rate_object_is_accepted_and_round_trips(document):
 ])
 def test_dgrules_map_to_export_compensation(document, dgrules, expected):
     document["items"][0]["dgrules"] = dgrules
-    tariff = tariffs.import_urdb(document)
+    tariff = urdb.import_urdb(document)
     assert (tariff.export_compensation, tariff.netting) == expected
 
 
@@ -113,7 +113,7 @@ def test_faulty_urdb_fields_are_named(document, change, message):
     rate = copy.deepcopy(document["items"][0])
     change(rate)
     with pytest.raises(TariffError, match=message):
-        tariffs.import_urdb(rate)
+        urdb.import_urdb(rate)
 
 
 @pytest.mark.parametrize("document, message", [
@@ -123,7 +123,7 @@ def test_faulty_urdb_fields_are_named(document, change, message):
 ])
 def test_malformed_documents_are_named(document, message):
     with pytest.raises(TariffError, match=message):
-        tariffs.import_urdb(document)
+        urdb.import_urdb(document)
 
 
 @pytest.mark.parametrize("path, value, message", [
@@ -136,7 +136,7 @@ def test_malformed_documents_are_named(document, message):
     (["energy", "weekday", 0, 0], True, r"^energy.weekday\[0\]\[0\]: expected a period number"),
 ])
 def test_faulty_normalised_fields_are_named(document, path, value, message):
-    structure = tariffs.import_urdb(document).to_dict()
+    structure = urdb.import_urdb(document).to_dict()
     _set(path, value)(structure)
     with pytest.raises(TariffError, match=message):
         tariffs.parse(structure)

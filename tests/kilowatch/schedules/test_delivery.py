@@ -20,6 +20,7 @@ from kilowatch.schedules import delivery as schedule_delivery
 from kilowatch.schedules import model as schedules
 from kilowatch.schedules import store as schedule_store
 from tests.collector.helpers import running_collector
+from tests.conftest import bench_login
 
 ROOT = system_scope("test")
 BODY = {"timezone": "Europe/Berlin", "default_mode": "idle",
@@ -35,7 +36,7 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"test-sub-{secrets.token_hex(4)}")
         self.client.on_message = lambda _c, _u, m: self.messages.put(m)
-        self.client.connect("127.0.0.1", 51883)
+        self.client.connect(*bench_login(self.client))
         self.client.subscribe(f"{prefix}/{serial}/schedule", qos=1)
         self.client.loop_start()
 
@@ -87,7 +88,7 @@ def test_saved_revision_reaches_a_real_client_retained(conn, settings, site):
 
 def test_unreachable_broker_leaves_the_revision_unpublished_until_the_job_sends_it(
         conn, settings, site):
-    down = dataclasses.replace(settings, mqtt_url="mqtt://127.0.0.1:1")
+    down = dataclasses.replace(settings, mqtt_publisher_url="mqtt://127.0.0.1:1")
     revision = schedule_store.save_revision(conn, ROOT, site["id"], BODY)
     result = schedule_delivery.publish_latest(conn, ROOT, site["id"], settings=down,
                                               timeout_s=2)
@@ -211,7 +212,7 @@ def test_device_acks_over_mqtt_reach_the_delivery_state(conn, settings, kw_env, 
         device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{serial}")
         received: queue.Queue = queue.Queue()
         device.on_message = lambda _c, _u, m: received.put(json.loads(m.payload))
-        device.connect("127.0.0.1", 51883)
+        device.connect(*bench_login(device))
         device.subscribe(schedule_delivery.schedule_topic(serial, settings), qos=1)
         device.loop_start()
         try:
@@ -241,7 +242,7 @@ def test_device_acks_over_mqtt_reach_the_delivery_state(conn, settings, kw_env, 
 
 
 def test_worker_job_republishes_after_an_outage(conn, settings, kw_env, site):
-    down = dataclasses.replace(settings, mqtt_url="mqtt://127.0.0.1:1")
+    down = dataclasses.replace(settings, mqtt_publisher_url="mqtt://127.0.0.1:1")
     revision, result = schedule_delivery.save_and_publish(conn, ROOT, site["id"], BODY,
                                                           settings=down)
     assert not result.ok

@@ -1,4 +1,4 @@
-"""The schedule model: each validation rule, wall-clock periods across DST, mode_at, diff."""
+"""The schedule model and program: each validation rule, DST, mode_at, diff, device_part."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import jsonschema
 import pytest
 
 from kilowatch.schedules import model as schedules
-from kilowatch.schedules.model import ScheduleInvalid, SiteLimits, mode_at, validate
+from kilowatch.schedules.model import ScheduleInvalid, SiteLimits, validate
+from kilowatch.schedules.program import Setpoint, day_program, device_part, mode_at
 
 PARIS = "Europe/Paris"
 LIMITS = SiteLimits(timezone=PARIS, rated_power_kw=100)
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-EXAMPLE = {  # DESIGN.md "Operating schedules"
+EXAMPLE = {  # the example of docs/schedules.md, without the exception's optional name
     "timezone": PARIS, "default_mode": "idle",
     "periods": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "17:00", "end": "21:00",
                  "mode": "discharge", "power_kw": 60, "soc_min": 20}],
@@ -321,15 +322,15 @@ def test_lists_are_bounded():
 
 
 def test_day_program_covers_the_whole_day_with_the_default_in_gaps():
-    idle = schedules.Setpoint("idle", {})
-    assert schedules.day_program(WEEKLY, "mon") == [
+    idle = Setpoint("idle", {})
+    assert day_program(WEEKLY, "mon") == [
         ("00:00", "17:00", idle),
         ("17:00", "21:00", ("discharge", {"power_kw": 60, "soc_min": 20})),
         ("21:00", "24:00", idle)]
-    assert schedules.day_program(WEEKLY, "sat")[-1] == (
+    assert day_program(WEEKLY, "sat")[-1] == (
         "22:00", "24:00", ("self_consumption", {"soc_min": 10, "soc_max": 95}))
-    assert schedules.day_program(WEEKLY, dt.date(2026, 12, 28)) == [("00:00", "24:00", idle)]
-    assert schedules.day_program(WEEKLY, dt.date(2026, 12, 25))[1][2].mode == "peak_shaving"
+    assert day_program(WEEKLY, dt.date(2026, 12, 28)) == [("00:00", "24:00", idle)]
+    assert day_program(WEEKLY, dt.date(2026, 12, 25))[1][2].mode == "peak_shaving"
 
 
 SPLIT = {"timezone": "Europe/Paris", "default_mode": "peak_shaving",
@@ -344,14 +345,14 @@ SPLIT = {"timezone": "Europe/Paris", "default_mode": "peak_shaving",
 
 
 def test_a_sites_power_and_grid_limit_are_split_between_its_devices_by_rating():
-    small = schedules.device_part(SPLIT, 50, 175)
-    large = schedules.device_part(SPLIT, 125, 175)
+    small = device_part(SPLIT, 50, 175)
+    large = device_part(SPLIT, 125, 175)
     assert small["periods"][0] == {**SPLIT["periods"][0], "power_kw": 42.86}
     assert large["periods"][0] == {**SPLIT["periods"][0], "power_kw": 107.14}
     assert small["default_params"] == {"grid_limit_kw": 20.0, "soc_min": 10}
     assert large["default_params"] == {"grid_limit_kw": 50.0, "soc_min": 10}
     # The whole site power: each device runs exactly its rating, never a rounding above.
-    assert [schedules.device_part(SPLIT, kw, 175)["exceptions"][0]["periods"][0]["power_kw"]
+    assert [device_part(SPLIT, kw, 175)["exceptions"][0]["periods"][0]["power_kw"]
             for kw in (50, 125)] == [50, 125]
     # SoC limits, modes, times and dates stay as the site's; the input is not changed.
     assert small["periods"][1] == SPLIT["periods"][1]
@@ -359,16 +360,16 @@ def test_a_sites_power_and_grid_limit_are_split_between_its_devices_by_rating():
     assert SPLIT["periods"][0]["power_kw"] == 150
     # Every device's part of a valid site schedule is valid for that device alone.
     for kw in (50, 125):
-        part = schedules.device_part(SPLIT, kw, 175)
+        part = device_part(SPLIT, kw, 175)
         assert validate(part, SiteLimits(timezone="Europe/Paris", rated_power_kw=kw),
                         now=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)) == part
 
 
 def test_a_sites_only_device_gets_the_schedule_unchanged_and_tiny_shares_stay_above_zero():
-    assert schedules.device_part(SPLIT, 250, 250) is SPLIT
-    assert schedules.device_part(SPLIT, 50, 0) is SPLIT  # no rating known for the site
+    assert device_part(SPLIT, 250, 250) is SPLIT
+    assert device_part(SPLIT, 50, 0) is SPLIT  # no rating known for the site
     tiny = {**SPLIT, "periods": [{**SPLIT["periods"][0], "power_kw": 0.01}]}
-    assert schedules.device_part(tiny, 1, 1000)["periods"][0]["power_kw"] == 0.01
+    assert device_part(tiny, 1, 1000)["periods"][0]["power_kw"] == 0.01
     # A site power above the site's rating is not hidden by capping: the device refuses it.
     over = {**SPLIT, "periods": [{**SPLIT["periods"][0], "power_kw": 350}]}
-    assert schedules.device_part(over, 50, 175)["periods"][0]["power_kw"] == 100.0
+    assert device_part(over, 50, 175)["periods"][0]["power_kw"] == 100.0

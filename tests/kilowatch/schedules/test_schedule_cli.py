@@ -130,7 +130,7 @@ def test_malformed_json_names_line_and_column(kw_env, depot, tmp_path):
 
 def test_unreachable_broker_saves_but_says_it_is_not_published(kw_env, depot, tmp_path):
     result = run(kw_env, "schedule", "set", "--site", depot, "--file", "-",
-                 stdin=json.dumps(BODY), KILOWATCH_MQTT_URL="mqtt://127.0.0.1:1")
+                 stdin=json.dumps(BODY), KILOWATCH_MQTT_PUBLISHER_URL="mqtt://127.0.0.1:1")
     assert result.returncode == 3
     revision = result.stdout.split()[1]
     assert result.stdout.startswith(f"revision {revision} saved for site Depot")

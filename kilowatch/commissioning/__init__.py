@@ -1,0 +1,1 @@
+"""Commissioning: the per-site checklist and the commissioning reports."""

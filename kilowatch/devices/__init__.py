@@ -1,0 +1,1 @@
+"""Device identity: activation codes, activation over HTTPS, MQTT credentials, revocation."""

@@ -1,0 +1,73 @@
+"""Worker job: every 15 minutes, forecast and plan each site that runs the ``optimized`` mode.
+
+A site that cannot be planned (no tariff, no data, an infeasible or timed-out
+problem, or an unexpected error) gets a ``failed`` row saying why and a
+``DISPATCH_FAILED`` warning alarm on its storage devices, and falls back to its
+weekly schedule; the next plan clears the alarm. One site's failure never stops
+the others or the worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import psycopg
+
+from kilowatch.access import system_scope
+from kilowatch.alarms import events as alarms
+from kilowatch.dispatch import optimizer
+from kilowatch.dispatch import store as dispatch_store
+from kilowatch.fleet import STORAGE_MODELS
+from kilowatch.jobs import Job
+from kilowatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FAILED_ALARM = "DISPATCH_FAILED"
+WEAR_COST_PER_KWH = 0.0  # no wear price is configured yet: plans weigh the bill alone
+
+
+def _storage_devices(conn: psycopg.Connection, site_id: int) -> list[int]:
+    rows = conn.execute("SELECT id FROM devices WHERE site_id = %s AND model = ANY(%s)",
+                        (site_id, list(STORAGE_MODELS))).fetchall()
+    return [row["id"] for row in rows]
+
+
+def plan_sites(conn: psycopg.Connection, settings: Settings,
+               now: dt.datetime | None = None) -> dict[str, int]:
+    """Plan every site whose schedule has an ``optimized`` time; count plans and failures."""
+    scope = system_scope("worker")
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    start = dispatch_store.quarter(now)
+    counts = {"planned": 0, "failed": 0}
+    for site_id in dispatch_store.sites_to_plan(conn):
+        try:
+            made = dispatch_store.plan_site(conn, scope, site_id, now,
+                                            wear_cost_per_kwh=WEAR_COST_PER_KWH)
+        except optimizer.DispatchError as error:
+            _failed(conn, site_id, start, str(error))
+            counts["failed"] += 1
+            continue
+        except Exception as error:
+            log.exception("dispatch plan of site %s failed", site_id)
+            _failed(conn, site_id, start, f"internal error ({type(error).__name__})")
+            counts["failed"] += 1
+            continue
+        dispatch_store.store_plan(conn, site_id, start, made)
+        for device_id in _storage_devices(conn, site_id):
+            alarms.clear_alarm(conn, device_id=device_id, code=FAILED_ALARM, at=now)
+        counts["planned"] += 1
+    return counts
+
+
+def _failed(conn: psycopg.Connection, site_id: int, start: dt.datetime, reason: str) -> None:
+    log.warning("no dispatch plan for site %s: %s", site_id, reason)
+    dispatch_store.store_plan(conn, site_id, start, None, reason)
+    for device_id in _storage_devices(conn, site_id):
+        alarms.raise_alarm(conn, device_id=device_id, code=FAILED_ALARM, severity="warning",
+                           source="platform", at=start,
+                           message=f"no dispatch plan: {reason}; running the weekly schedule")
+
+
+JOBS = [Job("dispatch.plan", 900, plan_sites)]
