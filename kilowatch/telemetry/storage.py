@@ -183,6 +183,7 @@ def add_pending(conn: psycopg.Connection,
     ``refresh``: the rollup rows there are complete and may be read meanwhile
     (they are recomputed only to gain what they lack); late data never is.
     """
+    ranges = sorted(set(ranges))  # one row per key: ON CONFLICT DO UPDATE needs it
     if not ranges:
         return
     conn.execute(

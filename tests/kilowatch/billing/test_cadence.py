@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from kilowatch.access import system_scope
-from kilowatch.billing import bills, savings, tariffs
+from kilowatch.billing import bills, savings, scenarios, tariffs
 from kilowatch.telemetry import energy, rollups
 from tests.collector.helpers import Publisher, count_rows, running_collector, wait_for
 from tests.dashboards.savings_helpers import assign_tou, tou_structure
@@ -111,7 +111,7 @@ def assert_same_quarters(got, want):
 
 def amounts(conn, site, *, refresh=False):
     summary = savings.month_summary(conn, ROOT, site, "2026-10", refresh=refresh)
-    return {s: {p: summary["bills"][s][p] for p in bills.PARTS} for s in bills.SCENARIOS}
+    return {s: {p: summary["bills"][s][p] for p in bills.PARTS} for s in scenarios.SCENARIOS}
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +211,10 @@ def _independent_bills(profile) -> dict:
                 kwh[quantity] = total / gap_quarters
             else:
                 kwh[quantity] = profile.quarter_kwh(name, start)
-        flows.append(bills.Flow(start, kwh["grid_import"], kwh["grid_export"], kwh["load"], 0.0))
-    result = bills.compute_bills(tariffs.parse(tou_structure()), flows, period)
-    return {s: {p: getattr(result[s], p) for p in bills.PARTS} for s in bills.SCENARIOS}
+        flows.append(scenarios.Flow(start, kwh["grid_import"], kwh["grid_export"], kwh["load"],
+                                    0.0))
+    result = scenarios.compute_bills(tariffs.parse(tou_structure()), flows, period)
+    return {s: {p: getattr(result[s], p) for p in bills.PARTS} for s in scenarios.SCENARIOS}
 
 
 def test_powers_give_the_same_quarter_hours_whatever_the_period(conn, month):
