@@ -31,6 +31,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import math
+import secrets
 import sys
 import tempfile
 import time
@@ -40,12 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import Collector, Environment, point_names, wait_stored
-from kilowatch import db
+from kilowatch import db, fleet
+from kilowatch.access import system_scope
 from kilowatch.jobs.rollups import PARTS
 from kilowatch.telemetry import rollups
 from kilowatch.telemetry import storage as telemetry
 from kilowatch.telemetry.storage import ROLLUPS
 from tests.collector.helpers import Publisher
+from tests.conftest import broker_accounts, delete_broker_accounts
 
 WEEK = dt.timedelta(days=7)
 
@@ -83,6 +86,15 @@ def copy_filler(url: str, devices: list[int], names: list[str], times: list[dt.d
     return rows
 
 
+def register(environment: Environment, count: int) -> dict[str, int]:
+    """Create the database with a site per device and register them; return serial → id."""
+    sites = environment.create(count)
+    with db.connect(environment.url, autocommit=True) as conn:
+        return {f"BACKFILL-{n:04d}": fleet.register_device(
+            conn, system_scope("benchmark"), site_id=site, serial=f"BACKFILL-{n:04d}",
+            model="HES-XL") for n, site in enumerate(sites)}
+
+
 def register_points(url: str, names: list[str]) -> None:
     """Make sure every point name exists (the collector would register them)."""
     with db.connect(url, autocommit=True) as conn:
@@ -102,8 +114,8 @@ def roll_up_all(url: str, now: dt.datetime) -> float:
 
 def payloads(args, serials: dict[str, int], names: list[str], times: list[dt.datetime],
              prefix: str) -> list[tuple[str, bytes]]:
-    """Messages of at most 10,000 values per device, oldest first, devices interleaved."""
-    per_message = max(1, 10_000 // len(names))
+    """Messages of 5,000 values (under the broker's 256 kB packets), oldest first."""
+    per_message = max(1, 5_000 // len(names))
     messages = []
     for start in range(0, len(times), per_message):
         for serial, device in serials.items():
@@ -170,9 +182,11 @@ def main() -> None:
     filler_devices = max(0, round(args.filler * args.devices))
     environment = Environment()
     print(f"setting up database {environment.database} ...", flush=True)
-    registered = environment.create(args.devices + filler_devices)
+    registered = register(environment, args.devices + filler_devices)
     serials = dict(list(registered.items())[:args.devices])
     filler = list(registered.values())[args.devices:]
+    token, prefix = secrets.token_hex(4), environment.env["KILOWATCH_MQTT_PREFIX"]
+    environment.env.update(broker_accounts(token, prefix))
     names = point_names(args.points)
     register_points(environment.url, names)
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
@@ -193,7 +207,8 @@ def main() -> None:
         collector = Collector(environment.env, log_path)
         try:
             first_publish = time.time()
-            publisher = Publisher(environment.mqtt_port, client_id="kwbench-backfill")
+            publisher = Publisher(environment.env["KILOWATCH_SIMULATOR_MQTT_URL"],
+                                  client_id=f"kwbench-backfill-{token}")
             try:
                 publisher.publish_many(messages)
             finally:
@@ -210,6 +225,7 @@ def main() -> None:
         plan = explain_window(environment.url, list(serials.values()),
                               middle.replace(minute=0, second=0, microsecond=0))
     finally:
+        delete_broker_accounts(token, prefix)
         if not args.keep:
             environment.drop()
 

@@ -1,8 +1,9 @@
 """Say where each device's telemetry is complete: hourly rows, minute rows or raw rows.
 
 A rollup table is complete below its ``rollup_state.done_until``, except where
-late data is still pending (``rollup_pending``): the minutes of a pending range,
-and for the hourly table the whole hours holding them. :func:`plan` splits a
+late data is still pending (``rollup_pending``, not the ranges only refreshed):
+the minutes of a pending range, and for the hourly table the whole hours
+holding them. :func:`plan` splits a
 range per device between the tables — the coarsest allowed where it is complete
 and covers whole buckets of the range, the next finer one elsewhere, raw rows
 in the end — so readers never show a hole or a stale figure while the worker
@@ -71,7 +72,7 @@ def pending_ranges(conn: psycopg.Connection, device_ids: Sequence[int], start: d
     """Return device → merged pending ranges overlapping [start, end), clipped to it."""
     rows = conn.execute(
         "SELECT device_id, lo, hi FROM rollup_pending WHERE device_id = ANY(%s) "
-        "AND lo < %s AND hi > %s", (list(device_ids), end, start)).fetchall()
+        "AND lo < %s AND hi > %s AND NOT refresh", (list(device_ids), end, start)).fetchall()
     ranges: dict[int, list] = defaultdict(list)
     for row in rows:
         ranges[row["device_id"]].append((max(row["lo"], start), min(row["hi"], end)))

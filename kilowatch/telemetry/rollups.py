@@ -265,7 +265,7 @@ _TAKE_SQL = """
 DELETE FROM rollup_pending WHERE (device_id, lo, hi) IN (
     SELECT device_id, lo, hi FROM rollup_pending WHERE lo < %(end)s AND hi > %(start)s
     FOR UPDATE SKIP LOCKED)
-RETURNING device_id, lo, hi
+RETURNING device_id, lo, hi, refresh
 """
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -308,9 +308,12 @@ def _take_window(conn: psycopg.Connection, start: dt.datetime, end: dt.datetime,
     not late costs less than a statement per scattered late minute.
     """
     taken = conn.execute(_TAKE_SQL, {"start": start, "end": end}).fetchall()
-    rest = [piece for r in taken if r["lo"] < start
-            for piece in _blocks(r["device_id"], r["lo"], start, width)]
-    add_pending(conn, rest + [(r["device_id"], end, r["hi"]) for r in taken if r["hi"] > end])
+    for refresh in (False, True):
+        mine = [r for r in taken if r["refresh"] is refresh]
+        rest = [piece for r in mine if r["lo"] < start
+                for piece in _blocks(r["device_id"], r["lo"], start, width)]
+        add_pending(conn, rest + [(r["device_id"], end, r["hi"]) for r in mine if r["hi"] > end],
+                    refresh=refresh)
     hulls: dict[int, tuple[dt.datetime, dt.datetime]] = {}
     for row in taken:
         lo, hi = max(row["lo"], start), min(row["hi"], end)

@@ -176,15 +176,22 @@ def mark_dirty(conn: psycopg.Connection, rollup: str,
 
 
 def add_pending(conn: psycopg.Connection,
-                ranges: Sequence[tuple[int, dt.datetime, dt.datetime]]) -> None:
-    """Record (device, lo, hi) ranges of minutes whose rollups must be recomputed."""
+                ranges: Sequence[tuple[int, dt.datetime, dt.datetime]], *,
+                refresh: bool = False) -> None:
+    """Record (device, lo, hi) ranges of minutes whose rollups must be recomputed.
+
+    ``refresh``: the rollup rows there are complete and may be read meanwhile
+    (they are recomputed only to gain what they lack); late data never is.
+    """
+    ranges = sorted(set(ranges))  # one row per key: ON CONFLICT DO UPDATE needs it
     if not ranges:
         return
     conn.execute(
-        """INSERT INTO rollup_pending (device_id, lo, hi)
-           SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])
-           ON CONFLICT DO NOTHING""",
-        ([r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]),
+        """INSERT INTO rollup_pending (device_id, lo, hi, refresh)
+           SELECT *, %s FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])
+           ON CONFLICT (device_id, lo, hi) DO UPDATE
+           SET refresh = rollup_pending.refresh AND excluded.refresh""",
+        (refresh, [r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]),
     )
 
 

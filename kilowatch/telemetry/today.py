@@ -168,7 +168,7 @@ def _raw(conn: psycopg.Connection, scope: AccessScope, since: dict[int, datetime
 
 def _pending(conn: psycopg.Connection, since: dict[int, datetime]) -> set[int]:
     rows = conn.execute("SELECT DISTINCT device_id FROM rollup_pending "
-                        "WHERE device_id = ANY(%s) AND hi > %s",
+                        "WHERE device_id = ANY(%s) AND hi > %s AND NOT refresh",
                         (list(since), min(since.values()) - timedelta(hours=1))).fetchall()
     return {r["device_id"] for r in rows if r["device_id"] in since}
 
