@@ -115,6 +115,8 @@ def _kw(flows: list[scenarios.Flow], name: str, since: datetime) -> Series:
 def _pv_model(site: dict, pv: Series, start: datetime) -> solar.PvModel | None:
     key = (site["id"], start.astimezone(ZoneInfo(site["timezone"])).date())
     if key not in _PV_MODELS:
+        for old in [k for k in _PV_MODELS if k[0] == site["id"]]:
+            del _PV_MODELS[old]  # yesterday's fit
         fit_from = start - PV_FIT
         recent = Series(fit_from, pv.window(fit_from, round(PV_FIT / STEP)))
         _PV_MODELS[key] = solar.fit_pv(recent, site["latitude"], site["longitude"])
