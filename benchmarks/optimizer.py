@@ -19,7 +19,10 @@ Savings are against the same month without storage (the ``pv_only`` bill). Then
 it times re-planning a fleet of sites (forecast + plan) on ``--workers`` processes:
 the first run of a day (PV model fitted, clear sky computed) and the runs after it.
 
-    uv run python benchmarks/optimizer.py [--sites 3] [--days 30] [--fleet 1000]
+    uv run python benchmarks/optimizer.py [--sites 3] [--days 30] [--fleet 1000] [--oracle]
+
+``--oracle`` gives the optimiser the real load and PV instead of forecasts, to
+separate what forecast errors cost from what receding-horizon control costs.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ TARIFFS = {
 
 def run_site(job):
     """All strategies of one site and one tariff: bills and timings."""
-    site, name, label, days, follow = job
+    site, name, label, days, follow, oracle = job
     tariff = TARIFFS[name]
     period = bills.billing_period(site.timezone, label)
     start = period.start - timedelta(days=sim.HISTORY_DAYS)
@@ -104,7 +107,7 @@ def run_site(job):
                                                              "soc_max": sim.SOC_MAX}))
     fixed_bill, fixed_desc = sim.fixed_schedules(site, tariff, period, wx, offset, minutes, until)
     began = time.perf_counter()
-    receding = sim.receding_horizon(site, tariff, period, wx, offset, steps, follow)
+    receding = sim.receding_horizon(site, tariff, period, wx, offset, steps, follow, oracle)
     receding_s = time.perf_counter() - began
     pf_bill, pf_s = sim.perfect_foresight(site, tariff, period, wx, offset, steps, until)
     return {"site": site.serial, "tariff": name, "pv_only": pv_only,
@@ -125,7 +128,7 @@ def fleet_chunk(job):
     start = now - timedelta(days=sim.HISTORY_DAYS)
     profiles = []  # four real sites' 15-minute load and PV, scaled to each site of the fleet
     for spec in make_sites(4, seed + 1):
-        wx = sim.weather(spec, start, sim.HISTORY_DAYS)
+        wx = sim.weather(spec, start, sim.HISTORY_DAYS)  # the fit reads the last 14 days
         profiles.append((spec, wx.load15, wx.pv15))
     names, models, results = list(TARIFFS), {}, {}
     for phase in ("cold", "warm"):
@@ -136,13 +139,16 @@ def fleet_chunk(job):
             history_l = Series(start, load * site.load_peak_kw / spec.load_peak_kw)
             history_p = Series(start, pv * site.pv_peak_kw / spec.pv_peak_kw)
             if phase == "cold":  # the first run of a day fits the PV model; later runs reuse it
-                models[site.serial] = solar.fit_pv(history_p, site.latitude, site.longitude)
-            n = forecast.HORIZON_STEPS
+                fit_from = now - timedelta(days=14)
+                models[site.serial] = solar.fit_pv(
+                    Series(fit_from, history_p.window(fit_from, 14 * 96)), site.latitude,
+                    site.longitude)
+            n, tariff = forecast.HORIZON_STEPS, TARIFFS[names[number % len(names)]]
             problem = optimizer.Problem(
-                tariff=TARIFFS[names[number % len(names)]], timezone=site.timezone,
-                starts=forecast.step_starts(now, n),
+                tariff=tariff, timezone=site.timezone, starts=forecast.step_starts(now, n),
                 load_kw=forecast.forecast_load(history_l, site.timezone, now),
-                pv_kw=solar.forecast_pv(models[site.serial], history_p, now, n),
+                pv_kw=solar.forecast_pv(models[site.serial], history_p, now, n,
+                                        quantile=plan.pv_quantile(tariff)),
                 battery=sim.pack(site), soc=50.0, soc_min=np.full(n, sim.SOC_MIN),
                 soc_max=np.full(n, sim.SOC_MAX), export_allowed=np.ones(n, bool),
                 wear_cost_per_kwh=sim.WEAR)
@@ -219,9 +225,11 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--follow", choices=plan.FOLLOW, default="grid")
+    parser.add_argument("--oracle", action="store_true",
+                        help="the optimiser plans on the real load and PV (no forecast error)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    jobs = [(site, name, args.month, args.days, args.follow)
+    jobs = [(site, name, args.month, args.days, args.follow, args.oracle)
             for site in make_sites(args.sites, args.seed) for name in TARIFFS]
     began = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:

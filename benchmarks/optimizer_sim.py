@@ -28,6 +28,7 @@ from simulator.sites import SiteSpec
 MINUTE_S = 60.0
 HISTORY_DAYS = 28
 SOC_MIN, SOC_MAX, START_SOC = 10.0, 95.0, 50.0
+PV_QUANTILE = None  # plan on the PV the site gets three times out of four
 WEAR = 0.01  # per kWh charged or discharged, in the tariff's currency
 
 
@@ -177,8 +178,11 @@ class Receding:
 
 
 def receding_horizon(site: SiteSpec, tariff: Tariff, period: bills.BillingPeriod, wx: Weather,
-                     offset: int, steps: int, follow: str) -> Receding:
-    """Re-plan every 15 minutes from forecasts, run the first step's mode, measure the bill."""
+                     offset: int, steps: int, follow: str, oracle: bool = False) -> Receding:
+    """Re-plan every 15 minutes from forecasts, run the first step's mode, measure the bill.
+
+    ``oracle`` plans on the real load and PV instead (what forecast errors cost).
+    """
     first, soc = offset // 15, START_SOC
     load15, pv15 = wx.load15, wx.pv15
     so_far = rates.MonthToDate((period.year, period.month))
@@ -197,11 +201,15 @@ def receding_horizon(site: SiteSpec, tariff: Tariff, period: bills.BillingPeriod
                                         pv15[index - 14 * 96:index]), site.latitude,
                                  site.longitude)
         load_f = forecast.forecast_load(history_load, site.timezone, now)
-        pv_f = solar.forecast_pv(model, history_pv, now, forecast.HORIZON_STEPS)
+        pv_planned = solar.forecast_pv(model, history_pv, now, forecast.HORIZON_STEPS,
+                                       quantile=plan.pv_quantile(tariff))
+        if oracle:
+            load_f = load15[index:index + forecast.HORIZON_STEPS]
+            pv_planned = pv15[index:index + forecast.HORIZON_STEPS]
         problem = optimizer.Problem(
             tariff=tariff, timezone=site.timezone,
             starts=forecast.step_starts(now, forecast.HORIZON_STEPS), load_kw=load_f,
-            pv_kw=pv_f, battery=pack(site), soc=soc,
+            pv_kw=pv_planned, battery=pack(site), soc=soc,
             soc_min=np.full(forecast.HORIZON_STEPS, SOC_MIN),
             soc_max=np.full(forecast.HORIZON_STEPS, SOC_MAX),
             export_allowed=np.ones(forecast.HORIZON_STEPS, bool), wear_cost_per_kwh=WEAR,
@@ -217,8 +225,9 @@ def receding_horizon(site: SiteSpec, tariff: Tariff, period: bills.BillingPeriod
             mode, params = "self_consumption", {"soc_min": SOC_MIN, "soc_max": SOC_MAX}
         plan_s.append(time.perf_counter() - began)
         plan_cpu_s.append(time.process_time() - began_cpu)
-        if k % 16 == 0:
+        if k % 16 == 0:  # the accuracy of the plain forecasts, not the quantile planned on
             actual = slice(index, index + forecast.HORIZON_STEPS)
+            pv_f = solar.forecast_pv(model, history_pv, now, forecast.HORIZON_STEPS)
             load_mae.append(float(np.mean(np.abs(load_f - load15[actual]))))
             pv_mae.append(float(np.mean(np.abs(pv_f - pv15[actual]))))
         soc_before = soc

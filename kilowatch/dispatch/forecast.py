@@ -78,13 +78,8 @@ def _local_keys(start: datetime, count: int, timezone: str,
     return weekday, slot
 
 
-def _profile(history: Series, timezone: str, special: Collection[date],
-             weeks: int) -> np.ndarray:
-    """Mean load per day type and local slot over the last ``weeks`` weeks (7×96, NaN = none)."""
-    count = min(len(history.values), weeks * 7 * STEPS_PER_DAY)
-    values = history.values[-count:] if count else history.values[:0]
-    start = history.end - count * STEP
-    weekday, slot = _local_keys(start, count, timezone, special)
+def _profile(values: np.ndarray, weekday: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """Mean load per day type and local slot (7×96, NaN = none)."""
     sums = np.zeros((7, STEPS_PER_DAY))
     counts = np.zeros((7, STEPS_PER_DAY))
     known = ~np.isnan(values)
@@ -113,15 +108,18 @@ def _fill_profile(profile: np.ndarray) -> np.ndarray:
 def forecast_load(history: Series, timezone: str, start: datetime, count: int = HORIZON_STEPS,
                   *, special_days: Collection[date] = (), weeks: int = 4) -> np.ndarray:
     """Forecast the load (kW) of ``count`` steps from ``start`` from the history before it."""
-    profile = _profile(history, timezone, special_days, weeks)
+    profile_steps = weeks * 7 * STEPS_PER_DAY
+    used = min(len(history.values), max(profile_steps, _LEVEL_DAYS * STEPS_PER_DAY))
+    values = history.values[len(history.values) - used:]
+    day, part = _local_keys(history.end - used * STEP, used, timezone, special_days)
+    tail = slice(max(used - profile_steps, 0), None)
+    profile = _profile(values[tail], day[tail], part[tail])
     if np.isnan(profile).all():
         raise ValueError("no load history to forecast from")
     weekday, slot = _local_keys(start, count, timezone, special_days)
     forecast = profile[weekday, slot]
-    level_count = min(len(history.values), _LEVEL_DAYS * STEPS_PER_DAY)
-    level_start = history.end - level_count * STEP
-    day, part = _local_keys(level_start, level_count, timezone, special_days)
-    actual, expected = history.values[-level_count:], profile[day, part]
+    level = slice(max(used - _LEVEL_DAYS * STEPS_PER_DAY, 0), None)
+    actual, expected = values[level], profile[day[level], part[level]]
     known = ~np.isnan(actual)
     level = 1.0
     if known.any() and expected[known].sum() > 0:

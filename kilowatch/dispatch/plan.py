@@ -26,13 +26,28 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from kilowatch.billing.tariffs import Tariff
 from kilowatch.dispatch.optimizer import STEP, Problem, Solution, solve
 from kilowatch.dispatch.rates import STEP_H, horizon_cost
 from kilowatch.schedules.battery import check_mode
 from kilowatch.schedules.program import mode_at
 
 FOLLOW = ("grid", "power")
+PV_QUANTILE = 0.25
 _EXPORTING_MODES = ("optimized", "discharge")  # the other modes never discharge to the grid
+
+
+def pv_quantile(tariff: Tariff) -> float | None:
+    """The PV forecast quantile to plan on: cautious on energy, the plain forecast under demand.
+
+    Missing PV costs more than surplus PV (energy bought at a dear hour against a
+    cheap one, or a sunny surplus sold cheap), so plans count on the PV the site gets
+    three times out of four. Under demand charges that caution would raise the
+    planned peak, which the device then holds, so the plain forecast is used.
+    """
+    if tariff.demand_periods or tariff.flat_demand_periods:
+        return None
+    return PV_QUANTILE
 
 
 def schedule_limits(schedule: dict | None,

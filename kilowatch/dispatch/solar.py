@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -30,15 +29,19 @@ _ALBEDO = 0.2
 _CLEAR_DAYS_SHARE = 0.25  # the clearest quarter of the days fixes orientation and scale
 _DAYLIGHT_W_M2 = 50.0
 _RECENT_STEPS = 8  # clearness measured over the last two hours
+_NEAR_STEPS = 4.0  # a quantile forecast widens from the measured clearness over an hour
 _FADE_STEPS = 48.0  # fading to the usual clearness with a time constant of twelve hours
 
 
-@lru_cache(maxsize=16_384)
-def _clear_day(latitude: float, longitude: float, day: date) -> np.ndarray:
-    """Clear sky mid-step through a UTC day: ghi, dni, dhi, zenith, azimuth (5 × 96)."""
+_DAYS: dict[tuple[float, float, date], np.ndarray] = {}
+_MAX_CACHED_DAYS = 65_536  # about 250 MB at most; whole days of many sites
+
+
+def _clear_days(latitude: float, longitude: float, days: list[date]) -> None:
+    """Compute the clear sky of whole UTC days in one pvlib call and cache each day."""
     location = pvlib.location.Location(latitude, longitude, tz="UTC")
-    times = pd.date_range(datetime.combine(day, time(0, 7, 30), UTC), periods=STEPS_PER_DAY,
-                          freq="15min")
+    times = pd.DatetimeIndex([datetime.combine(day, time(0, 7, 30), UTC) + k * STEP
+                              for day in days for k in range(STEPS_PER_DAY)])
     with warnings.catch_warnings():
         # pvlib still reads DatetimeIndex.dayofyear, which pandas announces it will drop.
         warnings.filterwarnings("ignore", message=r"DatetimeIndex\.dayofyear is deprecated")
@@ -46,18 +49,29 @@ def _clear_day(latitude: float, longitude: float, day: date) -> np.ndarray:
         sky = location.get_clearsky(times, model="ineichen", solar_position=position)
     table = np.vstack([sky["ghi"], sky["dni"], sky["dhi"], position["apparent_zenith"],
                        position["azimuth"]])
-    table.setflags(write=False)
-    return table
+    if len(_DAYS) + len(days) > _MAX_CACHED_DAYS:
+        _DAYS.clear()
+    for index, day in enumerate(days):
+        part = table[:, index * STEPS_PER_DAY:(index + 1) * STEPS_PER_DAY]
+        part.setflags(write=False)
+        _DAYS[(latitude, longitude, day)] = part
 
 
 def clear_sky(latitude: float, longitude: float, start: datetime, count: int) -> np.ndarray:
-    """Return the clear sky (5 × count: ghi, dni, dhi, zenith, azimuth) of steps from ``start``."""
+    """Return the clear sky (5 × count: ghi, dni, dhi, zenith, azimuth) of steps from ``start``.
+
+    Computed mid-step (Ineichen with Linke turbidity) and cached by place and UTC day.
+    """
     start = start.astimezone(UTC)
     first = start.date()
     offset = round((start - datetime.combine(first, time(), UTC)) / STEP)
-    days = (offset + count + STEPS_PER_DAY - 1) // STEPS_PER_DAY
-    table = np.hstack([_clear_day(round(latitude, 4), round(longitude, 4),
-                                  first + timedelta(days=k)) for k in range(days)])
+    days = [first + timedelta(days=k)
+            for k in range((offset + count + STEPS_PER_DAY - 1) // STEPS_PER_DAY)]
+    place = (round(latitude, 4), round(longitude, 4))
+    missing = [day for day in days if (*place, day) not in _DAYS]
+    if missing:
+        _clear_days(*place, missing)
+    table = np.hstack([_DAYS[(*place, day)] for day in days])
     return table[:, offset:offset + count]
 
 
@@ -80,6 +94,8 @@ class PvModel:
     kw_per_w_m2: float
     clearness: float
     days: int
+    # Deciles (10 % … 90 %) of a daylight step's output over the usual clear-sky output.
+    spread: tuple[float, ...] = (1.0,) * 9
 
     @property
     def peak_kw(self) -> float:
@@ -111,8 +127,11 @@ def fit_pv(history: Series, latitude: float, longitude: float) -> PvModel | None
     daylight = known & (expected > 0)
     clearness = float(np.clip(values[daylight].sum() / max(expected[daylight].sum(), 1e-9),
                               0.0, 1.2))
+    bright = daylight & (expected > scale * _DAYLIGHT_W_M2 * 4)
+    ratios = values[bright] / (clearness * expected[bright]) if clearness > 0 else np.ones(1)
+    spread = tuple(float(q) for q in np.quantile(ratios, np.arange(1, 10) / 10))
     return PvModel(latitude, longitude, tilt, azimuth, scale, clearness,
-                   len(set(day_of[known])))
+                   len(set(day_of[known])), spread)
 
 
 def _clearest_days(values: np.ndarray, horizontal: np.ndarray, day_of: np.ndarray,
@@ -128,18 +147,27 @@ def _clearest_days(values: np.ndarray, horizontal: np.ndarray, day_of: np.ndarra
     return days[np.argsort(ratios)[::-1][:keep]]
 
 
-def forecast_pv(model: PvModel | None, history: Series, start: datetime,
-                count: int) -> np.ndarray:
-    """Forecast the PV output (kW) of ``count`` steps from ``start`` (zeros without PV)."""
+def forecast_pv(model: PvModel | None, history: Series, start: datetime, count: int, *,
+                quantile: float | None = None) -> np.ndarray:
+    """Forecast the PV output (kW) of ``count`` steps from ``start`` (zeros without PV).
+
+    With ``quantile`` (0.1-0.9), the output the site stays above that often: the
+    forecast times that decile of the history's spread, reached after the first
+    hour (what the last hours measured holds best just ahead).
+    """
     if model is None:
         return np.zeros(count)
     sky = clear_sky(model.latitude, model.longitude, start, count)
     clear = model.kw_per_w_m2 * plane_irradiance(sky, model.tilt, model.azimuth)
     recent = _recent_clearness(model, history, start)
-    if recent is None:
-        return clear * model.clearness
-    fade = np.exp(-np.arange(1, count + 1) / _FADE_STEPS)
-    return clear * (model.clearness + (recent - model.clearness) * fade)
+    steps = np.arange(1, count + 1)
+    clearness = np.full(count, model.clearness)
+    if recent is not None:
+        clearness += (recent - model.clearness) * np.exp(-steps / _FADE_STEPS)
+    if quantile is not None:
+        low = float(np.interp(quantile, np.arange(1, 10) / 10, model.spread))
+        clearness *= 1 - (1 - low) * (1 - np.exp(-steps / _NEAR_STEPS))
+    return clear * clearness
 
 
 def _recent_clearness(model: PvModel, history: Series, start: datetime) -> float | None:

@@ -115,6 +115,8 @@ def _kw(flows: list[scenarios.Flow], name: str, since: datetime) -> Series:
 def _pv_model(site: dict, pv: Series, start: datetime) -> solar.PvModel | None:
     key = (site["id"], start.astimezone(ZoneInfo(site["timezone"])).date())
     if key not in _PV_MODELS:
+        for old in [k for k in _PV_MODELS if k[0] == site["id"]]:
+            del _PV_MODELS[old]  # yesterday's fit
         fit_from = start - PV_FIT
         recent = Series(fit_from, pv.window(fit_from, round(PV_FIT / STEP)))
         _PV_MODELS[key] = solar.fit_pv(recent, site["latitude"], site["longitude"])
@@ -137,12 +139,16 @@ def plan_site(conn: psycopg.Connection, scope: AccessScope, site_id: int, now: d
                                       special_days=special_days(inputs.schedule))
     except ValueError as error:
         raise optimizer.DispatchDataMissing(f"site {site['name']!r}: {error}") from None
-    pv = solar.forecast_pv(_pv_model(site, inputs.pv, start), inputs.pv, start, n)
+    model = _pv_model(site, inputs.pv, start)
+    pv = solar.forecast_pv(model, inputs.pv, start, n)
     store_forecasts(conn, site_id, start, load, pv)
+    planned_pv = solar.forecast_pv(model, inputs.pv, start, n,
+                                   quantile=plan.pv_quantile(inputs.tariff))
     starts = forecast.step_starts(start, n)
     soc_min, soc_max, export = plan.schedule_limits(inputs.schedule, starts)
     problem = optimizer.Problem(
-        tariff=inputs.tariff, timezone=site["timezone"], starts=starts, load_kw=load, pv_kw=pv,
+        tariff=inputs.tariff, timezone=site["timezone"], starts=starts, load_kw=load,
+        pv_kw=planned_pv,
         battery=inputs.storage, soc=inputs.soc, soc_min=soc_min, soc_max=soc_max,
         export_allowed=export, wear_cost_per_kwh=wear_cost_per_kwh, so_far=inputs.so_far)
     return plan.make_plan(problem)

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kilowatch.dispatch import forecast, solar
+from kilowatch.dispatch import forecast, plan, solar
 from kilowatch.dispatch.forecast import Series
+from tests.kilowatch.dispatch import helpers
 
 PARIS = "Europe/Paris"
 START = datetime(2026, 5, 3, 22, 0, tzinfo=UTC)  # Monday 4 May 2026, 00:00 in Paris
@@ -98,6 +99,28 @@ def test_pv_forecast_starts_at_the_measured_clearness_and_fades_to_the_usual():
     tomorrow_noon = 96
     ratio = predicted[tomorrow_noon] / clear[tomorrow_noon]
     assert 0.5 / 0.9 + 0.05 < ratio < model.clearness - 0.05
+
+
+def test_pv_quantile_forecast_counts_on_less_pv_beyond_the_first_hour():
+    rng = np.random.default_rng(8)
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    values, _ = synthetic_pv(start, 28, 0.0, 180.0, 0.08, rng.uniform(0.4, 1.0, 28))
+    model = solar.fit_pv(Series(start, values), LAT, LON)
+    assert list(model.spread) == sorted(model.spread) and model.spread[0] < 0.9
+    now = start + timedelta(days=28, hours=10)
+    history = Series(start, values)
+    plain = solar.forecast_pv(model, history, now, 192)
+    low = solar.forecast_pv(model, history, now, 192, quantile=0.25)
+    assert np.all(low <= plain + 1e-9)
+    decile = np.interp(0.25, np.arange(1, 10) / 10, model.spread)
+    assert low[0] / plain[0] > 1 - (1 - decile) * 0.25  # just ahead, the measured clearness
+    assert low[96] / plain[96] == pytest.approx(decile, rel=1e-6)  # a day ahead, the quantile
+
+
+def test_plans_count_on_cautious_pv_except_under_demand_charges():
+    assert plan.pv_quantile(helpers.tariff()) == 0.25
+    assert plan.pv_quantile(helpers.tariff(flat_kw=5.0)) is None
+    assert plan.pv_quantile(helpers.tariff(tou_kw=5.0)) is None
 
 
 def test_no_pv_history_means_no_pv():
