@@ -183,7 +183,7 @@ def report(results, args):
     print(f"\nbills of {args.month} ({args.days} days), {args.sites} sites, USD "
           f"(savings against the same month without storage)")
     captured = {}
-    for name in TARIFFS:
+    for name in args.tariff or TARIFFS:
         rows = [r for r in results if r["tariff"] == name]
         total = {k: sum(r[k] for r in rows) for k in ("pv_only", "self", "fixed", "optimizer",
                                                      "perfect")}
@@ -224,13 +224,15 @@ def main():
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--tariff", choices=list(TARIFFS), action="append",
+                        help="only this tariff (repeatable; all by default)")
     parser.add_argument("--follow", choices=plan.FOLLOW, default="grid")
     parser.add_argument("--oracle", action="store_true",
                         help="the optimiser plans on the real load and PV (no forecast error)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     jobs = [(site, name, args.month, args.days, args.follow, args.oracle)
-            for site in make_sites(args.sites, args.seed) for name in TARIFFS]
+            for site in make_sites(args.sites, args.seed) for name in args.tariff or TARIFFS]
     began = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         results = pool.map(run_site, jobs, chunksize=1)
