@@ -5,6 +5,10 @@ problem, or an unexpected error) gets a ``failed`` row saying why and a
 ``DISPATCH_FAILED`` warning alarm on its storage devices, and falls back to its
 weekly schedule; the next plan clears the alarm. One site's failure never stops
 the others or the worker.
+
+A new plan of a site whose schedule is in the ``optimized`` mode at some time of the
+plan is sent to its storage devices (:mod:`kilowatch.dispatch.delivery`); a broker
+that cannot be reached is logged and the next plan tries again.
 """
 
 from __future__ import annotations
@@ -14,18 +18,19 @@ import logging
 
 import psycopg
 
-from kilowatch.access import system_scope
+from kilowatch.access import AccessScope, system_scope
 from kilowatch.alarms import events as alarms
+from kilowatch.dispatch import delivery as plan_delivery
 from kilowatch.dispatch import optimizer
 from kilowatch.dispatch import store as dispatch_store
 from kilowatch.fleet import STORAGE_MODELS
 from kilowatch.jobs import Job
+from kilowatch.schedules import store as schedule_store
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FAILED_ALARM = "DISPATCH_FAILED"
-WEAR_COST_PER_KWH = 0.0  # no wear price is configured yet: plans weigh the bill alone
 
 
 def _storage_devices(conn: psycopg.Connection, site_id: int) -> list[int]:
@@ -44,7 +49,7 @@ def plan_sites(conn: psycopg.Connection, settings: Settings,
     for site_id in dispatch_store.sites_to_plan(conn):
         try:
             made = dispatch_store.plan_site(conn, scope, site_id, now,
-                                            wear_cost_per_kwh=WEAR_COST_PER_KWH)
+                                            wear_cost_per_kwh=settings.dispatch_wear_cost)
         except optimizer.DispatchError as error:
             _failed(conn, site_id, start, str(error))
             counts["failed"] += 1
@@ -54,11 +59,23 @@ def plan_sites(conn: psycopg.Connection, settings: Settings,
             _failed(conn, site_id, start, f"internal error ({type(error).__name__})")
             counts["failed"] += 1
             continue
-        dispatch_store.store_plan(conn, site_id, start, made)
+        plan_id = dispatch_store.store_plan(conn, site_id, start, made)
+        _send(conn, scope, settings, site_id, plan_id, [step.start for step in made.steps])
         for device_id in _storage_devices(conn, site_id):
             alarms.clear_alarm(conn, device_id=device_id, code=FAILED_ALARM, at=now)
         counts["planned"] += 1
     return counts
+
+
+def _send(conn: psycopg.Connection, scope: AccessScope, settings: Settings, site_id: int,
+          plan_id: int, starts: list[dt.datetime]) -> None:
+    schedule = schedule_store.latest_revision(conn, scope, site_id)
+    if not plan_delivery.optimized_during(schedule and schedule["body"], starts):
+        return
+    result = plan_delivery.publish_plan(conn, scope, plan_id, settings=settings)
+    if not result.ok:
+        log.warning("dispatch plan revision %s of site %s not published to %s: %s",
+                    result.revision, site_id, ", ".join(result.failed), result.error)
 
 
 def _failed(conn: psycopg.Connection, site_id: int, start: dt.datetime, reason: str) -> None:
