@@ -26,6 +26,7 @@ STEP = dt.timedelta(minutes=15)
 STEP_MINUTES = 15
 EXPIRES_AFTER_LAST_STEP = dt.timedelta(hours=1)
 _PARAMS = ("power_kw", "grid_limit_kw", "soc_min", "soc_max")
+PLAN_MODES = ("idle", "charge", "discharge", "peak_shaving", "self_consumption")
 
 
 class PlanInvalid(ValueError):
@@ -89,8 +90,12 @@ def check_message(body: Any, *, rated_power_kw: float) -> DevicePlan:
     """Check a decoded plan message as a device would; return it or raise PlanInvalid."""
     errors = sorted(_validator().iter_errors(body), key=lambda e: list(e.instance_path))
     if errors:
-        where = "/".join(str(p) for p in errors[0].instance_path) or "message"
-        raise PlanInvalid(f"{where}: {errors[0].message}"[:300])
+        path = list(errors[0].instance_path)
+        where = "/".join(str(p) for p in path) or "message"
+        text = errors[0].message
+        if len(path) == 2 and path[0] == "steps" and "oneOf" in text:
+            text = _step_problem(body["steps"][path[1]])
+        raise PlanInvalid(f"{where}: {text}"[:300])
     try:
         starts = [_time(step["start"]) for step in body["steps"]]
         created, expires = _time(body["created"]), _time(body["expires"])
@@ -114,6 +119,18 @@ def check_message(body: Any, *, rated_power_kw: float) -> DevicePlan:
     if expires <= starts[0]:
         raise PlanInvalid("expires before its first step starts")
     return DevicePlan(body["revision"], created, expires, starts[0], tuple(setpoints))
+
+
+def _step_problem(step: dict) -> str:
+    """Say in words why a step fits none of the modes (the schema's oneOf says only that)."""
+    mode = step.get("mode")
+    if mode not in PLAN_MODES:
+        return f"unknown mode {mode!r} (a plan step runs {', '.join(PLAN_MODES)})"
+    try:
+        battery.check_mode(mode, {k: step[k] for k in _PARAMS if k in step})
+    except battery.BatteryModeError as error:
+        return str(error)
+    return f"the {mode} step's parameters break plan.json"
 
 
 def _time(text: str) -> dt.datetime:
