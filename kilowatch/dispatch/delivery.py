@@ -49,7 +49,11 @@ def optimized_during(schedule: dict | None, starts: Sequence[dt.datetime]) -> bo
 
 def publish_plan(conn: psycopg.Connection, scope: AccessScope, plan_id: int, *,
                  settings: Settings | None = None, timeout_s: float = 10.0) -> PublishResult:
-    """Send a stored plan to its site's storage devices and note which the broker confirmed."""
+    """Send a stored plan to its site's storage devices and note which the broker confirmed.
+
+    Call it on an autocommit connection (as the worker's): the delivery rows must be
+    visible before a device's ack reaches the collector.
+    """
     settings = settings or get_settings()
     row = conn.execute(
         sql.SQL("""SELECT p.id, p.revision, p.site_id, p.made_at, p.plan FROM dispatch_plans p

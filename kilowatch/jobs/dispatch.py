@@ -41,11 +41,16 @@ def _storage_devices(conn: psycopg.Connection, site_id: int) -> list[int]:
 
 def plan_sites(conn: psycopg.Connection, settings: Settings,
                now: dt.datetime | None = None) -> dict[str, int]:
-    """Plan every site whose schedule has an ``optimized`` time; count plans and failures."""
+    """Plan every site whose schedule has an ``optimized`` time and send the plans.
+
+    Counts plans, failures and plans sent. Once the broker cannot be reached, the
+    run stops sending (each try would wait for it) and only plans.
+    """
     scope = system_scope("worker")
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     start = dispatch_store.quarter(now)
-    counts = {"planned": 0, "failed": 0}
+    counts = {"planned": 0, "failed": 0, "sent": 0}
+    broker_up = True
     for site_id in dispatch_store.sites_to_plan(conn):
         try:
             made = dispatch_store.plan_site(conn, scope, site_id, now,
@@ -60,7 +65,11 @@ def plan_sites(conn: psycopg.Connection, settings: Settings,
             counts["failed"] += 1
             continue
         plan_id = dispatch_store.store_plan(conn, site_id, start, made)
-        _send(conn, scope, settings, site_id, plan_id, [step.start for step in made.steps])
+        if broker_up:
+            sent = _send(conn, scope, settings, site_id, plan_id,
+                         [step.start for step in made.steps])
+            broker_up = sent is not False
+            counts["sent"] += bool(sent)
         for device_id in _storage_devices(conn, site_id):
             alarms.clear_alarm(conn, device_id=device_id, code=FAILED_ALARM, at=now)
         counts["planned"] += 1
@@ -68,14 +77,27 @@ def plan_sites(conn: psycopg.Connection, settings: Settings,
 
 
 def _send(conn: psycopg.Connection, scope: AccessScope, settings: Settings, site_id: int,
-          plan_id: int, starts: list[dt.datetime]) -> None:
-    schedule = schedule_store.latest_revision(conn, scope, site_id)
-    if not plan_delivery.optimized_during(schedule and schedule["body"], starts):
-        return
-    result = plan_delivery.publish_plan(conn, scope, plan_id, settings=settings)
-    if not result.ok:
-        log.warning("dispatch plan revision %s of site %s not published to %s: %s",
-                    result.revision, site_id, ", ".join(result.failed), result.error)
+          plan_id: int, starts: list[dt.datetime]) -> bool | None:
+    """Send a plan if the schedule is optimized during it.
+
+    Return True when sent, False when the broker is unreachable, and None otherwise
+    (nothing to send, or this site's message alone failed).
+    """
+    try:
+        schedule = schedule_store.latest_revision(conn, scope, site_id)
+        if not plan_delivery.optimized_during(schedule and schedule["body"], starts):
+            return None
+        result = plan_delivery.publish_plan(conn, scope, plan_id, settings=settings)
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise
+    except Exception:
+        log.exception("dispatch plan of site %s not sent", site_id)
+        return None
+    if result.ok:
+        return True
+    log.warning("dispatch plan revision %s of site %s not published to %s: %s",
+                result.revision, site_id, ", ".join(result.failed), result.error)
+    return False if not result.published else None
 
 
 def _failed(conn: psycopg.Connection, site_id: int, start: dt.datetime, reason: str) -> None:

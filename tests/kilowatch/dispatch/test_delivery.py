@@ -168,3 +168,20 @@ def test_the_wear_cost_setting_reaches_the_optimiser(conn, settings, plans):
                             now=NOW)
     worn = dispatch_store.latest_plan(conn, ROOT, site)["plan"]
     assert free["wear_cost"] == 0 and worn["wear_cost"] > 0
+
+
+def test_an_unreachable_broker_leaves_plans_stored_and_stops_the_run_sending(conn, settings,
+                                                                           plans):
+    sites = [optimised_site(conn)[1] for _ in range(2)]
+    away = dataclasses.replace(settings, mqtt_publisher_url="mqtt://127.0.0.1:1")
+    counts = dispatch_job.plan_sites(conn, away, now=NOW)
+    assert counts["sent"] == 0 and counts["failed"] == 0 and counts["planned"] >= 2
+    failed = conn.execute("""SELECT DISTINCT revision, publish_error FROM dispatch_plan_deliveries
+                             WHERE publish_error IS NOT NULL""").fetchall()
+    # The first site of the run found the broker away; the run stopped sending.
+    assert len(failed) == 1 and "127.0.0.1:1" in failed[0]["publish_error"]
+    for site in sites:
+        row = dispatch_store.latest_plan(conn, ROOT, site)
+        assert row["status"] == "planned"
+        [state] = plan_delivery.delivery_state(conn, ROOT, site)
+        assert state["revision"] != row["revision"] or state["published_at"] is None
