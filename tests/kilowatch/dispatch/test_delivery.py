@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -81,7 +83,8 @@ def test_the_job_sends_each_storage_device_its_share_of_each_new_plan(conn, sett
         again["revision"]}
 
 
-def test_acks_settle_each_device_and_unknown_or_old_ones_are_told_apart(conn, settings, plans):
+def test_acks_settle_each_device_and_unknown_or_old_ones_are_told_apart(kw_env, conn, settings,
+                                                                        plans):
     _, site, storage = optimised_site(conn)
     dispatch_job.plan_sites(conn, settings, now=NOW)
     revision = dispatch_store.latest_plan(conn, ROOT, site)["revision"]
@@ -97,6 +100,11 @@ def test_acks_settle_each_device_and_unknown_or_old_ones_are_told_apart(conn, se
                                     status="applied", at=at + timedelta(seconds=5))
     [row] = plan_delivery.delivery_state(conn, ROOT, site)
     assert (row["status"], row["reason"]) == ("applied", None)
+    shown = subprocess.run(["kilowatch", "schedule", "show", "--site", str(site)],
+                           env={**os.environ, **kw_env}, capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"plan {revision} (made 2026-06-03 00:00 UTC) applied at " in shown.stdout
     with pytest.raises(plan_delivery.UnknownPlan):
         plan_delivery.record_ack(conn, device_id=storage, revision=revision + 1000,
                                  status="applied")
