@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from kilowatch.dispatch import message
 from kilowatch.schedules.program import Setpoint
@@ -26,7 +25,6 @@ from simulator import payloads
 from simulator.controller import DeviceLink
 
 log = logging.getLogger(__name__)
-REASON_MAX = 500  # the ack schema's limit
 
 
 class PlanFollower:
@@ -68,7 +66,7 @@ class PlanFollower:
                 plan = message.check_message(body, rated_power_kw=self.rated_power_kw)
             except message.PlanInvalid as error:
                 log.warning("%s: rejected plan revision %d: %s", self.serial, revision, error)
-                self._ack(revision, "rejected", _shorten(str(error)))
+                self._ack(revision, "rejected", str(error))
                 return
             self.applied = plan
             log.info("%s: applied plan revision %d (%d steps, expires %s)", self.serial,
@@ -81,14 +79,5 @@ class PlanFollower:
         return None if plan is None else plan.step_at(t)
 
     def _ack(self, revision: int, status: str, reason: str | None = None) -> None:
-        if self._link is None:
-            return
-        ack: dict[str, Any] = {"revision": revision, "status": status}
-        if reason:
-            ack["reason"] = reason
-        ack["ts"] = payloads.format_ts(self._clock())
-        self._link.publish("plan/ack", ack)
-
-
-def _shorten(reason: str) -> str:
-    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
+        if self._link is not None:
+            self._link.publish("plan/ack", payloads.ack(self._clock(), revision, status, reason))

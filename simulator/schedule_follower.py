@@ -36,7 +36,7 @@ from simulator.plan_follower import PlanFollower
 from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
-REASON_MAX = 500  # the ack schema's limit
+REASON_MAX = payloads.REASON_MAX
 # A device does not judge dates: an exception that passed while the message was
 # on its way is simply never reached. Validating "as of" year 1 turns that rule off.
 _NO_PAST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
@@ -85,10 +85,10 @@ def check_schedule(body: dict, *, rated_power_kw: float) -> dict:
     try:
         checked = schedules.validate(body, limits, now=_NO_PAST)
     except schedules.ScheduleInvalid as error:
-        raise Rejected(_shorten("; ".join(error.errors))) from None
+        raise Rejected("; ".join(error.errors)) from None
     problems = power_problems(checked, rated_power_kw)
     if problems:
-        raise Rejected(_shorten("; ".join(problems)))
+        raise Rejected("; ".join(problems))
     return checked
 
 
@@ -102,10 +102,6 @@ def power_problems(schedule: dict, rated_power_kw: float) -> list[str]:
     return [f"{where}: power {params['power_kw']:g} kW is above this device's rated power "
             f"of {rated_power_kw:g} kW"
             for where, params in places if params.get("power_kw", 0) > rated_power_kw]
-
-
-def _shorten(reason: str) -> str:
-    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
 
 
 class ScheduleFollower:
@@ -174,13 +170,9 @@ class ScheduleFollower:
         return setpoint
 
     def _ack(self, revision: int, status: str, reason: str | None = None) -> None:
-        if self._link is None:
-            return
-        ack: dict[str, Any] = {"revision": revision, "status": status}
-        if reason:
-            ack["reason"] = reason
-        ack["ts"] = payloads.format_ts(self._clock())
-        self._link.publish("schedule/ack", ack)
+        if self._link is not None:
+            self._link.publish("schedule/ack",
+                               payloads.ack(self._clock(), revision, status, reason))
 
 
 def following_controller(site: SiteSpec) -> ScheduleFollower:

@@ -10,7 +10,6 @@ months with the bill engine: following plans costs less than self-consumption.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -40,7 +39,7 @@ from simulator.sites import SiteSpec, make_sites
 from tests.collector.helpers import running_collector
 from tests.conftest import wait_for
 from tests.kilowatch.dispatch import helpers
-from tests.simulator.conftest import clear_retained
+from tests.simulator.conftest import RecordingLink, clear_retained
 
 ROOT = system_scope("test")
 SITE = make_sites(1, seed=7, serial_prefix="OPT")[0]  # Denver: 125 kW, 250 kWh, 300 kWp
@@ -152,25 +151,6 @@ def test_the_worker_plans_the_device_applies_acks_and_follows_the_plan(kw_env, s
     assert len({mode for mode, _ in plans.applied.setpoints}) >= 2
 
 
-class RecordingLink:
-    """A device link handing the followers their messages and keeping their acks."""
-
-    serial = SITE.serial
-
-    def __init__(self) -> None:
-        self.handlers = {}
-        self.sent: list[tuple[str, dict]] = []
-
-    def subscribe(self, suffix, handler) -> None:
-        self.handlers[suffix] = handler
-
-    def publish(self, suffix, payload, *, retain=False) -> None:
-        self.sent.append((suffix, dict(payload)))
-
-    def deliver(self, suffix: str, body: dict) -> None:
-        self.handlers[suffix](json.dumps(body).encode())
-
-
 def month_bill(spec: SiteSpec, period: bills.BillingPeriod, *, plans: bool,
                replan_every: int = 24) -> tuple[float, list[dict]]:
     """Run the device over the month (optimized all month) and bill it; also its plan acks.
@@ -180,7 +160,7 @@ def month_bill(spec: SiteSpec, period: bills.BillingPeriod, *, plans: bool,
     message by the platform's own code, exactly as the broker would hand it over.
     """
     t0 = period.start.timestamp()
-    link = RecordingLink()
+    link = RecordingLink(spec.serial)
     follower = ScheduleFollower(spec, BuiltInProgram(spec), clock=lambda: t0 - 60,
                                 plans=PlanFollower(spec.serial, spec.rated_power_kw))
     follower.attach(link)
@@ -210,7 +190,7 @@ def month_bill(spec: SiteSpec, period: bills.BillingPeriod, *, plans: bool,
                                     used["meter.grid.e_export"], used["meter.load.e"],
                                     used["meter.pv.e"]))
     bill = scenarios.compute_bills(TARIFF, flows, period, until=period.end)["actual"]
-    return bill.total, [ack for suffix, ack in link.sent if suffix == "plan/ack"]
+    return bill.total, link.acks()
 
 
 def test_a_month_following_plans_costs_less_than_self_consumption():

@@ -15,6 +15,7 @@ from simulator.plan_follower import PlanFollower
 from simulator.schedule_follower import ScheduleFollower
 from simulator.sites import make_sites
 from tests.kilowatch.dispatch import helpers
+from tests.simulator.conftest import RecordingLink
 
 SITE = next(s for s in make_sites(20, seed=9) if s.model == "HES-L")  # 50 kW
 ARRIVED = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
@@ -37,32 +38,9 @@ THREE_STEPS = [("charge", {"power_kw": 40.0, "soc_max": 90.0}, -40.0),
                ("peak_shaving", {"grid_limit_kw": 30.0, "soc_min": 10.0, "soc_max": 95.0}, 5.0)]
 
 
-class RecordingLink:
-    """A device link that keeps what the followers publish and hands them messages."""
-
-    serial = SITE.serial
-
-    def __init__(self) -> None:
-        self.handlers = {}
-        self.sent: list[tuple[str, dict]] = []
-
-    def subscribe(self, suffix, handler) -> None:
-        self.handlers[suffix] = handler
-
-    def publish(self, suffix, payload, *, retain=False) -> None:
-        self.sent.append((suffix, dict(payload)))
-
-    def deliver(self, suffix, body) -> None:
-        self.handlers[suffix](body if isinstance(body, bytes) else json.dumps(body).encode())
-
-    def acks(self) -> list[dict]:
-        return [{k: v for k, v in ack.items() if k != "ts"}
-                for suffix, ack in self.sent if suffix == "plan/ack"]
-
-
 @pytest.fixture
 def device():
-    link = RecordingLink()
+    link = RecordingLink(SITE.serial)
     follower = ScheduleFollower(SITE, BuiltInProgram(SITE), clock=ARRIVED.timestamp,
                                 plans=PlanFollower(SITE.serial, SITE.rated_power_kw,
                                                    clock=ARRIVED.timestamp))
