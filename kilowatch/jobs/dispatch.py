@@ -2,9 +2,9 @@
 
 A site that cannot be planned (no tariff, no data, an infeasible or timed-out
 problem, or an unexpected error) gets a ``failed`` row saying why and a
-``DISPATCH_FAILED`` warning alarm on its storage devices, and falls back to its
-weekly schedule; the next plan clears the alarm. One site's failure never stops
-the others or the worker.
+``DISPATCH_FAILED`` warning alarm on its storage devices, which run their last
+plan until it expires and then the weekly schedule; the next plan clears the
+alarm. One site's failure never stops the others or the worker.
 
 A new plan of a site whose schedule is in the ``optimized`` mode at some time of the
 plan is sent to its storage devices (:mod:`kilowatch.dispatch.delivery`); a broker
@@ -106,7 +106,8 @@ def _failed(conn: psycopg.Connection, site_id: int, start: dt.datetime, reason: 
     for device_id in _storage_devices(conn, site_id):
         alarms.raise_alarm(conn, device_id=device_id, code=FAILED_ALARM, severity="warning",
                            source="platform", at=start,
-                           message=f"no dispatch plan: {reason}; running the weekly schedule")
+                           message=f"no dispatch plan: {reason}; the devices run their last "
+                                   "plan until it expires, then the weekly schedule")
 
 
 JOBS = [Job("dispatch.plan", 900, plan_sites)]

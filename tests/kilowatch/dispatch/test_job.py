@@ -106,7 +106,8 @@ def test_a_site_that_cannot_be_planned_is_alarmed_until_it_can(conn, settings):
     [alarm] = alarms_of(conn, storage)
     assert alarm["code"] == "DISPATCH_FAILED" and alarm["cleared_at"] is None
     assert alarm["message"] == ("no dispatch plan: site 'Depot' has no tariff in 2026-06; "
-                                "running the weekly schedule")
+                                "the devices run their last plan until it expires, then the "
+                                "weekly schedule")
     assign(conn, company, site)
     dispatch_job.plan_sites(conn, settings, now=NOW + timedelta(minutes=15))
     assert dispatch_store.latest_plan(conn, system_scope(), site)["status"] == "planned"
