@@ -1,4 +1,4 @@
-"""The fleet grid's windows: sort, filter, window and scope in SQL, against real PostgreSQL and Redis."""
+"""The fleet grid's windows: sort, filter, window and scope in SQL, on real servers."""
 
 from __future__ import annotations
 
