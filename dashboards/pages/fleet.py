@@ -98,11 +98,13 @@ def refresh_summary(_tick):
 # the rows in place. Either way the rows come through load_rows.
 clientside(
     """(search, view, tick) => {
-        const grid = window.dash_ag_grid && dash_ag_grid.getApi('fleet-grid');
-        const ctx = window.dash_clientside.callback_context;
-        if (grid) {
-            if (ctx.triggered_id === 'fleet-refresh') { grid.refreshInfiniteCache(); }
-            else { grid.purgeInfiniteCache(); grid.ensureIndexVisible(0, 'top'); }
+        let grid = null;
+        try { grid = dash_ag_grid.getApi('fleet-grid'); } catch (notYet) { /* not drawn */ }
+        if (grid && window.dash_clientside.callback_context.triggered_id === 'fleet-refresh') {
+            grid.refreshInfiniteCache();
+        } else if (grid) {
+            grid.purgeInfiniteCache();
+            grid.ensureIndexVisible(0, 'top');
         }
         return window.dash_clientside.no_update;
     }""",

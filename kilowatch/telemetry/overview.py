@@ -1,9 +1,10 @@
 """The fleet at a glance and a site's live state: PostgreSQL for what is stored, Redis for now.
 
-:func:`fleet_overview` answers for every visible site (1,000 sites stay fast)
-with two queries — sites with their devices and active alarms, and today's
-energy from the cumulative counters (:mod:`kilowatch.telemetry.today`) — plus
-one Redis pipeline reading the devices' latest values. :func:`site_live` sums
+:func:`fleet_overview` answers for every visible site at once with two queries
+— sites with their devices and active alarms, and today's energy from the
+cumulative counters (:mod:`kilowatch.telemetry.today`) — plus one Redis
+pipeline reading the devices' latest values; the fleet page reads windows of it
+instead (:mod:`kilowatch.telemetry.fleet_grid`). :func:`site_live` sums
 one site's devices for the live tiles.
 """
 
