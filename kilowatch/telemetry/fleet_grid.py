@@ -154,6 +154,10 @@ def _row_index(value: object, what: str) -> int:
     return value
 
 
+def _known(value: object, options: dict) -> bool:
+    return isinstance(value, str) and value in options
+
+
 def _condition(column: str, model: object) -> dict:
     """Check one filter condition of ``column``; return it with only the known keys."""
     kind = FILTERS[column][0]
@@ -161,13 +165,13 @@ def _condition(column: str, model: object) -> dict:
         raise FleetQueryError(f"the {column} column only has a {kind} filter")
     op = model.get("type")
     if kind == "text":
-        if op not in _TEXT_OPS:
+        if not _known(op, _TEXT_OPS):
             raise FleetQueryError(f"unknown text filter {op!r} on {column}")
         return {"type": op, "filter": _text(model.get("filter"), f"the {column} filter")}
     if op == "inRange":
         return {"type": op, "filter": _number(model.get("filter"), f"the {column} filter"),
                 "filterTo": _number(model.get("filterTo"), f"the {column} filter's end")}
-    if op not in _NUMBER_OPS:
+    if not _known(op, _NUMBER_OPS):
         raise FleetQueryError(f"unknown number filter {op!r} on {column}")
     return {"type": op, "filter": _number(model.get("filter"), f"the {column} filter")}
 
@@ -200,7 +204,7 @@ def parse_request(request: object, *, search: object = "", view: object = "all")
     sort = ("status_text", "asc")
     if sort_model:
         first = sort_model[0]
-        if not isinstance(first, dict) or first.get("colId") not in SORTS:
+        if not isinstance(first, dict) or not _known(first.get("colId"), SORTS):
             column = first.get("colId") if isinstance(first, dict) else first
             raise FleetQueryError(f"the fleet grid cannot sort by {column!r}")
         if first.get("sort") not in ("asc", "desc"):
