@@ -215,3 +215,22 @@ def test_a_forged_view_or_search_is_a_clear_error():
         parse_request({}, view="all' OR 1=1")
     with pytest.raises(FleetQueryError, match="search"):
         parse_request({}, search={"a": 1})
+
+
+def test_summary_skips_live_values_that_are_not_numbers(conn, world):
+    company = fleet.create_company(conn, ROOT, "Grid C")
+    site = fleet.create_site(conn, ROOT, company_id=company, name="Hotel",
+                             timezone="Europe/Paris")
+    devices = [fleet.register_device(conn, ROOT, site_id=site, serial=f"GR-C-{n}",
+                                     model="HES-L", capacity_kwh=capacity)
+               for n, capacity in enumerate((100.0, 300.0))]
+    conn.execute("UPDATE devices SET online = true, last_seen = now() WHERE id = ANY(%s)",
+                 (devices,))
+    now = datetime.now(UTC)
+    live.LiveWriter(world["client"]).write(
+        {devices[0]: (now, 1, {"bms.soc": 20.0, "meter.pv.p": float("inf")}),
+         devices[1]: (now, 1, {"bms.soc": 60.0, "meter.pv.p": float("nan")})},
+        last_seen=now.timestamp(), committed_at=now.timestamp())
+    summary = fleet_summary(conn, world["client"], AccessScope(role="admin", company_id=company))
+    assert summary["pv_kw"] is None and summary["battery_kw"] is None
+    assert summary["soc"] == pytest.approx((20 * 100 + 60 * 300) / 400)
