@@ -9,7 +9,7 @@ parameterised query inside the caller's scope (status from ``devices.online``,
 which the collector and the offline job keep; active alarms from the partial
 index), then reads live values and today's energy for the rows of the window
 only. :func:`fleet_summary` counts the whole scope in SQL and sums live power and
-SoC from one Redis pipeline, whatever the window.
+SoC inside Redis (a Lua script), whatever the window.
 """
 
 from __future__ import annotations
