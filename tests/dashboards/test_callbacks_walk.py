@@ -114,7 +114,7 @@ FORM.update(_tariff_form())
 FORM["savings-peaks.data"] = {"peaks": {"actual": [
     1.0, (datetime.now(UTC) - timedelta(days=1)).isoformat()]}}
 # Inputs whose right value depends on the callback: the walk tries each in turn.
-CHOICES = {"site-tabs.active_tab": ["power", "battery", "energy", "health"]}
+CHOICES = {"site-tabs.active_tab": ["power", "battery", "energy", "health", "plan"]}
 
 
 @dataclasses.dataclass(frozen=True)
