@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -32,9 +32,11 @@ def planned_site(tenants, settings):
                      "longitude = 2.35 WHERE id = %s", (site_id,))
         device = seed.register(conn, site_id, f"PLAN-{secrets.token_hex(3)}")
         seed.seed_history(conn, device, days=4, until=now)
+        plan_seed.follow_plan(conn, device, TZ, now - timedelta(days=1, hours=1), now)
         assign_tou(conn, tenants.a.id, site_id, date(now.year, 1, 1))
         plan_seed.store_plans(conn, site_id, TZ, now)
         plan_seed.store_day_ahead(conn, site_id, TZ, now)
+    seed.publish_live(device, seed.live_values())
     return site_id
 
 
@@ -122,4 +124,4 @@ def test_admin_views_the_plan_and_forecast_accuracy(live_server, page, tenants, 
     assert page.locator("#site-accuracy-table tbody tr").count() == 3
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "site-plan.png"), full_page=True)
-    page.locator("#site-plan-graph").screenshot(path=str(SHOTS / "site-plan-chart.png"))
+    page.locator(".tab-content").screenshot(path=str(SHOTS / "site-plan-tab.png"))

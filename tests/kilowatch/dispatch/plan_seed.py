@@ -67,3 +67,30 @@ def store_day_ahead(conn, site_id: int, timezone: str, now: datetime, *, days: i
         midnight = datetime.combine(today - timedelta(days=back), datetime.min.time(), tz)
         store.store_forecasts(conn, site_id, midnight, np.full(HORIZON_STEPS, load_kw),
                               np.full(HORIZON_STEPS, pv_kw))
+
+
+def follow_plan(conn, device_id: int, timezone: str, since: datetime, until: datetime) -> None:
+    """Rewrite a device's minute rows of SoC, battery and grid power to follow the plans loosely.
+
+    The site of ``tests.dashboards.seed`` meters 30 kW of load and 20 kW of PV; the
+    battery runs 90 % of the planned power and the SoC lags the plan by a few points.
+    """
+    ids = {r["name"]: r["id"] for r in conn.execute(
+        "SELECT id, name FROM points WHERE name IN ('pcs.p', 'bms.soc', 'meter.grid.p')")}
+    rows = []
+    minute = since.replace(second=0, microsecond=0)
+    while minute < until:
+        wobble = np.sin(minute.timestamp() / 1700)
+        battery = 0.9 * battery_kw(minute, timezone) + 0.8 * wobble
+        soc = soc_after(minute - 2 * STEP, timezone) + 3 * wobble
+        values = {"pcs.p": battery, "bms.soc": soc,
+                  "meter.grid.p": LOAD_KW - PV_KW - battery + 1.5 * wobble}
+        rows += [(minute, device_id, ids[name], value, value, value, value)
+                 for name, value in values.items()]
+        minute += timedelta(minutes=1)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO telemetry_1m (bucket, device_id, point_id, avg, min, max, last, count) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, 6) ON CONFLICT (bucket, device_id, point_id) "
+            "DO UPDATE SET avg = excluded.avg, min = excluded.min, max = excluded.max, "
+            "last = excluded.last", rows)
