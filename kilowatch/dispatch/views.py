@@ -62,7 +62,10 @@ FROM dispatch_plans p JOIN sites s ON s.id = p.site_id
 CROSS JOIN LATERAL jsonb_array_elements(p.plan->'steps') e
 CROSS JOIN LATERAL (SELECT (e->>'start')::timestamptz AS t) x
 WHERE p.site_id = %(site)s AND p.status = 'planned' AND {scope}
-  AND p.made_at >= %(since)s - interval '2 days' AND p.made_at <= %(now)s AND t >= %(since)s
+  AND p.made_at >= coalesce(  -- plans before the one in force at ``since`` never win a step
+      (SELECT max(made_at) FROM dispatch_plans WHERE site_id = %(site)s
+       AND status = 'planned' AND made_at <= %(since)s), %(since)s)
+  AND p.made_at <= %(now)s AND t >= %(since)s
 ORDER BY t, p.made_at DESC
 """
 
