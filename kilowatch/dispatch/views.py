@@ -192,7 +192,9 @@ def forecast_accuracy(conn: psycopg.Connection, scope: AccessScope, site_id: int
     today = now.astimezone(tz).date()
     midnights = _midnights(today - timedelta(days=days - 1), days, tz)
     query = sql.SQL(_FORECASTS_SQL).format(scope=site_filter(scope))
-    rows = conn.execute(query, {"midnights": midnights, "kinds": list(KINDS),
+    # Each day's forecast is the newest made by its own midnight: the last midnight ends
+    # the range (today's forecasts, made after today's midnight, judge no day shown).
+    rows = conn.execute(query, {"midnights": midnights[:-1], "kinds": list(KINDS),
                                 "site": site["id"]}).fetchall()
     begin = midnights[0]
     measured = energy_flows(energy.site_energy(conn, scope, site["id"], begin, midnights[-1],

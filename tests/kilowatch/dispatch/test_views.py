@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from kilowatch import db, fleet
@@ -97,6 +98,21 @@ def test_forecast_accuracy_per_day_against_the_meters(conn, sites):
     for item in accuracy.days["pv"]:  # forecast 18 kW, metered 20 kW
         assert item.mae_kw == pytest.approx(2.0, abs=0.01)
     assert accuracy.has_forecasts
+
+
+def test_forecasts_made_today_judge_no_day_and_break_nothing(conn, sites):
+    # The worker forecasts every 15 minutes, so today's forecasts (after today's local
+    # midnight) are always there; today is still judged on the one made by its midnight.
+    site = sites["Planned"]["site"]
+    made = store.quarter(NOW) - timedelta(hours=1)
+    store.store_forecasts(conn, site, made, np.full(HORIZON_STEPS, 90.0),
+                          np.full(HORIZON_STEPS, 1.0))
+    try:
+        accuracy = views.forecast_accuracy(conn, ROOT, site, days=3, now=NOW)
+    finally:
+        conn.execute("DELETE FROM dispatch_forecasts WHERE site_id = %s AND made_at = %s",
+                     (site, made))
+    assert [item.mae_kw for item in accuracy.days["load"]] == pytest.approx([3.0] * 3, abs=0.01)
 
 
 def test_days_without_a_day_ahead_forecast_are_left_out(conn, sites):
