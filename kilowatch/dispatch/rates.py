@@ -253,8 +253,11 @@ def _demand_groups(tariff: Tariff, places: list[_Local],
     for (month, kind, number), steps in members.items():
         periods = tariff.flat_demand_periods if kind == "flat" else tariff.demand_periods
         prior = so_far.peaks_kw.get((kind, number), 0.0) if month == so_far.month else 0.0
-        label = periods[number].label or f"{kind} demand period {number}"
-        groups.append(DemandGroup(f"{month[0]:04d}-{month[1]:02d} {label}", np.array(steps),
+        if all(tier.rate == 0 for tier in periods[number].tiers):
+            continue  # a period without a charge (the off-peak hours of a time-of-use demand)
+        label = periods[number].label or (
+            "monthly demand" if kind == "flat" else f"demand period {number + 1}")
+        groups.append(DemandGroup(f"{label} {month[0]:04d}-{month[1]:02d}", np.array(steps),
                                   prior, _demand_segments(periods[number].tiers, prior)))
     return tuple(groups)
 

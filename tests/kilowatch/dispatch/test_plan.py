@@ -76,7 +76,7 @@ def test_plan_costs_savings_and_reasons():
     assert peak.without_battery_kw == pytest.approx(load_net.max())
     assert peak.planned_kw < peak.without_battery_kw
     why = plan.why()
-    assert why[0].startswith(f"2026-06 flat demand period 0: holds the peak to "
+    assert why[0].startswith(f"monthly demand 2026-06: holds the peak to "
                              f"{peak.planned_kw:.1f} kW")
     evening = [w for w in plan.windows if w.kind == "discharge" and w.start.hour <= 17
                and w.end.hour >= 21]  # the expensive hours 17:00-21:00

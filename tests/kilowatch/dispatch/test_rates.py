@@ -49,6 +49,14 @@ def test_a_new_local_month_starts_empty():
     assert rates.pricing(tariff, "UTC", helpers.starts(2), may).demand_groups[0].prior_kw == 0.0
 
 
+def test_demand_periods_without_a_charge_hold_no_peak_and_groups_are_named():
+    # Time-of-use demand: hours 1-2 charge 7/kW, the others (period 0) nothing.
+    tariff = helpers.tariff(flat_kw=5.0, tou_kw=7.0)
+    groups = rates.pricing(tariff, "UTC", helpers.starts(8), None).demand_groups
+    assert [g.label for g in groups] == ["monthly demand 2026-06", "demand period 2 2026-06"]
+    assert [g.steps.tolist() for g in groups] == [list(range(8)), [4, 5, 6, 7]]
+
+
 @pytest.mark.parametrize("compensation, netting", [("net_billing", "interval"),
                                                    ("net_billing", "hourly"),
                                                    ("net_metering", "interval"),
