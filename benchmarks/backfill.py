@@ -31,6 +31,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import math
+import os
 import secrets
 import sys
 import tempfile
@@ -181,6 +182,7 @@ def main() -> None:
 
     filler_devices = max(0, round(args.filler * args.devices))
     environment = Environment()
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     print(f"setting up database {environment.database} ...", flush=True)
     registered = register(environment, args.devices + filler_devices)
     serials = dict(list(registered.items())[:args.devices])
@@ -247,6 +249,7 @@ def main() -> None:
     for line in plan:
         print("   ", line.strip())
     print(f"collector log: {log_path}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

@@ -115,10 +115,12 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-def db_upgrade() -> None:
+@click.option("--to", "to", metavar="NNN", default=None,
+              help="Stop after this migration number (e.g. 008); default: the newest.")
+def db_upgrade(to: str | None) -> None:
     """Apply the migrations that are not applied yet."""
     with db.connect(autocommit=True) as conn:
-        applied = migrations.upgrade(conn)
+        applied = migrations.upgrade(conn, to=to)
     if applied:
         for name in applied:
             click.echo(f"applied {name}")

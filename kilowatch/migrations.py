@@ -78,16 +78,34 @@ def _check_unedited(migrations: list[Migration], applied: dict[str, dict]) -> No
             )
 
 
-def upgrade(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply the missing migrations, each in its own transaction; return their names."""
+def _up_to(migrations: list[Migration], to: str | None) -> list[Migration]:
+    """Keep the migrations numbered up to ``to`` (a number such as ``008``; None: all)."""
+    if to is None:
+        return migrations
+    if not re.fullmatch(r"\d{1,3}", to):
+        raise MigrationError(f"--to {to}: give a migration number such as 008")
+    number = to.zfill(3)
+    if not any(m.name.startswith(number + "_") for m in migrations):
+        raise MigrationError(f"--to {to}: there is no migration {number}")
+    return [m for m in migrations if m.name[:3] <= number]
+
+
+def upgrade(conn: psycopg.Connection, sql_dir: Path = SQL_DIR, *,
+            to: str | None = None) -> list[str]:
+    """Apply the missing migrations (up to number ``to``), each in its own transaction.
+
+    Returns the names applied. Migrations past ``to`` that are applied already stay
+    applied: migrations only go forward.
+    """
     migrations = discover(sql_dir)
+    wanted = _up_to(migrations, to)
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
         applied = _applied(conn)
         _check_unedited(migrations, applied)
         done = []
-        for migration in migrations:
+        for migration in wanted:
             if migration.name in applied:
                 continue
             try:

@@ -112,27 +112,34 @@ class SiteEnergy:
 # or first to last reading) and from a row's last reading to the next row's first.
 # Powers: a row's average holding from its first reading to the next row's. Pieces
 # inside one interval are summed here; the few crossing an edge are spread by time.
+# A rollup row from before its readings' times were kept (``slack``: its bucket's
+# width) stands for readings anywhere in its bucket, as it was read then: no gap
+# unless the reading before it is older than its bucket by GAP, and its average
+# power holds over its bucket; it comes before a reading with the same time.
 _PIECES_SQL = """
 {readings},
 seq AS (
-    SELECT device_id, point_id, ft, fv, lt, lv, avg, rise,
-           lag(lt) OVER w AS plt, lag(lv) OVER w AS plv, lead(ft) OVER w AS nft
+    SELECT device_id, point_id, ft, fv, lt, lv, avg, rise, slack,
+           lag(lt) OVER w AS plt, lag(lv) OVER w AS plv, lead(ft - slack) OVER w AS nft
     FROM readings WHERE ft IS NOT NULL
-    WINDOW w AS (PARTITION BY device_id, point_id ORDER BY ft, lt)
+    WINDOW w AS (PARTITION BY device_id, point_id ORDER BY ft, lt, slack DESC)
 ),
 pieces AS (
     SELECT device_id, point_id, ft AS t0, lt AS t1, coalesce(rise, {inside}) AS kwh,
            0.0::float8 AS neg, false AS long
     FROM seq WHERE point_id = ANY(%(counters)s) AND lt > ft
     UNION ALL
-    SELECT device_id, point_id, plt, ft, {across}, 0.0, ft - plt > %(gap)s
+    SELECT device_id, point_id, plt, ft, {across}, 0.0, ft - plt > %(gap)s + slack
     FROM seq WHERE point_id = ANY(%(counters)s) AND ft > plt
     UNION ALL
-    SELECT device_id, point_id, ft, h.t1,
-           greatest(avg, 0) * extract(epoch FROM h.t1 - ft) / 3600,
-           greatest(-avg, 0) * extract(epoch FROM h.t1 - ft) / 3600, false
-    FROM seq CROSS JOIN LATERAL (SELECT least(coalesce(nft, lt), lt + %(gap)s) AS t1) h
-    WHERE NOT point_id = ANY(%(counters)s) AND avg IS NOT NULL AND h.t1 > ft
+    SELECT device_id, point_id, h.t0, h.t1,
+           greatest(avg, 0) * extract(epoch FROM h.t1 - h.t0) / 3600,
+           greatest(-avg, 0) * extract(epoch FROM h.t1 - h.t0) / 3600, false
+    FROM seq CROSS JOIN LATERAL (
+        SELECT ft - slack AS t0,
+               CASE WHEN slack > interval '0' THEN ft
+                    ELSE least(coalesce(nft, lt), lt + %(gap)s) END AS t1) h
+    WHERE NOT point_id = ANY(%(counters)s) AND avg IS NOT NULL AND h.t1 > h.t0
 ),
 placed AS (
     SELECT *, width_bucket(t0, %(edges)s::timestamptz[]) AS i0,

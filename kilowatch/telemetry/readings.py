@@ -10,7 +10,8 @@ and the first one after it (within :data:`LOOKBACK`), so that the range's edges
 can be read between the readings on either side.
 
 Rollup rows computed before their readings' times were kept count as a single
-reading at the end of their bucket, as they were read then.
+reading at the end of their bucket, as they were read then; their ``slack`` is
+their bucket's width (their readings were anywhere in it), 0 for every other row.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ LOOKBACK = timedelta(days=35)
 _ROLLUP_ROWS = """
 SELECT x.device_id, x.point_id, coalesce(x.first_time, x.bucket + {width}) AS ft,
        coalesce(x.first, x.last) AS fv, coalesce(x.last_time, x.bucket + {width}) AS lt,
-       x.last AS lv, x.avg, {rise} AS rise
+       x.last AS lv, x.avg, {rise} AS rise,
+       CASE WHEN x.first_time IS NULL THEN {width} ELSE interval '0' END AS slack
 FROM {table} x
 WHERE x.device_id = ANY(%({key}_devices)s) AND x.point_id = ANY(%(points)s)
   AND x.bucket >= %({key}_lo)s AND x.bucket < %({key}_hi)s AND x.last IS NOT NULL
 """
 _RAW_ROWS = """
 SELECT x.device_id, x.point_id, min(x.time) AS ft, first(x.value, x.time) AS fv,
-       max(x.time) AS lt, last(x.value, x.time) AS lv, avg(x.value) AS avg, NULL::float8 AS rise
+       max(x.time) AS lt, last(x.value, x.time) AS lv, avg(x.value) AS avg, NULL::float8 AS rise,
+       interval '0' AS slack
 FROM telemetry x
 WHERE x.device_id = ANY(%({key}_devices)s) AND x.point_id = ANY(%(points)s)
   AND x.time >= %({key}_lo)s AND x.time < %({key}_hi)s AND x.value IS NOT NULL
@@ -45,7 +48,7 @@ _ROLLUPS = {"1h": ("telemetry_1h", "interval '1 hour'", "x.rise"),
 # before and the earliest after are right whichever table has them).
 _EDGES = """
 SELECT p.device_id, p.point_id, y.t AS ft, y.v AS fv, y.t AS lt, y.v AS lv,
-       NULL::float8 AS avg, NULL::float8 AS rise
+       NULL::float8 AS avg, NULL::float8 AS rise, interval '0' AS slack
 FROM pairs p CROSS JOIN LATERAL (
     SELECT t, v FROM (
         (SELECT coalesce(last_time, bucket + interval '1 hour') AS t, last AS v FROM telemetry_1h
@@ -67,22 +70,25 @@ FROM pairs p CROSS JOIN LATERAL (
     ) z ORDER BY t DESC LIMIT 1
 ) y
 UNION ALL
-SELECT p.device_id, p.point_id, y.t, y.v, y.t, y.v, NULL::float8, NULL::float8
+SELECT p.device_id, p.point_id, y.t, y.v, y.t, y.v, NULL::float8, NULL::float8, y.s
 FROM pairs p CROSS JOIN LATERAL (
-    SELECT t, v FROM (
+    SELECT t, v, s FROM (
         (SELECT coalesce(first_time, bucket + interval '1 hour') AS t,
-                coalesce(first, last) AS v FROM telemetry_1h
+                coalesce(first, last) AS v,
+                CASE WHEN first_time IS NULL THEN interval '1 hour' ELSE interval '0' END AS s
+         FROM telemetry_1h
          WHERE device_id = p.device_id AND point_id = p.point_id AND last IS NOT NULL
            AND bucket >= %(hi)s AND bucket < %(hi)s + %(lookback)s
          ORDER BY bucket LIMIT 1)
         UNION ALL
-        (SELECT coalesce(first_time, bucket + interval '1 minute'), coalesce(first, last)
+        (SELECT coalesce(first_time, bucket + interval '1 minute'), coalesce(first, last),
+                CASE WHEN first_time IS NULL THEN interval '1 minute' ELSE interval '0' END
          FROM telemetry_1m
          WHERE device_id = p.device_id AND point_id = p.point_id AND last IS NOT NULL
            AND bucket >= %(hi)s AND bucket < %(hi)s + %(lookback)s
          ORDER BY bucket LIMIT 1)
         UNION ALL
-        (SELECT time, value FROM telemetry
+        (SELECT time, value, interval '0' FROM telemetry
          WHERE device_id = p.device_id AND point_id = p.point_id AND value IS NOT NULL
            AND time >= %(hi)s AND time < %(hi)s + %(lookback)s
          ORDER BY time LIMIT 1)
@@ -116,7 +122,8 @@ def readings_sql(coverage: Coverage, *, edges: bool = True) -> tuple[str, dict]:
     if not parts:
         parts.append("SELECT NULL::int AS device_id, NULL::int AS point_id, "
                      "NULL::timestamptz AS ft, NULL::float8 AS fv, NULL::timestamptz AS lt, "
-                     "NULL::float8 AS lv, NULL::float8 AS avg, NULL::float8 AS rise WHERE false")
+                     "NULL::float8 AS lv, NULL::float8 AS avg, NULL::float8 AS rise, "
+                     "NULL::interval AS slack WHERE false")
     body = " UNION ALL ".join(f"({part})" for part in parts)
     prefix = ("WITH pairs AS (SELECT d AS device_id, p AS point_id "
               "FROM unnest(%(devices)s::int[]) d, unnest(%(points)s::int[]) p), "

@@ -58,14 +58,21 @@ DELETE FROM telemetry_1m t WHERE t.bucket >= %(lo)s AND t.bucket < %(hi)s {devic
 """
 
 # Hours from minute rows. Minute rows computed before their readings' times were kept
-# count as one reading at the end of their minute.
+# count as one reading at the end of their minute, and an hour holding one is kept
+# like them (no first reading nor times: read as one reading at its end), since its
+# first reading's time is not known.
 _HOUR_TIMES = """
     coalesce(m.first, m.last) AS first, m.last,
     coalesce(m.first_time, m.bucket + interval '1 minute') AS first_time,
-    coalesce(m.last_time, m.bucket + interval '1 minute') AS last_time"""
+    coalesce(m.last_time, m.bucket + interval '1 minute') AS last_time,
+    m.first_time IS NOT NULL AS timed"""
+_HOUR_FIRST_LAST = """
+       CASE WHEN bool_and(timed) THEN first(first, first_time) END,
+       CASE WHEN bool_and(timed) THEN min(first_time) END, last(last, last_time),
+       CASE WHEN bool_and(timed) THEN max(last_time) END"""
 _HOUR_ROWS = """
 SELECT hour, device_id, point_id, sum(avg * count) / sum(count), min(min), max(max),
-       first(first, first_time), min(first_time), last(last, last_time), max(last_time),
+       {first_last},
        sum(count), NULL::float8
 FROM (SELECT time_bucket('1 hour', m.bucket) AS hour, m.device_id, m.point_id, m.avg, m.min,
              m.max, m.count, {times}
@@ -75,7 +82,7 @@ FROM (SELECT time_bucket('1 hour', m.bucket) AS hour, m.device_id, m.point_id, m
 GROUP BY 1, 2, 3
 UNION ALL
 SELECT hour, device_id, point_id, sum(avg * count) / sum(count), min(min), max(max),
-       first(first, first_time), min(first_time), last(last, last_time), max(last_time),
+       {first_last},
        sum(count), sum(inside) + coalesce(sum(across), 0)
 FROM (
     SELECT time_bucket('1 hour', m.bucket) AS hour, m.device_id, m.point_id, m.avg, m.min,
@@ -87,7 +94,7 @@ FROM (
                  ORDER BY m.bucket)
 ) x
 GROUP BY 1, 2, 3
-""".replace("{times}", _HOUR_TIMES).replace(
+""".replace("{times}", _HOUR_TIMES).replace("{first_last}", _HOUR_FIRST_LAST).replace(
     "{inside}", increase("coalesce(m.first, m.last)", "m.last")).replace(
     "{across}", increase("lag(m.last) OVER w", "coalesce(m.first, m.last)"))
 _UPSERT_HOURS = """

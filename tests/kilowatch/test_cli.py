@@ -88,3 +88,9 @@ def test_site_update_changes_only_the_options_given_and_offers_the_optimizer(kw_
         "timezone"] == "Europe/Paris"
     missing = run(kw_env, "site", "update", "--site", "Nowhere", "--optimizer")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
+
+
+def test_db_upgrade_to_an_unknown_number_says_so(kw_env):
+    result = run(kw_env, "db", "upgrade", "--to", "999")
+    assert result.returncode != 0
+    assert "there is no migration 999" in result.stderr and "Traceback" not in result.stderr

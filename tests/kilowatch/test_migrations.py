@@ -64,3 +64,19 @@ def test_misnamed_file_is_refused(tmp_path):
     _write(tmp_path, "1_bad.sql", "SELECT 1;")
     with pytest.raises(migrations.MigrationError, match="001_name.sql"):
         migrations.discover(tmp_path)
+
+
+def test_upgrade_to_a_number_stops_there(empty_db, tmp_path):
+    for name in ("001_a.sql", "002_b.sql", "010_c.sql"):
+        _write(tmp_path, name, f"CREATE TABLE {name[4]} (n int);")
+    with db.connect(empty_db, autocommit=True) as conn:
+        assert migrations.upgrade(conn, tmp_path, to="2") == ["001_a.sql", "002_b.sql"]
+        assert migrations.upgrade(conn, tmp_path, to="002") == []
+        assert migrations.upgrade(conn, tmp_path) == ["010_c.sql"]
+
+
+@pytest.mark.parametrize("to", ["3", "abc", "0010"])
+def test_upgrade_to_an_unknown_number_is_refused(tmp_path, to):
+    _write(tmp_path, "001_a.sql", "SELECT 1;")
+    with pytest.raises(migrations.MigrationError, match=f"--to {to}"):
+        migrations._up_to(migrations.discover(tmp_path), to)

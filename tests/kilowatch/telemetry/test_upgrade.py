@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,14 +15,11 @@ START = NOW - timedelta(hours=6)
 
 
 @pytest.fixture
-def before_009(stack, tmp_path):
+def before_009(stack):
     """A database migrated up to 009 (excluded), holding rolled-up data and a dirty mark."""
-    for path in migrations.SQL_DIR.glob("*.sql"):
-        if path.name < "009":
-            shutil.copy(path, tmp_path / path.name)
     url = create_database("template1")
     with db.connect(url, autocommit=True) as conn:
-        migrations.upgrade(conn, tmp_path)
+        migrations.upgrade(conn, to="008")
         conn.execute("INSERT INTO companies (name) VALUES ('Old')")
         conn.execute("INSERT INTO sites (company_id, name, timezone) VALUES (1, 'Old', 'UTC')")
         conn.execute("INSERT INTO devices (site_id, serial, model) VALUES (1, 'OLD-1', 'meter')")
