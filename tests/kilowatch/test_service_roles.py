@@ -140,3 +140,11 @@ def test_worker_role_runs_retention_through_the_owner_function(kw_env, logins, d
         with pytest.raises(psycopg.errors.RaiseException, match="not a telemetry hypertable"):
             worker.execute("SELECT kilowatch_drop_chunks('telemetry_1h', interval '1 day')")
         refused(worker, "ALTER TABLE telemetry SET (timescaledb.compress)")
+
+
+def test_worker_role_runs_every_job(kw_env, logins, devices):
+    result = kilowatch({**kw_env, **logins}, "worker", "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = [line.split()[0] for line in kilowatch(kw_env, "worker", "--list").stdout.splitlines()]
+    ran = [line.split(":")[0] for line in result.stdout.splitlines() if ": ran " in line]
+    assert ran == listed and len(listed) >= 10, result.stdout
