@@ -10,12 +10,13 @@ import subprocess
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from kilowatch import db
 from kilowatch.telemetry import storage as telemetry
 from tests.collector.helpers import Publisher, iso, register_fleet, running_collector
 from tests.collector.helpers import telemetry as telemetry_payload
-from tests.conftest import drop_service_logins, service_logins, wait_for
+from tests.conftest import ADMIN_URL, drop_service_logins, service_logins, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,26 @@ def test_worker_role_runs_every_job(kw_env, logins, devices):
     listed = [line.split()[0] for line in kilowatch(kw_env, "worker", "--list").stdout.splitlines()]
     ran = [line.split(":")[0] for line in result.stdout.splitlines() if ": ran " in line]
     assert ran == listed and len(listed) >= 10, result.stdout
+
+
+def test_migrations_need_an_owner_not_a_superuser(kw_env):
+    owner, name = f"kwtest_owner_{secrets.token_hex(4)}", f"kw_owner_{secrets.token_hex(4)}"
+    url = kw_env["KILOWATCH_DATABASE_URL"].rsplit("/", 1)[0].replace(
+        "//kilowatch@", f"//{owner}@") + f"/{name}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                   sql.Identifier(owner)))
+    try:
+        # What docs/deployment.md has the administrator do: the extensions, as a superuser.
+        with psycopg.connect(url.replace(f"//{owner}@", "//kilowatch@"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION timescaledb")
+            conn.execute("CREATE EXTENSION btree_gist")
+        result = kilowatch({**kw_env, "KILOWATCH_DATABASE_URL": url}, "db", "upgrade")
+        assert result.returncode == 0, result.stderr
+        assert "applied 015_service_roles.sql" in result.stdout
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
