@@ -295,7 +295,7 @@ def for_service(settings: Settings, service: str) -> Settings:
 
     Migrations and the operator's commands run as the owner (KILOWATCH_DATABASE_URL);
     the web app, the collector and the worker as roles that may change rows but not
-    the schema (KILOWATCH_WEB_DATABASE_URL, …; see sql/015_service_roles.sql).
+    the schema (KILOWATCH_WEB_DATABASE_URL, …; see sql/016_service_roles.sql).
     """
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}")

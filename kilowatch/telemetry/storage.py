@@ -216,7 +216,7 @@ def minute_ranges(buckets: Iterable[tuple[int, dt.datetime]]
 def drop_old_chunks(conn: psycopg.Connection, table: str, days: int) -> int:
     """Drop the chunks of a hypertable older than ``days``; return how many were dropped.
 
-    Through ``kilowatch_drop_chunks`` (sql/015_service_roles.sql), which runs as the
+    Through ``kilowatch_drop_chunks`` (sql/016_service_roles.sql), which runs as the
     hypertable's owner: only an owner may drop chunks, and the worker is not one.
     """
     return conn.execute("SELECT kilowatch_drop_chunks(%s, %s::interval) AS n",
@@ -239,7 +239,7 @@ def compression_available(conn: psycopg.Connection) -> bool:
 def compress_old_raw(conn: psycopg.Connection, *, older_than: dt.timedelta) -> int:
     """Compress raw chunks older than ``older_than`` (community build only); return how many.
 
-    Through ``kilowatch_compress_raw`` (sql/015_service_roles.sql), which runs as the
+    Through ``kilowatch_compress_raw`` (sql/016_service_roles.sql), which runs as the
     hypertable's owner: enabling compression alters the table.
     """
     return conn.execute("SELECT kilowatch_compress_raw(%s::interval) AS n",

@@ -1,4 +1,4 @@
-"""The services' database roles (sql/015_service_roles.sql): rows yes, schema and secrets no."""
+"""The services' database roles (sql/016_service_roles.sql): rows yes, schema and secrets no."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def test_migrations_need_an_owner_not_a_superuser(kw_env):
             conn.execute("CREATE EXTENSION btree_gist")
         result = kilowatch({**kw_env, "KILOWATCH_DATABASE_URL": url}, "db", "upgrade")
         assert result.returncode == 0, result.stderr
-        assert "applied 015_service_roles.sql" in result.stdout
+        assert "applied 016_service_roles.sql" in result.stdout
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

@@ -48,6 +48,8 @@ GRANT SELECT, INSERT ON telemetry, points, device_points, device_events, alarm_e
 GRANT SELECT, INSERT, UPDATE ON device_seq, rollup_pending, alarms, schedule_deliveries
     TO kilowatch_collector;
 GRANT SELECT, INSERT, DELETE ON seq_gaps, dead_letters TO kilowatch_collector;
+GRANT SELECT, UPDATE (status, reason, acked_at) ON dispatch_plan_deliveries
+    TO kilowatch_collector;
 
 -- Tables and sequences later migrations create: the web app and the worker get
 -- their rows, the collector nothing until a migration grants it what it writes.
