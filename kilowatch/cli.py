@@ -18,7 +18,7 @@ import psycopg
 from kilowatch import db, migrations
 from kilowatch.access import AccessDenied, system_scope
 from kilowatch.errors import UserFacingError
-from kilowatch.settings import SettingsError, get_settings
+from kilowatch.settings import SERVICES, SettingsError, get_settings, use_service_settings
 
 
 class UserError(click.ClickException):
@@ -68,6 +68,11 @@ class _Group(click.Group):
                 f"cannot reach the database ({_first_line(error, 'unreachable')}); is "
                 "`scripts/stack up` running and KILOWATCH_DATABASE_URL right?"
             ) from None
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise UserError(
+                f"the database refused this login: {_first_line(error, 'permission denied')}; "
+                "migrations and the operator's commands run as the owner of the tables "
+                "(KILOWATCH_DATABASE_URL)") from None
         except psycopg.DataError as error:
             raise UserError(f"the database refused a value: {_first_line(error, 'bad value')}"
                             ) from None
@@ -98,7 +103,10 @@ def run_as_operator(action, *, actor: str = "cli"):
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR.")
 def main(log_level: str | None) -> None:
     """Kilowatch: a cloud platform for fleets of battery energy storage systems."""
+    service = click.get_current_context().invoked_subcommand
     try:
+        if service in SERVICES:  # web, collector, worker: their own database login
+            use_service_settings(service)
         level = log_level or get_settings().log_level
     except SettingsError as error:
         raise UserError(str(error)) from None

@@ -151,6 +151,10 @@ class Settings:
 
     database_url: str = "postgresql://kilowatch@127.0.0.1:55432/kilowatch"
     database_read_url: str | None = None
+    # Each service's own login (least privilege); unset, it uses database_url, the owner's.
+    web_database_url: str | None = None
+    collector_database_url: str | None = None
+    worker_database_url: str | None = None
     # The collector's login; the schedule publisher's; the broker admin's (worker, CLI).
     mqtt_url: str = f"mqtt://kilowatch-collector:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
     mqtt_publisher_url: str = f"mqtt://kilowatch-publisher:{DEV_MQTT_PASSWORD}@127.0.0.1:51883"
@@ -196,6 +200,9 @@ class Settings:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _url("postgresql", "postgres"),
     "database_read_url": _optional_url("postgresql", "postgres"),
+    "web_database_url": _optional_url("postgresql", "postgres"),
+    "collector_database_url": _optional_url("postgresql", "postgres"),
+    "worker_database_url": _optional_url("postgresql", "postgres"),
     "mqtt_url": _url("mqtt", "mqtts", "tcp", "ssl"),
     "mqtt_publisher_url": _url("mqtt", "mqtts", "tcp", "ssl"),
     "mqtt_admin_url": _url("mqtt", "mqtts", "tcp", "ssl"),
@@ -280,6 +287,22 @@ def refuse_public_secrets(settings: Settings) -> None:
                             "secrets (e.g. `openssl rand -hex 32`)")
 
 
+SERVICES = ("web", "collector", "worker")
+
+
+def for_service(settings: Settings, service: str) -> Settings:
+    """Return ``settings`` with ``database_url`` set to this service's own login, if it has one.
+
+    Migrations and the operator's commands run as the owner (KILOWATCH_DATABASE_URL);
+    the web app, the collector and the worker as roles that may change rows but not
+    the schema (KILOWATCH_WEB_DATABASE_URL, …; see sql/016_service_roles.sql).
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    own_url = getattr(settings, f"{service}_database_url")
+    return dataclasses.replace(settings, database_url=own_url or settings.database_url)
+
+
 _current: Settings | None = None
 
 
@@ -288,6 +311,13 @@ def get_settings() -> Settings:
     global _current
     if _current is None:
         _current = load_settings()
+    return _current
+
+
+def use_service_settings(service: str) -> Settings:
+    """Make this process's settings those of ``service`` (its own database login)."""
+    global _current
+    _current = for_service(load_settings(), service)
     return _current
 
 

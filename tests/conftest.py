@@ -142,6 +142,34 @@ def drop_database(url: str) -> None:
             sql.Identifier(name)))
 
 
+SERVICES = ("web", "collector", "worker")
+
+
+def service_logins(url: str, token: str) -> dict[str, str]:
+    """Create a login role per service in its group role (sql/015); return their variables.
+
+    ``KILOWATCH_WEB_DATABASE_URL`` and the others then point at ``url``'s database
+    as these least-privilege logins instead of the owner.
+    """
+    env = {}
+    with _admin() as admin:
+        for service in SERVICES:
+            login = f"kwtest_{token}_{service}"
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(login), sql.Identifier(f"kilowatch_{service}")))
+            env[f"KILOWATCH_{service.upper()}_DATABASE_URL"] = url.replace(
+                "//kilowatch@", f"//{login}@", 1)
+    return env
+
+
+def drop_service_logins(token: str) -> None:
+    """Drop the login roles :func:`service_logins` made (after their database is gone)."""
+    with _admin() as admin:
+        for service in SERVICES:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                sql.Identifier(f"kwtest_{token}_{service}")))
+
+
 def broker_accounts(token: str, prefix: str, *, port: int = MQTT_PORT,
                     admin_url: str = MQTT_ADMIN_URL) -> dict[str, str]:
     """Create a collector, a schedule publisher and a test bench account for one prefix.
@@ -206,6 +234,10 @@ def kw_env(template_db) -> Iterator[dict[str, str]]:
         "KILOWATCH_DEVICE_KEY": f"test-device-key-{token}",
         "KILOWATCH_METRICS_PORT": str(20000 + secrets.randbelow(20000)),
     }
+    # KILOWATCH_TEST_SERVICE_ROLES=1 runs the services' processes as their own roles.
+    as_roles = os.environ.get("KILOWATCH_TEST_SERVICE_ROLES") == "1"
+    if as_roles:
+        env.update(service_logins(url, token))
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     reset_settings()
@@ -220,6 +252,8 @@ def kw_env(template_db) -> Iterator[dict[str, str]]:
     reset_settings()
     delete_broker_accounts(token, prefix)
     drop_database(url)
+    if as_roles:
+        drop_service_logins(token)
 
 
 @pytest.fixture(scope="module")

@@ -214,10 +214,13 @@ def minute_ranges(buckets: Iterable[tuple[int, dt.datetime]]
 # ---- retention ------------------------------------------------------------------------
 
 def drop_old_chunks(conn: psycopg.Connection, table: str, days: int) -> int:
-    """Drop the chunks of a hypertable older than ``days``; return how many were dropped."""
-    rows = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s::interval)",
-                        (table, dt.timedelta(days=days))).fetchall()
-    return len(rows)
+    """Drop the chunks of a hypertable older than ``days``; return how many were dropped.
+
+    Through ``kilowatch_drop_chunks`` (sql/016_service_roles.sql), which runs as the
+    hypertable's owner: only an owner may drop chunks, and the worker is not one.
+    """
+    return conn.execute("SELECT kilowatch_drop_chunks(%s, %s::interval) AS n",
+                        (table, dt.timedelta(days=days))).fetchone()["n"]
 
 
 def drop_old_pending(conn: psycopg.Connection, days: int) -> int:
@@ -234,22 +237,10 @@ def compression_available(conn: psycopg.Connection) -> bool:
 
 
 def compress_old_raw(conn: psycopg.Connection, *, older_than: dt.timedelta) -> int:
-    """Compress raw chunks older than ``older_than`` (community build only); return how many."""
-    enabled = conn.execute(
-        "SELECT compression_enabled FROM timescaledb_information.hypertables "
-        "WHERE hypertable_name = 'telemetry'").fetchone()
-    if not enabled["compression_enabled"]:
-        conn.execute("ALTER TABLE telemetry SET (timescaledb.compress, "
-                     "timescaledb.compress_segmentby = 'device_id, point_id', "
-                     "timescaledb.compress_orderby = 'time')")
-    chunks = conn.execute(
-        """SELECT format('%%I.%%I', chunk_schema, chunk_name) AS chunk
-           FROM timescaledb_information.chunks
-           WHERE hypertable_name = 'telemetry' AND NOT is_compressed
-             AND range_end < now() - %s::interval
-           ORDER BY range_end""",
-        (older_than,)).fetchall()
-    for chunk in chunks:
-        conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)",
-                     (chunk["chunk"],))
-    return len(chunks)
+    """Compress raw chunks older than ``older_than`` (community build only); return how many.
+
+    Through ``kilowatch_compress_raw`` (sql/016_service_roles.sql), which runs as the
+    hypertable's owner: enabling compression alters the table.
+    """
+    return conn.execute("SELECT kilowatch_compress_raw(%s::interval) AS n",
+                        (older_than,)).fetchone()["n"]

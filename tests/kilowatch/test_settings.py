@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from kilowatch.settings import SettingsError, load_settings, redact_url
+from kilowatch.settings import SettingsError, for_service, load_settings, redact_url
 
 
 def test_defaults_point_at_the_local_stack():
@@ -48,6 +48,7 @@ def test_log_level_is_case_insensitive():
     ("KILOWATCH_LOG_LEVEL", "bogus"),
     ("KILOWATCH_SECRET_KEY", ""),
     ("KILOWATCH_SECRET_KEY", "short"),
+    ("KILOWATCH_COLLECTOR_DATABASE_URL", "redis://127.0.0.1/0"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -102,3 +103,29 @@ def test_the_collector_refuses_public_secrets_with_one_line():
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
         "Error: KILOWATCH_DEVICE_KEY, KILOWATCH_MQTT_URL")
+
+
+def test_each_service_uses_its_own_database_login_else_the_owner():
+    owner = "postgresql://kilowatch:o@db.example.com/kw"
+    settings = load_settings({"KILOWATCH_DATABASE_URL": owner,
+                              "KILOWATCH_WORKER_DATABASE_URL": "postgresql://w:p@db.example.com/kw"})
+    assert for_service(settings, "worker").database_url == "postgresql://w:p@db.example.com/kw"
+    assert for_service(settings, "web").database_url == owner
+    assert for_service(settings, "collector").database_url == owner
+    assert settings.database_url == owner
+    with pytest.raises(ValueError, match="unknown service"):
+        for_service(settings, "simulate")
+
+
+def test_a_service_command_connects_with_its_own_login():
+    import subprocess
+
+    # Both closed ports: the message names the one the worker tried.
+    result = subprocess.run(["kilowatch", "worker", "--once", "--job", "retention"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": os.environ["PATH"],
+                                 "KILOWATCH_DATABASE_URL": "postgresql://owner@127.0.0.1:2/none",
+                                 "KILOWATCH_WORKER_DATABASE_URL":
+                                     "postgresql://worker@127.0.0.1:1/none"})
+    assert result.returncode != 0
+    assert "port 1 failed" in result.stdout and "port 2" not in result.stdout
