@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 def _message() -> str:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    return f"The request is too large: at most {limit / (1024 * 1024):g} MB is accepted."
+    size = (f"{limit / 1024 ** 2:.3g} MB" if limit >= 1024 ** 2 else f"{limit / 1024:.3g} KB")
+    return f"The request is too large: at most {size} is accepted."
 
 
 def refuse_large_bodies():

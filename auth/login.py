@@ -8,8 +8,13 @@ Failed logins count against two Redis-backed limits (Flask-Limiter): one per
 account (the e-mail typed) and one per client address. When either is used
 up the login form answers 429 without checking the password. Unknown e-mail,
 wrong password and deactivated account all get the same message; a right
-one-time password past its 24 hours is told so. The pages of e-mailed links
-("Forgot your password?", invitations) are in :mod:`auth.links`.
+one-time password past its 24 hours is told so. The change-password form's
+check of the current password is throttled the same way: a wrong one counts
+against the user (10 per 15 minutes) and the client address (the login's
+limit); past either the form answers 429 without checking. The ``next`` of the
+login page is followed only to a path of this site (:func:`safe_next`). The
+pages of e-mailed links ("Forgot your password?", invitations) are in
+:mod:`auth.links`.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def _account_key() -> str:
 
 
 def _login_failed(_response) -> bool:
-    return bool(g.get("login_failed"))
+    return bool(g.get("login_failed") or g.get("password_check_failed"))
 
 
 def _user_key() -> str:
