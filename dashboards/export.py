@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 import tempfile
 from datetime import date
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import xlsxwriter
-from flask import Blueprint, Flask, Response, abort, request, send_file
+from flask import Blueprint, Flask, Response, abort, request
 from flask_login import current_user
 
 from auth.scope import app_settings, connection, current_scope
@@ -49,6 +50,7 @@ MAX_POINTS = 32
 XLSX_MAX_ROWS = 100_000
 # A slot whose holder never gave it back (a killed worker) frees itself after this.
 SLOT_STALE_AFTER_S = 3600
+CHUNK_BYTES = 64 * 1024
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _POINT = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 
@@ -152,7 +154,7 @@ def _refusal(status: int, message: str) -> Response:
 
 def _write_file(extension: str, scope, site: dict, columns, start, end, resolution):
     """Write the export to a temporary file; return it, or a refusal saying why not."""
-    target = tempfile.TemporaryFile()  # noqa: SIM115 - send_file closes it
+    target = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the response
     write = _write_csv if extension == "csv" else _write_xlsx
     try:
         write(target, scope, site, columns, start, end, resolution)
@@ -170,6 +172,25 @@ def _write_file(extension: str, scope, site: dict, columns, start, end, resoluti
         raise
     target.seek(0)
     return target
+
+
+def _send(target, name: str, mimetype: str, *, done) -> Response:
+    """Answer the file's bytes as an attachment; call ``done`` once sent or abandoned."""
+    size = os.fstat(target.fileno()).st_size
+
+    def chunks():
+        while chunk := target.read(CHUNK_BYTES):
+            yield chunk
+        done()
+
+    def close():
+        target.close()
+        done()
+
+    response = Response(chunks(), mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Content-Length": str(size)})
+    response.call_on_close(close)
+    return response
 
 
 @blueprint.route("/export/site/<site_ref>.<any(csv, xlsx):extension>")
@@ -202,17 +223,15 @@ def export_site(site_ref: str, extension: str):
                              "wait until one has finished downloading")
     try:
         written = _write_file(extension, scope, site, columns, start, end, resolution)
-        if isinstance(written, Response):
-            slots.give_back(settings, slot, token)
-            return written
-        response = send_file(written, as_attachment=True, download_name=name,
-                             mimetype="text/csv" if extension == "csv" else XLSX_MIMETYPE)
     except BaseException:
         slots.give_back(settings, slot, token)
         raise
+    if isinstance(written, Response):
+        slots.give_back(settings, slot, token)
+        return written
     # The slot is held until the last byte is sent (or the client goes away).
-    response.call_on_close(lambda: slots.give_back(settings, slot, token))
-    return response
+    return _send(written, name, "text/csv" if extension == "csv" else XLSX_MIMETYPE,
+                 done=lambda: slots.give_back(settings, slot, token))
 
 
 def init_export(server: Flask) -> None:

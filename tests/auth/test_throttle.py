@@ -80,7 +80,7 @@ def test_right_current_passwords_do_not_count(app, conn, tenants):
     account = make_user(conn, email=unique_email(), role="viewer", company_id=tenants.a.id)
     client = app.server.test_client()
     login(client, account.email, account.password)
-    for n in range(3):
+    for _ in range(3):
         assert _change_password(client, WRONG).status_code == 400
     # The session continues across a change (a new one starts); the limit is per account.
     password = account.password
