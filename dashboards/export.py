@@ -16,8 +16,9 @@ query runs on a pooled connection with a statement timeout
 database connection. A user runs at most ``KILOWATCH_EXPORTS_PER_USER``
 exports at once (a Redis slot, from the query to the last byte sent); one more
 gets 429. XLSX goes through xlsxwriter's ``constant_memory`` mode, stores text
-as text (never a formula) and stops with a clear 400 past ``XLSX_MAX_ROWS``
-rows; CSV quotes text that a spreadsheet would run (:mod:`kilowatch.spreadsheets`).
+as text (never a formula) and stops with a clear 400 past ``XLSX_MAX_CELLS``
+cells (time column included); CSV quotes text that a spreadsheet would run
+(:mod:`kilowatch.spreadsheets`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("export", __name__)
 MAX_POINTS = 32
-# Built in the request: about 8 s for 100,000 rows of 8 points on the local stack.
-XLSX_MAX_ROWS = 100_000
+# An XLSX is built in the request: a million cells take about 5 s (xlsxwriter, one core).
+XLSX_MAX_CELLS = 1_000_000
 # A slot whose holder never gave it back (a killed worker) frees itself after this.
 SLOT_STALE_AFTER_S = 3600
 CHUNK_BYTES = 64 * 1024
@@ -117,6 +118,11 @@ def _write_csv(target, scope, site: dict, columns, start, end, resolution) -> No
     text.detach()  # leave the file open for sending
 
 
+def xlsx_max_rows(column_count: int) -> int:
+    """Return how many rows an XLSX export of this many point columns may hold."""
+    return XLSX_MAX_CELLS // (column_count + 1)
+
+
 def _write_xlsx(target, scope, site: dict, columns, start, end, resolution) -> None:
     tz = ZoneInfo(site["timezone"])
     book = xlsxwriter.Workbook(target, {"constant_memory": True, "remove_timezone": True,
@@ -128,12 +134,15 @@ def _write_xlsx(target, scope, site: dict, columns, start, end, resolution) -> N
     sheet.set_column(1, len(columns), 22)
     sheet.write_row(0, 0, [f"time ({site['timezone']})", *(c.header for c in columns)], bold)
     row = 0
+    max_rows = xlsx_max_rows(len(columns))
     with connection() as conn, history.time_limit(conn, app_settings().export_timeout):
         for moment, values in history.export_rows(conn, scope, site["id"], columns, start, end,
                                                   resolution):
-            if row >= XLSX_MAX_ROWS:
-                raise TooManyRows(f"an XLSX export holds at most {XLSX_MAX_ROWS:,} rows; choose "
-                                  "a coarser resolution or a shorter range, or export CSV")
+            if row >= max_rows:
+                points = f"{len(columns)} point" + ("s" if len(columns) > 1 else "")
+                raise TooManyRows(f"an XLSX export holds at most {max_rows:,} rows with {points};"
+                                  " choose a coarser resolution, a shorter range or fewer "
+                                  "points, or export CSV")
             row += 1
             sheet.write_datetime(row, 0, moment.astimezone(tz).replace(tzinfo=None), when)
             for index, value in enumerate(values, start=1):

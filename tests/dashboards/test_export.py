@@ -180,13 +180,13 @@ def _csv_lines(body: bytes) -> list[list[str]]:
 
 
 def test_an_xlsx_over_the_row_limit_gets_a_clear_400(app, tenants, data, monkeypatch):
-    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 100)
+    monkeypatch.setattr(export, "XLSX_MAX_CELLS", 200)
     client = _as(app, tenants.a.admin)
     response = client.get(f"/export/site/{tenants.a.sites[0]}.xlsx?{CSV_QUERY}")
     assert response.status_code == 400
     assert response.get_data(as_text=True) == (
-        "Cannot export: an XLSX export holds at most 100 rows; choose a coarser resolution or "
-        "a shorter range, or export CSV\n")
+        "Cannot export: an XLSX export holds at most 100 rows with 1 point; choose a coarser "
+        "resolution, a shorter range or fewer points, or export CSV\n")
     # The refusal gave its slot back.
     for _ in range(3):
         response = client.get(f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}")
