@@ -24,6 +24,7 @@ cells (time column included); CSV quotes text that a spreadsheet would run
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import os
@@ -202,10 +203,8 @@ def _send(target, name: str, mimetype: str, *, done) -> Response:
     return response
 
 
-@blueprint.route("/export/site/<site_ref>.<any(csv, xlsx):extension>")
-def export_site(site_ref: str, extension: str):
-    """Stream a site's points over a range as CSV or XLSX (404 outside the user's scope)."""
-    scope = current_scope()
+def _read_request(scope, site_ref: str) -> tuple:
+    """Return (site, columns, start, end, resolution); abort 404 or raise ExportRequestError."""
     site_id = parse_id(site_ref)
     if site_id is None:
         abort(404)
@@ -215,12 +214,19 @@ def export_site(site_ref: str, extension: str):
         except AccessDenied:
             log.warning("export of site %s refused to %s", site_id, scope.actor)
             abort(404)
-        try:
-            start, end, resolution, points = _parse(site)
-        except ExportRequestError as error:
-            return Response(f"Cannot export: {error}\n", status=400, mimetype="text/plain")
+        start, end, resolution, points = _parse(site)
         columns = history.export_columns(conn, scope, site_id, points)
-    name = _filename(site, start, resolution, extension)
+    return site, columns, start, end, resolution
+
+
+@blueprint.route("/export/site/<site_ref>.<any(csv, xlsx):extension>")
+def export_site(site_ref: str, extension: str):
+    """Send a site's points over a range as CSV or XLSX (404 outside the user's scope)."""
+    scope = current_scope()
+    try:
+        site, columns, start, end, resolution = _read_request(scope, site_ref)
+    except ExportRequestError as error:
+        return _refusal(400, str(error))
     settings = app_settings()
     slot = f"export:{current_user.id}"
     token = slots.take(settings, slot, limit=settings.exports_per_user,
@@ -230,17 +236,18 @@ def export_site(site_ref: str, extension: str):
                     settings.exports_per_user)
         return _refusal(429, f"you already have {settings.exports_per_user} exports running; "
                              "wait until one has finished downloading")
+    give_back = functools.partial(slots.give_back, settings, slot, token)
     try:
         written = _write_file(extension, scope, site, columns, start, end, resolution)
     except BaseException:
-        slots.give_back(settings, slot, token)
+        give_back()
         raise
     if isinstance(written, Response):
-        slots.give_back(settings, slot, token)
+        give_back()
         return written
     # The slot is held until the last byte is sent (or the client goes away).
-    return _send(written, name, "text/csv" if extension == "csv" else XLSX_MIMETYPE,
-                 done=lambda: slots.give_back(settings, slot, token))
+    return _send(written, _filename(site, start, resolution, extension),
+                 "text/csv" if extension == "csv" else XLSX_MIMETYPE, done=give_back)
 
 
 def init_export(server: Flask) -> None:
