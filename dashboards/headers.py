@@ -38,7 +38,7 @@ POLICY = {
 
 def content_security_policy(app: dash.Dash) -> str:
     """Return the policy, its script-src allowing the app's scripts and Dash's inline ones."""
-    scripts = " ".join(["'self'", *app.csp_hashes()])
+    scripts = " ".join(["'self'", *dict.fromkeys(app.csp_hashes())])
     return "; ".join(f"{name} {value}" for name, value in
                      {**POLICY, "script-src": scripts}.items())
 
