@@ -1,6 +1,7 @@
 # The two commands: `make test` and `make demo`. Both work from a fresh clone.
 # `make test-fast` runs only the unit tier (tests that need no server) in well under a minute.
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+# The uv pinned in scripts/uv-requirements.txt, installed by scripts/bootstrap.
+UV := $(CURDIR)/.tools/bin/uv
 RUN := $(UV) run --locked
 
 .PHONY: test test-fast demo lint bootstrap stack

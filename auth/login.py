@@ -8,13 +8,19 @@ Failed logins count against two Redis-backed limits (Flask-Limiter): one per
 account (the e-mail typed) and one per client address. When either is used
 up the login form answers 429 without checking the password. Unknown e-mail,
 wrong password and deactivated account all get the same message; a right
-one-time password past its 24 hours is told so. The pages of e-mailed links
-("Forgot your password?", invitations) are in :mod:`auth.links`.
+one-time password past its 24 hours is told so. The change-password form's
+check of the current password is throttled the same way: a wrong one counts
+against the user (10 per 15 minutes) and the client address (the login's
+limit); past either the form answers 429 without checking. The ``next`` of the
+login page is followed only to a path of this site (:func:`safe_next`). The
+pages of e-mailed links ("Forgot your password?", invitations) are in
+:mod:`auth.links`.
 """
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -79,13 +85,34 @@ def _account_key() -> str:
 
 
 def _login_failed(_response) -> bool:
-    return bool(g.get("login_failed"))
+    return bool(g.get("login_failed") or g.get("password_check_failed"))
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+def _user_key() -> str:
+    return f"user:{current_user.id}" if current_user.is_authenticated else "user:none"
+
+
+def _password_check_failed(_response) -> bool:
+    return bool(g.get("password_check_failed"))
+
+
+def safe_next(target: str | None) -> str:
+    """Return ``target`` when it is a path of this site, else ``/``.
+
+    Browsers drop tabs and newlines from a URL and read a backslash as ``/``, so
+    ``/<tab>/evil.example`` would leave the site: a target with a control
+    character, a backslash, a scheme or a host (percent-decoded too) goes to ``/``.
+    """
+    if not target or len(target) > 2000:
+        return "/"
+    for candidate in (target, unquote(target)):
+        if (not candidate.startswith("/") or candidate[1:2] in ("/", "\\")
+                or any(c == "\\" or not c.isprintable() for c in candidate)):
+            return "/"
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return target
 
 
 def _verify(conn, email: str, password: str) -> dict | None:
@@ -136,7 +163,7 @@ def login():
     log.info("login of user %s from %s", user_id, request.remote_addr)
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(safe_next(request.args.get("next")))
 
 
 def logout():
@@ -164,6 +191,9 @@ def change_password():
     with auth_scope.connection() as conn:
         known = _verify(conn, current_user.email, form.current.data)
     if known is None:
+        g.password_check_failed = True
+        log.warning("wrong current password for user %s from %s", current_user.id,
+                    request.remote_addr)
         form.current.errors = ["That is not your current password."]
         return render_template("auth/change_password.html", form=form, forced=forced), 400
     try:
@@ -189,6 +219,10 @@ def _too_many(error: RateLimitExceeded):
         message = "Too many requests from your network. Wait an hour, then try again."
         return render_template("auth/forgot_password.html", form=ForgotForm(formdata=None),
                                error=message), 429
+    if request.endpoint == "auth.change_password":
+        message = "Too many wrong current passwords. Wait a few minutes, then try again."
+        return render_template("auth/change_password.html", form=ChangePasswordForm(formdata=None),
+                               forced=current_user.must_change_password, error=message), 429
     if request.endpoint == "auth.login":
         message = "Too many failed attempts. Wait a few minutes, then try again."
         return render_template("auth/login.html", form=LoginForm(formdata=None),
@@ -212,11 +246,15 @@ def init_login(server: Flask, settings: Settings) -> None:
     throttle_ip = limiter.limit(
         lambda: current_app.config["KILOWATCH_LOGIN_LIMIT_IP"], key_func=get_remote_address,
         methods=["POST"], deduct_when=_login_failed, scope="login-ip")
+    throttle_password_check = limiter.limit(
+        lambda: current_app.config["KILOWATCH_PASSWORD_CHECK_LIMIT"], key_func=_user_key,
+        methods=["POST"], deduct_when=_password_check_failed, scope="password-check")
     blueprint = Blueprint("auth", __name__, template_folder="templates")
     blueprint.add_url_rule("/login", "login", throttle_ip(throttle_account(login)),
                            methods=["GET", "POST"])
     blueprint.add_url_rule("/logout", "logout", logout, methods=["GET", "POST"])
-    blueprint.add_url_rule("/account/password", "change_password", change_password,
+    blueprint.add_url_rule("/account/password", "change_password",
+                           throttle_ip(throttle_password_check(change_password)),
                            methods=["GET", "POST"])
     add_link_pages(blueprint, limiter)
     # The sign-out form on the auth pages posts this token (as the navbar's does).

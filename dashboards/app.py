@@ -9,7 +9,7 @@ import dash
 import flask
 
 import auth
-from dashboards import export, reports
+from dashboards import export, headers, reports
 from dashboards.components import shell
 from kilowatch import db
 from kilowatch.redis_client import get_redis
@@ -20,12 +20,6 @@ log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parent
 ASSETS = PACKAGE.parent / "assets"
 PAGES = PACKAGE / "pages"
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-}
 
 
 def healthz():
@@ -74,12 +68,6 @@ def _check_callback_requests(app: dash.Dash):
     return check
 
 
-def _add_security_headers(response: flask.Response) -> flask.Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
 def create_app(settings: Settings | None = None) -> dash.Dash:
     """Return the Dash app with every page, behind login and the deny-by-default guard."""
     settings = settings or get_settings()
@@ -87,7 +75,6 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     server.add_url_rule("/healthz", "healthz", healthz)
     server.add_url_rule("/api/device/<path:rest>", "device_api_not_found", device_api_not_found,
                         methods=["GET", "POST", "PUT", "DELETE"])
-    server.after_request(_add_security_headers)
     app = dash.Dash(
         __name__,
         server=server,
@@ -100,6 +87,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         serve_locally=True,
     )
     auth.init_app(server, settings)
+    headers.init_headers(app, settings)
     export.init_export(server)
     reports.init_reports(server)
     server.before_request(_check_callback_requests(app))

@@ -75,6 +75,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not math.isfinite(value) or value < 0:
@@ -195,6 +202,12 @@ class Settings:
         "Write to support with the site name, the device serial and what you observed; "
         "call for a device offline or in fault. Support answers within one business day.")
     worker_statement_timeout: int = 300
+    # Web requests: the largest body taken, data exports at once per user and their query time.
+    max_content_length: int = 4 * 1024 * 1024
+    exports_per_user: int = 2
+    export_timeout: int = 120
+    # Reverse proxies in front of the web app whose X-Forwarded-For/-Proto are believed.
+    proxy_hops: int = 0
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -236,6 +249,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "support_phone": _phone,
     "support_procedure": _text,
     "worker_statement_timeout": _positive_int,
+    "max_content_length": _positive_int,
+    "exports_per_user": _positive_int,
+    "export_timeout": _positive_int,
+    "proxy_hops": _non_negative_int,
 }
 
 
@@ -276,6 +293,11 @@ def public_secrets_in_use(settings: Settings) -> list[str]:
         if urlsplit(getattr(settings, name)).password == DEV_MQTT_PASSWORD:
             names.append(PREFIX + name.upper())
     return names
+
+
+def uses_https(settings: Settings) -> bool:
+    """Say whether the web app is served over HTTPS (its base URL's scheme, or the old flag)."""
+    return settings.secure_cookies or urlsplit(settings.base_url).scheme == "https"
 
 
 def refuse_public_secrets(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from kilowatch import fleet
+from kilowatch import fleet, spreadsheets
 from kilowatch.access import AccessScope, site_filter
 from kilowatch.billing import bills, tariff_store
 from kilowatch.telemetry import energy
@@ -124,9 +124,7 @@ def _csv_value(value: Any) -> Any:
 def _csv_cell(value: Any) -> Any:
     # Text (site and tariff names) starting like a formula is quoted so that
     # spreadsheets do not run it; amounts stay numbers, negative ones included.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return _csv_value(value)
+    return spreadsheets.text_cell(value) if isinstance(value, str) else _csv_value(value)
 
 
 def bills_csv(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> str:

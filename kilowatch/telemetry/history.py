@@ -10,6 +10,7 @@ time zone. Every query joins ``sites`` with :func:`~kilowatch.access.site_filter
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, time
@@ -326,6 +327,18 @@ def _export_query(scope: AccessScope, resolution: Resolution,
             "AND x.time >= %(s0_lo)s AND x.time < %(s0_hi)s ORDER BY x.time"
         ).format(scope=site_filter(scope))
     return _bucket_query(scope, spans, by_site=True)
+
+
+@contextlib.contextmanager
+def time_limit(conn: psycopg.Connection, timeout_s: int) -> Iterator[None]:
+    """Run the block in a transaction whose statements the server cancels after ``timeout_s``.
+
+    An export's query then raises ``psycopg.errors.QueryCanceled`` instead of
+    holding a pooled connection for as long as it likes.
+    """
+    with conn.transaction():
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_s}s",))
+        yield
 
 
 def export_rows(conn: psycopg.Connection, scope: AccessScope, site_id: int,

@@ -56,6 +56,28 @@ def test_login_follows_a_local_next_but_not_an_external_one(client, tenants):
     assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize("target", [
+    "/%09/evil.example", "/%0a/evil.example", "/%0d%0a/evil.example", "//evil.example",
+    "///evil.example", "%5C%5Cevil.example", "/%5Cevil.example", "/%5C/evil.example",
+    "https://evil.example", "http:evil.example", "javascript:alert(1)", "evil.example",
+    "/%252F/evil.example".replace("%25", "%"), "%2F%2Fevil.example", "/%E3%80%80/evil.example",
+])
+def test_login_never_redirects_off_site(client, tenants, target):
+    data = {"email": tenants.a.viewer.email, "password": tenants.a.viewer.password,
+            "csrf_token": csrf_token(client)}
+    response = client.post(f"/login?next={target}", data=data)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/site/3?range=7d", "/admin/users", "/alarms/12"])
+def test_login_follows_a_path_of_the_site(client, tenants, target):
+    data = {"email": tenants.a.viewer.email, "password": tenants.a.viewer.password,
+            "csrf_token": csrf_token(client)}
+    response = client.post("/login", query_string={"next": target}, data=data)
+    assert response.headers["Location"] == target
+
+
 def test_email_is_case_insensitive(client, tenants):
     assert login(client, tenants.a.viewer.email.upper(), tenants.a.viewer.password
                  ).status_code == 302
@@ -133,16 +155,38 @@ def test_session_cookie_flags(client, tenants):
     assert "Expires" not in cookie  # without "remember me" it ends with the browser
 
 
-def test_secure_flag_when_configured(settings, tenants):
-    secure_app = create_app(dataclasses.replace(settings, secure_cookies=True))
-    client = secure_app.server.test_client()
-    token = csrf_token(client)
-    response = client.post("/login", base_url="https://localhost", headers={
-        "Referer": "https://localhost/login"}, data={
+def test_no_hsts_over_plain_http(client):
+    assert "Strict-Transport-Security" not in client.get("/login").headers
+
+
+@pytest.mark.parametrize(("overrides", "site"), [
+    ({"base_url": "https://kilowatch.example"}, "https://kilowatch.example"),
+    ({"secure_cookies": True}, "https://localhost"),  # the older flag
+])
+def test_https_makes_cookies_secure_and_sends_hsts(settings, tenants, overrides, site):
+    https_app = create_app(dataclasses.replace(settings, **overrides))
+    client = https_app.server.test_client()
+    page = client.get("/login", base_url=site)
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                      page.get_data(as_text=True)).group(1)
+    response = client.post("/login", base_url=site, headers={"Referer": f"{site}/login"}, data={
         "email": tenants.a.viewer.email, "password": tenants.a.viewer.password,
         "csrf_token": token})
+    assert response.status_code == 302
     cookie = _session_cookie(response)
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_the_pages_carry_the_security_headers(client):
+    headers = client.get("/login").headers
+    policy = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+    scripts = policy.split("script-src ")[1].split(";")[0].split()
+    assert scripts[0] == "'self'" and all(s.startswith("'sha256-") for s in scripts[1:])
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Frame-Options"] == "DENY"
 
 
 def test_remember_me_keeps_the_cookie_until_the_absolute_timeout(client, settings, tenants):

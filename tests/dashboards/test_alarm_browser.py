@@ -40,7 +40,7 @@ def test_support_filters_history_opens_and_acknowledges_an_alarm(page, live_serv
     rows.first.wait_for()
     page.select_option("#alarm-history-site", label="Company A site 1 (Company A)")
     page.locator("#alarm-history-severity label", has_text="Critical").click()
-    page.wait_for_function("document.querySelectorAll('#alarm-history-grid "
+    page.wait_for_function("() => document.querySelectorAll('#alarm-history-grid "
                            ".ag-center-cols-container .ag-row').length === 1")
     expect(rows.first).to_contain_text("BMS_OVERTEMP")
     expect(page.locator("#alarm-history-count")).to_contain_text("1 alarms")

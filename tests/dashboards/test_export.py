@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -11,6 +12,9 @@ import openpyxl
 import psycopg
 import pytest
 
+from dashboards import export
+from dashboards.app import create_app
+from kilowatch import db
 from tests.dashboards import seed
 from tests.dashboards.conftest import login
 
@@ -30,7 +34,9 @@ def data(tenants, settings):
                      "SELECT g, %s, %s, extract(epoch FROM g) / 1e6 FROM generate_series("
                      "%s::timestamptz, %s::timestamptz, '10 seconds') g",
                      (a, ids["pcs.p"], now - timedelta(hours=2), now))
-    return {"a": a, "b": b}
+        raw_rows = conn.execute("SELECT count(*) AS n FROM telemetry WHERE device_id = %s",
+                                (a,)).fetchone()["n"]
+    return {"a": a, "b": b, "raw_rows": raw_rows}
 
 
 def _as(app, account):
@@ -125,3 +131,78 @@ def test_bad_queries_get_a_clear_400(app, tenants, data, query, message):
 def test_malformed_site_ids_are_not_found(app, tenants, data, site):
     response = _as(app, tenants.a.admin).get(f"/export/site/{site}.csv?range=7d&points=pcs.p")
     assert response.status_code == 404
+
+
+CSV_QUERY = "range=7d&points=pcs.p&resolution=raw"
+
+
+def test_a_third_export_at_once_is_refused_until_one_has_been_read(app, tenants, data):
+    client = _as(app, tenants.a.admin)
+    url = f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}"
+    running = [client.get(url, buffered=False) for _ in range(2)]
+    assert [r.status_code for r in running] == [200, 200]
+    third = client.get(url)
+    assert third.status_code == 429
+    assert third.get_data(as_text=True) == (
+        "Cannot export: you already have 2 exports running; wait until one has finished "
+        "downloading\n")
+    other_user = _as(app, tenants.a.viewer).get(url)
+    assert other_user.status_code == 200  # the limit is per user
+    other_user.close()
+    running[0].get_data()  # read to the end: its slot is free
+    running.append(client.get(url, buffered=False))
+    running[1].close()  # the client went away: its slot is free
+    running.append(client.get(url, buffered=False))
+    assert [r.status_code for r in running[2:]] == [200, 200]
+    assert client.get(url).status_code == 429
+    for response in running:
+        response.close()
+    assert client.get(url).get_data(as_text=True).startswith("time (Europe/Paris)")
+
+
+def test_a_slow_reader_holds_no_pooled_connection(app, tenants, data, settings):
+    client = _as(app, tenants.a.admin)
+    response = client.get(f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}", buffered=False)
+    chunks = iter(response.response)
+    first = b""
+    while first.count(b"\n") < 2:  # the header and a row of data, and no more
+        first += next(chunks)
+    assert first.startswith(b"time (Europe/Paris)")
+    stats = db.get_pool(settings).get_stats()
+    assert stats["pool_size"] - stats["pool_available"] == 0  # every connection back
+    rest = b"".join(chunks)
+    response.close()
+    assert len(_csv_lines(first + rest)) == 1 + data["raw_rows"]
+
+
+def _csv_lines(body: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(body.decode())))
+
+
+def test_an_xlsx_over_the_row_limit_gets_a_clear_400(app, tenants, data, monkeypatch):
+    monkeypatch.setattr(export, "XLSX_MAX_CELLS", 200)
+    client = _as(app, tenants.a.admin)
+    response = client.get(f"/export/site/{tenants.a.sites[0]}.xlsx?{CSV_QUERY}")
+    assert response.status_code == 400
+    assert response.get_data(as_text=True) == (
+        "Cannot export: an XLSX export holds at most 100 rows with 1 point; choose a coarser "
+        "resolution, a shorter range or fewer points, or export CSV\n")
+    # The refusal gave its slot back.
+    for _ in range(3):
+        response = client.get(f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}")
+        assert response.status_code == 200
+        response.close()
+
+
+def test_an_export_past_its_time_gets_a_clear_503(settings, tenants, data):
+    hurried = create_app(dataclasses.replace(settings, export_timeout=1))
+    client = _as(hurried, tenants.a.admin)
+    with psycopg.connect(settings.database_url) as blocker:
+        blocker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+        response = client.get(f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}")
+        blocker.rollback()
+    assert response.status_code == 503
+    assert response.get_data(as_text=True) == (
+        "Cannot export: it took longer than 1 s; choose a shorter range or a coarser "
+        "resolution\n")
+    assert client.get(f"/export/site/{tenants.a.sites[0]}.csv?{CSV_QUERY}").status_code == 200

@@ -45,11 +45,13 @@ def test_admin_imports_urdb_assigns_it_and_sees_the_month_savings(live_server, p
     page.wait_for_selector("#tariffs-none")
     page.set_input_files("#tariffs-upload input[type=file]", str(URDB))
     page.wait_for_selector("text=Imported GS-TOU-2")
+    # Functions, not bare expressions: Playwright evaluates those with eval(), which the
+    # app's Content-Security-Policy refuses.
     page.wait_for_function(
-        "document.querySelector('#tariffs-selected').selectedOptions[0]?.text"
+        "() => document.querySelector('#tariffs-selected').selectedOptions[0]?.text"
         ".startsWith('GS-TOU-2')")
     page.wait_for_function(  # the grids are drawn with the imported tariff's four periods
-        "document.querySelectorAll('#tariffs-paint-energy input').length == 4")
+        "() => document.querySelectorAll('#tariffs-paint-energy input').length == 4")
     _shot(page, "1-imported")
 
     first_day = start.astimezone(ZoneInfo("Europe/Paris")).date()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from kilowatch.settings import SettingsError, for_service, load_settings, redact_url
+from kilowatch.settings import SettingsError, for_service, load_settings, redact_url, uses_https
 
 
 def test_defaults_point_at_the_local_stack():
@@ -31,6 +31,25 @@ def test_values_are_parsed():
     assert settings.secure_cookies is True
 
 
+def test_web_request_settings_are_parsed():
+    settings = load_settings({"KILOWATCH_MAX_CONTENT_LENGTH": "1048576",
+                              "KILOWATCH_EXPORTS_PER_USER": "3", "KILOWATCH_EXPORT_TIMEOUT": "30",
+                              "KILOWATCH_PROXY_HOPS": "1"})
+    assert (settings.max_content_length, settings.exports_per_user, settings.export_timeout,
+            settings.proxy_hops) == (1048576, 3, 30, 1)
+    assert load_settings({}).proxy_hops == 0
+
+
+@pytest.mark.parametrize(("environ", "https"), [
+    ({}, False),
+    ({"KILOWATCH_BASE_URL": "https://kilowatch.example.com"}, True),
+    ({"KILOWATCH_BASE_URL": "HTTPS://kilowatch.example.com"}, True),
+    ({"KILOWATCH_SECURE_COOKIES": "true"}, True),  # the older flag still forces it
+])
+def test_https_comes_from_the_base_url_or_the_old_flag(environ, https):
+    assert uses_https(load_settings(environ)) is https
+
+
 def test_log_level_is_case_insensitive():
     assert load_settings({"KILOWATCH_LOG_LEVEL": " debug"}).log_level == "DEBUG"
 
@@ -45,6 +64,10 @@ def test_log_level_is_case_insensitive():
     ("KILOWATCH_DATABASE_URL", "mysql://x/y"),
     ("KILOWATCH_MQTT_PREFIX", "ess/#"),
     ("KILOWATCH_SECURE_COOKIES", "maybe"),
+    ("KILOWATCH_PROXY_HOPS", "-1"),
+    ("KILOWATCH_PROXY_HOPS", "one"),
+    ("KILOWATCH_MAX_CONTENT_LENGTH", "0"),
+    ("KILOWATCH_EXPORTS_PER_USER", "0"),
     ("KILOWATCH_LOG_LEVEL", "bogus"),
     ("KILOWATCH_SECRET_KEY", ""),
     ("KILOWATCH_SECRET_KEY", "short"),

@@ -16,6 +16,7 @@ from dash import dcc, html
 from dashboards.components.telemetry import charts
 from dashboards.components.telemetry.fleet_table import GRID_THEME
 from dashboards.components.telemetry.tiles import SEVERITY_COLORS
+from kilowatch import spreadsheets
 from kilowatch.alarms.events import SEVERITIES, SOURCES, AlarmError, HistoryQuery
 from kilowatch.alarms.rules import format_duration
 from kilowatch.ids import parse_id
@@ -106,12 +107,16 @@ def alarm_row(alarm: dict) -> dict:
 
 
 def history_csv(rows: list[dict]) -> str:
-    """Return grid rows as CSV (UTC times in ISO 8601, durations in seconds)."""
+    """Return grid rows as CSV (UTC times in ISO 8601, durations in seconds).
+
+    Codes and messages come from devices: text that a spreadsheet would run as a
+    formula is quoted (:mod:`kilowatch.spreadsheets`).
+    """
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([name for name, _ in CSV_FIELDS])
     for row in rows:
-        writer.writerow([row[field] for _, field in CSV_FIELDS])
+        writer.writerow(spreadsheets.text_row(row[field] for _, field in CSV_FIELDS))
     return out.getvalue()
 
 
