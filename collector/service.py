@@ -193,9 +193,10 @@ class Collector:
         """Start the metrics server, the writer and the MQTT network thread."""
         if self.metrics_port:
             try:
-                self.metrics.serve(self.metrics_port)
+                self.metrics.serve(self.metrics_port, self.settings.metrics_host)
             except OSError as error:
-                raise CollectorError(f"cannot serve /metrics on port {self.metrics_port}: "
+                raise CollectorError(f"cannot serve /metrics on {self.settings.metrics_host} "
+                                     f"port {self.metrics_port}: "
                                      f"{error.strerror or error}") from None
         self.writer.start()
         broker = broker_address(self.settings.mqtt_url)
@@ -223,7 +224,8 @@ class Collector:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         self.start()
-        log.info("collector running; metrics on :%s", self.metrics_port)
+        log.info("collector running; metrics on %s:%s", self.settings.metrics_host,
+                 self.metrics_port)
         failed = False
         while not done.wait(1.0):
             if not self.writer.is_alive():
