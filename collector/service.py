@@ -28,7 +28,7 @@ from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
 from collector.writer import Writer
-from kilowatch.mqtt import broker_address
+from kilowatch.mqtt import broker_address, surviving
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
 
@@ -120,11 +120,13 @@ class Collector:
             client.tls_set()
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
+        # An exception in a callback is logged and the network thread carries on (a message
+        # whose handling failed stays unacknowledged: the broker sends it again on reconnect).
+        client.on_connect = surviving(self._on_connect, log)
+        client.on_subscribe = surviving(self._on_subscribe, log)
+        client.on_disconnect = surviving(self._on_disconnect, log)
+        client.on_message = surviving(self._on_message, log)
+        client.on_connect_fail = surviving(self._on_connect_fail, log)
         client.reconnect_delay_set(1, 30)
         return client
 

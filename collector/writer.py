@@ -12,6 +12,7 @@ meanwhile.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +33,17 @@ from kilowatch.telemetry import storage as telemetry
 log = logging.getLogger(__name__)
 
 _DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
+_CONFLICT_PAUSE_S = (0.01, 2.0)  # first and longest pause before retrying a rolled-back batch
+
+
+def conflict_pause(attempt: int) -> float:
+    """Return a random pause before retry ``attempt`` (1, 2, …) of a rolled-back batch.
+
+    "Full jitter": anywhere up to a doubling ceiling, so that writers that collided
+    once do not collide again in step.
+    """
+    first, longest = _CONFLICT_PAUSE_S
+    return random.uniform(0, min(longest, first * 2 ** attempt))
 
 
 class BatchResult:
@@ -124,6 +136,7 @@ class Writer(threading.Thread):
 
     def _write_with_retry(self, batch: list[Item]) -> BatchResult | None:
         delay = 0.5
+        conflicts = 0
         while True:
             started = time.monotonic()
             try:
@@ -135,8 +148,18 @@ class Writer(threading.Thread):
                 self._db_log.warning("database", "database unavailable, batch kept, retrying "
                                      "in %.1f s: %s", delay, str(error).strip()[:200])
                 self.close()
-            except psycopg.errors.TransactionRollback:
-                continue  # deadlock or serialization failure: just try again
+            except psycopg.errors.TransactionRollback as error:
+                # Deadlock or serialization failure (two collectors on the same rows): try
+                # again after a random pause, longer each time, so they stop colliding.
+                conflicts += 1
+                pause = conflict_pause(conflicts)
+                self._db_log.warning("conflict", "batch rolled back (%s), retrying in %.2f s",
+                                     type(error).__name__, pause)
+                if self.stop_event.wait(pause):
+                    log.warning("stopping with %d messages not stored; the broker keeps them",
+                                len(batch))
+                    return None
+                continue
             except Exception:
                 log.exception("batch failed; storing its %d messages one by one", len(batch))
                 self.close()
@@ -326,6 +349,7 @@ class LiveUpdater(threading.Thread):
         self._committed_at = 0.0
         self._stopping = False
         self._log = RateLimitedLog(log, interval_s=30)
+        self._last_trace = -60.0
 
     def submit(self, updates: dict[int, tuple], states: dict[int, bool],
                committed_at: float) -> None:
@@ -358,6 +382,11 @@ class LiveUpdater(threading.Thread):
         except redis.RedisError as error:
             self.metrics.redis_errors.inc()
             self._log.warning("redis", "could not write live values: %s", error)
+        except Exception:  # a bug here must not end the thread: live values would freeze
+            self.metrics.redis_errors.inc()
+            if time.monotonic() - self._last_trace >= 60:  # the traceback, once a minute
+                self._last_trace = time.monotonic()
+                log.exception("could not write live values of %d devices", len(updates))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is pending, then end the thread."""
