@@ -101,7 +101,8 @@ class Collector:
         self.writer = Writer(settings=settings, backlog=self.backlog, metrics=self.metrics,
                              ack=self._ack, refusals=self.refusals, batch_points=batch_points,
                              linger_s=linger_s, dead_letter_limit=dead_letter_limit,
-                             redis_client=get_redis(settings))
+                             redis_client=get_redis(settings), client_id=self.client_id,
+                             subscribed=lambda: self._connected)
         self.client = self._make_client()
 
     # ---- MQTT -------------------------------------------------------------------------

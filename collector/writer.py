@@ -33,6 +33,7 @@ from kilowatch.telemetry import storage as telemetry
 log = logging.getLogger(__name__)
 
 _DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
+_HEARTBEAT_S = 5.0  # how often the heartbeat is written, at most
 _CONFLICT_PAUSE_S = (0.01, 2.0)  # first and longest pause before retrying a rolled-back batch
 
 
@@ -65,8 +66,14 @@ class Writer(threading.Thread):
                  ack: Callable[[Item], None], refusals: RateLimitedLog,
                  batch_points: int = 50_000, batch_messages: int = 5_000,
                  linger_s: float = 0.05, dead_letter_limit: int = 10_000,
-                 redis_client: redis.Redis | None = None) -> None:
+                 redis_client: redis.Redis | None = None, client_id: str = "collector",
+                 subscribed: Callable[[], bool] = lambda: True) -> None:
         super().__init__(name="collector-writer", daemon=True)
+        self.client_id = client_id
+        self.subscribed = subscribed
+        # Well within the offline delay, so a live platform never looks silent.
+        self._beat_every_s = min(_HEARTBEAT_S, settings.offline_after / 4)
+        self._last_beat = -_HEARTBEAT_S
         self.settings = settings
         self.backlog = backlog
         self.metrics = metrics
@@ -99,6 +106,7 @@ class Writer(threading.Thread):
             queued, points = self.backlog.sizes()
             self.metrics.backlog_messages.set(queued)
             self.metrics.backlog_points.set(points)
+            self._beat()
             if not batch:
                 continue
             try:
@@ -128,6 +136,23 @@ class Writer(threading.Thread):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _beat(self) -> None:
+        """Write the heartbeat that tells the worker the platform ingests (see ``jobs.offline``).
+
+        Only while subscribed: with the broker or the database away, or this thread
+        stuck retrying a batch, the heartbeat stops and the platform counts as down.
+        """
+        now = time.monotonic()
+        if now - self._last_beat < self._beat_every_s or not self.subscribed():
+            return
+        self._last_beat = now
+        try:
+            ingest.record_heartbeat(self._connection(), self.client_id)
+        except psycopg.Error as error:
+            self._db_log.warning("database", "could not write the heartbeat: %s",
+                                 str(error).strip()[:200])
+            self.close()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

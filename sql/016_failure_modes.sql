@@ -21,10 +21,11 @@ CREATE TABLE job_runs (
     started_at timestamptz NOT NULL
 );
 
--- Each collector's last committed batch (written at most every few seconds).
+-- Each collector's heartbeat: written every few seconds while it is subscribed to the broker
+-- and can write to the database, i.e. while the platform can ingest.
 CREATE TABLE collector_heartbeats (
-    client_id    text PRIMARY KEY,
-    committed_at timestamptz NOT NULL
+    client_id text PRIMARY KEY,
+    beat_at   timestamptz NOT NULL
 );
 
 -- Incidents of the platform itself (e.g. nothing ingested), for the staff, not tenants.

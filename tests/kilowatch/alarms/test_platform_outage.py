@@ -1,0 +1,95 @@
+"""A platform outage (no collector ingesting) is one staff incident, not COMM_LOST everywhere.
+
+A real ``kilowatch collector`` ingests two companies' devices, then dies (SIGKILL)
+for longer than the offline delay; the worker's offline job, run meanwhile,
+opens one platform incident and tells the staff, and no tenant gets an alarm or
+an e-mail. With the collector back, the incident closes and the devices are
+still online.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+
+from kilowatch.alarms import platform
+from kilowatch.jobs import offline
+from kilowatch.settings import load_settings
+from tests.collector.helpers import (
+    CollectorProcess,
+    Publisher,
+    register_fleet,
+    telemetry,
+    wait_for,
+)
+
+OFFLINE_AFTER_S = 4
+STAFF = "noc@kilowatch.example.com"
+
+
+def test_collector_outage_is_one_staff_incident_and_no_comm_lost(kw_env, conn, tmp_path):
+    env = {**kw_env, "KILOWATCH_OFFLINE_AFTER": str(OFFLINE_AFTER_S),
+           "KILOWATCH_STAFF_EMAIL": STAFF}
+    settings = load_settings(env)
+    devices = {**register_fleet(settings.database_url, ["OUT-A1"], "Outage A"),
+               **register_fleet(settings.database_url, ["OUT-B1"], "Outage B")}
+    publisher = Publisher()
+    collector = CollectorProcess(env, log_path=tmp_path / "collector.log").start()
+
+    def talk() -> None:
+        """Every device sends a message; wait until the collector has stored them."""
+        sent = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=0.5)
+        for serial in devices:
+            publisher.publish(f"{settings.mqtt_prefix}/{serial}/telemetry",
+                              telemetry(int(time.time()), dt.datetime.now(dt.UTC)))
+        wait_for(lambda: conn.execute(
+            "SELECT bool_and(last_seen >= %s) AS heard FROM devices WHERE id = ANY(%s)",
+            (sent, list(devices.values()))).fetchone()["heard"], what="messages stored")
+
+    def all_online() -> bool:
+        return conn.execute("SELECT bool_and(online) AS up FROM devices WHERE id = ANY(%s)",
+                            (list(devices.values()),)).fetchone()["up"]
+
+    try:
+        talk()
+        wait_for(all_online, what="devices online")
+        assert offline.run(conn, settings) == {"offline": 0}
+        collector.kill()
+        time.sleep(OFFLINE_AFTER_S + 1.5)
+        for _ in range(3):  # the job's turns during the outage
+            held = offline.run(conn, settings)
+            assert held["offline"] == 0 and "heartbeat" in held["held"]
+        [incident] = platform.open_incidents(conn)
+        assert incident["kind"] == "ingest_stalled"
+        collector = CollectorProcess(env, client_id=collector.client_id,
+                                     log_path=tmp_path / "collector.log").start()
+        talk()
+        wait_for(lambda: "resumed" in offline.run(conn, settings).get("held", ""),
+                 what="incident closed", timeout_s=30)
+        assert platform.open_incidents(conn) == []
+        time.sleep(OFFLINE_AFTER_S + 0.5)
+        talk()
+        assert offline.run(conn, settings) == {"offline": 0}  # judged again: all heard
+        assert all_online()
+    finally:
+        collector.stop()
+        publisher.close()
+    alarms = conn.execute("SELECT count(*) AS n FROM alarms WHERE device_id = ANY(%s)",
+                          (list(devices.values()),)).fetchone()["n"]
+    assert alarms == 0
+    mails = conn.execute("SELECT recipient, subject FROM email_outbox ORDER BY id").fetchall()
+    assert [m["recipient"] for m in mails] == [STAFF, STAFF]
+    assert "nothing ingested" in mails[0]["subject"] and "over" in mails[1]["subject"]
+
+
+def test_a_silent_device_while_the_platform_ingests_is_comm_lost(kw_env, conn):
+    settings = dataclasses.replace(load_settings(kw_env), offline_after=OFFLINE_AFTER_S)
+    device = register_fleet(settings.database_url, ["OUT-C1"], "Outage C")["OUT-C1"]
+    conn.execute("UPDATE devices SET online = true, last_seen = now() - interval '1 minute' "
+                 "WHERE id = %s", (device,))
+    conn.execute("DELETE FROM collector_heartbeats")
+    conn.execute("INSERT INTO collector_heartbeats VALUES ('kwtest-alive', now())")
+    assert offline.run(conn, settings)["offline"] >= 1
+    assert conn.execute("SELECT 1 FROM alarms WHERE device_id = %s AND code = 'COMM_LOST'",
+                        (device,)).fetchone()
