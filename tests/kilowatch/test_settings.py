@@ -48,6 +48,13 @@ def test_log_level_is_case_insensitive():
     ("KILOWATCH_LOG_LEVEL", "bogus"),
     ("KILOWATCH_SECRET_KEY", ""),
     ("KILOWATCH_SECRET_KEY", "short"),
+    ("KILOWATCH_REDIS_TIMEOUT", "0"),
+    ("KILOWATCH_REDIS_TIMEOUT", "inf"),
+    ("KILOWATCH_DATABASE_POOL_TIMEOUT", "-1"),
+    ("KILOWATCH_DATABASE_CONNECT_TIMEOUT", "0"),
+    ("KILOWATCH_WEB_STATEMENT_TIMEOUT", "forever"),
+    ("KILOWATCH_METRICS_HOST", "everywhere"),
+    ("KILOWATCH_STAFF_EMAIL", "noc"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -102,3 +109,13 @@ def test_the_collector_refuses_public_secrets_with_one_line():
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
         "Error: KILOWATCH_DEVICE_KEY, KILOWATCH_MQTT_URL")
+
+
+def test_failure_mode_settings_have_safe_defaults_and_read_their_values():
+    default = load_settings({})
+    assert default.metrics_host == "127.0.0.1" and default.staff_email is None
+    assert 0 < default.redis_timeout <= 2 and default.database_pool_timeout <= 3
+    chosen = load_settings({"KILOWATCH_METRICS_HOST": "[::]", "KILOWATCH_REDIS_TIMEOUT": "0.5",
+                            "KILOWATCH_STAFF_EMAIL": "noc@example.com"})
+    assert chosen.metrics_host == "::" and chosen.redis_timeout == 0.5
+    assert chosen.staff_email == "noc@example.com"
