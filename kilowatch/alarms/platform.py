@@ -19,6 +19,7 @@ import logging
 
 import psycopg
 
+from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.alarms import outbox
 from kilowatch.settings import Settings
 from kilowatch.telemetry import ingest
@@ -55,9 +56,18 @@ def check_ingest(conn: psycopg.Connection, settings: Settings, *,
 
 
 def open_incidents(conn: psycopg.Connection) -> list[dict]:
-    """Return the platform incidents still open (platform processes and staff tools)."""
+    """Return the platform incidents still open (for platform processes)."""
     return conn.execute("SELECT * FROM platform_incidents WHERE ended_at IS NULL "
                         "ORDER BY started_at").fetchall()
+
+
+def list_incidents(conn: psycopg.Connection, scope: AccessScope, *,
+                   limit: int = 50) -> list[dict]:
+    """Return the newest platform incidents, open or closed; platform staff only."""
+    if not scope.platform_wide:
+        raise AccessDenied("only platform staff see platform incidents")
+    return conn.execute("SELECT * FROM platform_incidents ORDER BY started_at DESC LIMIT %s",
+                        (limit,)).fetchall()
 
 
 def _anyone_online(conn: psycopg.Connection) -> bool:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import subprocess
 import time
 
+import pytest
+
+from kilowatch.access import AccessDenied, AccessScope
 from kilowatch.alarms import platform
 from kilowatch.jobs import offline
 from kilowatch.settings import load_settings
@@ -81,6 +86,15 @@ def test_collector_outage_is_one_staff_incident_and_no_comm_lost(kw_env, conn, t
     mails = conn.execute("SELECT recipient, subject FROM email_outbox ORDER BY id").fetchall()
     assert [m["recipient"] for m in mails] == [STAFF, STAFF]
     assert "nothing ingested" in mails[0]["subject"] and "over" in mails[1]["subject"]
+    listed = subprocess.run(["kilowatch", "alarm", "incidents"], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "ingest_stalled: No collector has ingested" in listed.stdout
+    assert len(listed.stdout.splitlines()) == 1
+
+
+def test_only_platform_staff_list_platform_incidents(conn):
+    with pytest.raises(AccessDenied):
+        platform.list_incidents(conn, AccessScope(role="admin", company_id=1))
 
 
 def test_a_silent_device_while_the_platform_ingests_is_comm_lost(kw_env, conn):
