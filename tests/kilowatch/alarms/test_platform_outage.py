@@ -25,9 +25,11 @@ from tests.collector.helpers import (
     CollectorProcess,
     Publisher,
     register_fleet,
+    running_collector,
     telemetry,
     wait_for,
 )
+from tests.collector.servers import Mosquitto, free_port
 
 OFFLINE_AFTER_S = 4
 STAFF = "noc@kilowatch.example.com"
@@ -92,6 +94,45 @@ def test_collector_outage_is_one_staff_incident_and_no_comm_lost(kw_env, conn, t
     assert len(listed.stdout.splitlines()) == 1
 
 
+@pytest.fixture
+def own_broker():
+    broker = Mosquitto().start()
+    yield broker
+    broker.remove()
+
+
+def test_broker_outage_is_a_platform_incident_too(kw_env, conn, own_broker, tmp_path):
+    env = {**kw_env, **own_broker.logins(kw_env["KILOWATCH_MQTT_PREFIX"]),
+           "KILOWATCH_OFFLINE_AFTER": str(OFFLINE_AFTER_S), "KILOWATCH_METRICS_PORT":
+           str(free_port())}
+    settings = load_settings(env)
+    devices = register_fleet(settings.database_url, ["OUT-D1", "OUT-D2"], "Outage D")
+    publisher = Publisher(env["KILOWATCH_SIMULATOR_MQTT_URL"])
+    publisher.client.reconnect_delay_set(1, 2)
+    try:
+        with running_collector(env, log_path=tmp_path / "collector.log") as collector:
+            for serial in devices:
+                publisher.publish(f"{settings.mqtt_prefix}/{serial}/telemetry",
+                                  telemetry(1, dt.datetime.now(dt.UTC)))
+            wait_for(lambda: conn.execute(
+                "SELECT bool_and(online) AS up FROM devices WHERE id = ANY(%s)",
+                (list(devices.values()),)).fetchone()["up"], what="devices online")
+            own_broker.stop()
+            time.sleep(OFFLINE_AFTER_S + 1.5)
+            held = offline.run(conn, settings)
+            assert held["offline"] == 0 and "heartbeat" in held["held"]
+            assert len(platform.open_incidents(conn)) == 1
+            own_broker.start()
+            wait_for(lambda: collector.metric("kilowatch_collector_broker_connected") == 1,
+                     what="collector back on the broker", timeout_s=60)
+            wait_for(lambda: "resumed" in offline.run(conn, settings).get("held", ""),
+                     what="incident closed", timeout_s=30)
+    finally:
+        publisher.close()
+    assert conn.execute("SELECT count(*) AS n FROM alarms WHERE device_id = ANY(%s)",
+                        (list(devices.values()),)).fetchone()["n"] == 0
+
+
 def test_only_platform_staff_list_platform_incidents(conn):
     with pytest.raises(AccessDenied):
         platform.list_incidents(conn, AccessScope(role="admin", company_id=1))
@@ -102,6 +143,7 @@ def test_a_silent_device_while_the_platform_ingests_is_comm_lost(kw_env, conn):
     device = register_fleet(settings.database_url, ["OUT-C1"], "Outage C")["OUT-C1"]
     conn.execute("UPDATE devices SET online = true, last_seen = now() - interval '1 minute' "
                  "WHERE id = %s", (device,))
+    conn.execute("DELETE FROM platform_incidents")  # no outage just ended: no grace delay
     conn.execute("DELETE FROM collector_heartbeats")
     conn.execute("INSERT INTO collector_heartbeats VALUES ('kwtest-alive', now())")
     assert offline.run(conn, settings)["offline"] >= 1
