@@ -6,7 +6,9 @@ device state, device alarms, schedule acks, dead letters), commits, and only
 then acknowledges the messages to the broker and writes the latest values to
 Redis. When the database fails it keeps the batch, retries with backoff, and the
 backlog fills until ``on_message`` stops reading: the broker holds everything
-meanwhile.
+meanwhile. Between batches, while the collector is subscribed, it writes the
+heartbeat (``collector_heartbeats``) by which the worker tells a platform outage
+from silent devices.
 """
 
 from __future__ import annotations
