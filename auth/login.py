@@ -46,6 +46,7 @@ from auth import sessions
 from auth.links import ForgotForm, add_link_pages
 from kilowatch.access import system_scope
 from kilowatch.accounts import passwords, users
+from kilowatch.redis_client import client_options
 from kilowatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,9 @@ def init_login(server: Flask, settings: Settings) -> None:
     login_manager.init_app(server)
     limiter = Limiter(get_remote_address, app=server, storage_uri=settings.redis_url,
                       key_prefix=f"{settings.redis_prefix}:limits", strategy="moving-window",
-                      headers_enabled=False)
+                      headers_enabled=False,
+                      # Bounded like every Redis call, so a hung Redis gives a 503, not a hang.
+                      storage_options=client_options(settings))
     server.extensions["kilowatch_limiter"] = limiter
     throttle_account = limiter.limit(
         lambda: current_app.config["KILOWATCH_LOGIN_LIMIT_ACCOUNT"], key_func=_account_key,

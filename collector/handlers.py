@@ -95,6 +95,11 @@ def store_dead_letters(conn: psycopg.Connection, batch: list[Item],
 
 
 def _device_alarm(conn: psycopg.Connection, device_id: int, body: dict) -> None:
+    if not alarms.first_device_message(conn, device_id=device_id, code=body["code"],
+                                       state=body["state"], at=body["at"]):
+        log.info("alarm %s %s of device %s at %s already applied (redelivered)",
+                 body["code"], body["state"], device_id, body["at"].isoformat())
+        return
     if body["state"] == "raised":
         alarms.raise_alarm(conn, device_id=device_id, code=body["code"],
                            severity=body["severity"], source="device",

@@ -65,7 +65,7 @@ class Metrics:
             SUBSCRIBED_GAUGE, "1 while connected to the broker and subscribed",
             registry=r)
 
-    def serve(self, port: int) -> None:
-        """Serve ``/metrics`` on ``port`` (all interfaces) from a daemon thread."""
-        start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve ``/metrics`` on ``host:port`` from a daemon thread (loopback by default)."""
+        start_http_server(port, addr=host, registry=self.registry)
 

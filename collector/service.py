@@ -28,7 +28,7 @@ from collector.logs import RateLimitedLog
 from collector.metrics import Metrics
 from collector.validation import KINDS, Invalid, Validator, decode_json, parse_topic
 from collector.writer import Writer
-from kilowatch.mqtt import broker_address
+from kilowatch.mqtt import broker_address, surviving
 from kilowatch.redis_client import get_redis
 from kilowatch.settings import Settings, redact_url
 
@@ -101,7 +101,8 @@ class Collector:
         self.writer = Writer(settings=settings, backlog=self.backlog, metrics=self.metrics,
                              ack=self._ack, refusals=self.refusals, batch_points=batch_points,
                              linger_s=linger_s, dead_letter_limit=dead_letter_limit,
-                             redis_client=get_redis(settings))
+                             redis_client=get_redis(settings), client_id=self.client_id,
+                             subscribed=lambda: self._connected)
         self.client = self._make_client()
 
     # ---- MQTT -------------------------------------------------------------------------
@@ -120,11 +121,13 @@ class Collector:
             client.tls_set()
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
+        # An exception in a callback is logged and the network thread carries on (a message
+        # whose handling failed stays unacknowledged: the broker sends it again on reconnect).
+        client.on_connect = surviving(self._on_connect, log)
+        client.on_subscribe = surviving(self._on_subscribe, log)
+        client.on_disconnect = surviving(self._on_disconnect, log)
+        client.on_message = surviving(self._on_message, log)
+        client.on_connect_fail = surviving(self._on_connect_fail, log)
         client.reconnect_delay_set(1, 30)
         return client
 
@@ -193,9 +196,10 @@ class Collector:
         """Start the metrics server, the writer and the MQTT network thread."""
         if self.metrics_port:
             try:
-                self.metrics.serve(self.metrics_port)
+                self.metrics.serve(self.metrics_port, self.settings.metrics_host)
             except OSError as error:
-                raise CollectorError(f"cannot serve /metrics on port {self.metrics_port}: "
+                raise CollectorError(f"cannot serve /metrics on {self.settings.metrics_host} "
+                                     f"port {self.metrics_port}: "
                                      f"{error.strerror or error}") from None
         self.writer.start()
         broker = broker_address(self.settings.mqtt_url)
@@ -223,7 +227,8 @@ class Collector:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         self.start()
-        log.info("collector running; metrics on :%s", self.metrics_port)
+        log.info("collector running; metrics on %s:%s", self.settings.metrics_host,
+                 self.metrics_port)
         failed = False
         while not done.wait(1.0):
             if not self.writer.is_alive():

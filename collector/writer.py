@@ -6,12 +6,15 @@ device state, device alarms, schedule acks, dead letters), commits, and only
 then acknowledges the messages to the broker and writes the latest values to
 Redis. When the database fails it keeps the batch, retries with backoff, and the
 backlog fills until ``on_message`` stops reading: the broker holds everything
-meanwhile.
+meanwhile. Between batches, while the collector is subscribed, it writes the
+heartbeat (``collector_heartbeats``) by which the worker tells a platform outage
+from silent devices.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +35,18 @@ from kilowatch.telemetry import storage as telemetry
 log = logging.getLogger(__name__)
 
 _DIRECT_PAUSE_S = 10.0  # after duplicates, skip the direct COPY path for a while
+_HEARTBEAT_S = 5.0  # how often the heartbeat is written, at most
+_CONFLICT_PAUSE_S = (0.01, 2.0)  # first and longest pause before retrying a rolled-back batch
+
+
+def conflict_pause(attempt: int) -> float:
+    """Return a random pause before retry ``attempt`` (1, 2, …) of a rolled-back batch.
+
+    "Full jitter": anywhere up to a doubling ceiling, so that writers that collided
+    once do not collide again in step.
+    """
+    first, longest = _CONFLICT_PAUSE_S
+    return random.uniform(0, min(longest, first * 2 ** attempt))
 
 
 class BatchResult:
@@ -53,8 +68,14 @@ class Writer(threading.Thread):
                  ack: Callable[[Item], None], refusals: RateLimitedLog,
                  batch_points: int = 50_000, batch_messages: int = 5_000,
                  linger_s: float = 0.05, dead_letter_limit: int = 10_000,
-                 redis_client: redis.Redis | None = None) -> None:
+                 redis_client: redis.Redis | None = None, client_id: str = "collector",
+                 subscribed: Callable[[], bool] = lambda: True) -> None:
         super().__init__(name="collector-writer", daemon=True)
+        self.client_id = client_id
+        self.subscribed = subscribed
+        # Well within the offline delay, so a live platform never looks silent.
+        self._beat_every_s = min(_HEARTBEAT_S, settings.offline_after / 4)
+        self._last_beat = -_HEARTBEAT_S
         self.settings = settings
         self.backlog = backlog
         self.metrics = metrics
@@ -87,6 +108,7 @@ class Writer(threading.Thread):
             queued, points = self.backlog.sizes()
             self.metrics.backlog_messages.set(queued)
             self.metrics.backlog_points.set(points)
+            self._beat()
             if not batch:
                 continue
             try:
@@ -117,6 +139,23 @@ class Writer(threading.Thread):
             self._conn.close()
             self._conn = None
 
+    def _beat(self) -> None:
+        """Write the heartbeat that tells the worker the platform ingests (see ``jobs.offline``).
+
+        Only while subscribed: with the broker or the database away, or this thread
+        stuck retrying a batch, the heartbeat stops and the platform counts as down.
+        """
+        now = time.monotonic()
+        if now - self._last_beat < self._beat_every_s or not self.subscribed():
+            return
+        self._last_beat = now
+        try:
+            ingest.record_heartbeat(self._connection(), self.client_id)
+        except psycopg.Error as error:
+            self._db_log.warning("database", "could not write the heartbeat: %s",
+                                 str(error).strip()[:200])
+            self.close()
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = db.connect(self.settings.database_url, autocommit=True)
@@ -124,6 +163,7 @@ class Writer(threading.Thread):
 
     def _write_with_retry(self, batch: list[Item]) -> BatchResult | None:
         delay = 0.5
+        conflicts = 0
         while True:
             started = time.monotonic()
             try:
@@ -135,8 +175,18 @@ class Writer(threading.Thread):
                 self._db_log.warning("database", "database unavailable, batch kept, retrying "
                                      "in %.1f s: %s", delay, str(error).strip()[:200])
                 self.close()
-            except psycopg.errors.TransactionRollback:
-                continue  # deadlock or serialization failure: just try again
+            except psycopg.errors.TransactionRollback as error:
+                # Deadlock or serialization failure (two collectors on the same rows): try
+                # again after a random pause, longer each time, so they stop colliding.
+                conflicts += 1
+                pause = conflict_pause(conflicts)
+                self._db_log.warning("conflict", "batch rolled back (%s), retrying in %.2f s",
+                                     type(error).__name__, pause)
+                if self.stop_event.wait(pause):
+                    log.warning("stopping with %d messages not stored; the broker keeps them",
+                                len(batch))
+                    return None
+                continue
             except Exception:
                 log.exception("batch failed; storing its %d messages one by one", len(batch))
                 self.close()
@@ -326,6 +376,7 @@ class LiveUpdater(threading.Thread):
         self._committed_at = 0.0
         self._stopping = False
         self._log = RateLimitedLog(log, interval_s=30)
+        self._last_trace = -60.0
 
     def submit(self, updates: dict[int, tuple], states: dict[int, bool],
                committed_at: float) -> None:
@@ -358,6 +409,11 @@ class LiveUpdater(threading.Thread):
         except redis.RedisError as error:
             self.metrics.redis_errors.inc()
             self._log.warning("redis", "could not write live values: %s", error)
+        except Exception:  # a bug here must not end the thread: live values would freeze
+            self.metrics.redis_errors.inc()
+            if time.monotonic() - self._last_trace >= 60:  # the traceback, once a minute
+                self._last_trace = time.monotonic()
+                log.exception("could not write live values of %d devices", len(updates))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is pending, then end the thread."""

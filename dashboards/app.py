@@ -9,7 +9,7 @@ import dash
 import flask
 
 import auth
-from dashboards import export, headers, reports
+from dashboards import export, headers, outage, reports
 from dashboards.components import shell
 from kilowatch import db
 from kilowatch.redis_client import get_redis
@@ -29,6 +29,8 @@ def healthz():
         with db.connection(settings) as conn:
             conn.execute("SELECT 1")
         get_redis(settings).ping()
+    except outage.OUTAGE_ERRORS as error:
+        return outage.answer_outage(error)
     except Exception:
         log.exception("health check failed")
         return {"status": "unavailable"}, 503
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     server.add_url_rule("/healthz", "healthz", healthz)
     server.add_url_rule("/api/device/<path:rest>", "device_api_not_found", device_api_not_found,
                         methods=["GET", "POST", "PUT", "DELETE"])
+    outage.init_outage(server)
     app = dash.Dash(
         __name__,
         server=server,

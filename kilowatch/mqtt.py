@@ -7,8 +7,11 @@ so a password holding ``@``, ``:`` or ``%`` is written ``%40``, ``%3A``, ``%25``
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -16,6 +19,25 @@ import paho.mqtt.client as mqtt
 from kilowatch.errors import UserFacingError
 
 TLS_SCHEMES = ("mqtts", "ssl")
+
+
+def surviving(callback: Callable[..., Any], logger: logging.Logger) -> Callable[..., Any]:
+    """Wrap a paho callback so that an exception in it is logged and the client carries on.
+
+    paho runs callbacks on its network thread and lets their exceptions end that
+    thread, silently: the client would stop reading, answering pings and reconnecting.
+    """
+    name = getattr(callback, "__name__", repr(callback))
+
+    @functools.wraps(callback)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            logger.exception("MQTT callback %s failed; the client carries on", name)
+            return None
+
+    return guarded
 
 
 class BrokerAddress(NamedTuple):
@@ -72,7 +94,7 @@ def connect(url: str, *, client_id: str, ca_file: str | None = None,
             refusal.append(str(reason_code))
         answered.set()
 
-    client.on_connect = on_connect
+    client.on_connect = surviving(on_connect, logging.getLogger(__name__))
     try:
         client.connect(host, port, keepalive=30)
     except (OSError, ValueError) as error:

@@ -7,6 +7,7 @@ so nothing needs configuring in development.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -87,6 +88,25 @@ def _non_negative_float(raw: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError("expected a number of at least 0")
     return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
+def _optional_email(raw: str) -> str | None:
+    return _email(raw) if raw else None
+
+
+def _listen_address(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip().strip("[]")))
+    except ValueError:
+        raise ValueError("expected an IP address to listen on, like 127.0.0.1 or 0.0.0.0") \
+            from None
 
 
 def _bool(raw: str) -> bool:
@@ -176,6 +196,13 @@ class Settings:
     mqtt_share_group: str | None = None
     redis_url: str = "redis://127.0.0.1:56379/0"
     redis_prefix: str = "kw"
+    # Seconds a Redis command (or connecting) may take before the caller gets an error.
+    redis_timeout: float = 2.0
+    # Seconds to open a PostgreSQL connection; a web request's wait for a pooled connection;
+    # the longest statement of the web app.
+    database_connect_timeout: int = 3
+    database_pool_timeout: float = 3.0
+    web_statement_timeout: int = 60
     secret_key: str = DEFAULT_SECRET_KEY
     smtp_url: str = "smtp://127.0.0.1:8025"
     mail_from: str = "Kilowatch <noreply@kilowatch.local>"
@@ -191,6 +218,8 @@ class Settings:
     forecast_retention_days: int = 90
     max_points_per_device: int = 5000
     metrics_port: int = 9108
+    # The collector's /metrics has no login: loopback only unless deliberately opened.
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     secure_cookies: bool = False
     notify_max_per_hour: int = 10
@@ -208,6 +237,8 @@ class Settings:
     export_timeout: int = 120
     # Reverse proxies in front of the web app whose X-Forwarded-For/-Proto are believed.
     proxy_hops: int = 0
+    # Who hears about platform incidents (the collector ingesting nothing); none: log only.
+    staff_email: str | None = None
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -227,6 +258,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "mqtt_share_group": _share_group,
     "redis_url": _url("redis", "rediss", "unix"),
     "redis_prefix": _key_prefix,
+    "redis_timeout": _positive_float,
+    "database_connect_timeout": _positive_int,
+    "database_pool_timeout": _positive_float,
+    "web_statement_timeout": _positive_int,
     "secret_key": _secret_key,
     "smtp_url": _url("smtp", "smtps"),
     "mail_from": str,
@@ -241,6 +276,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "forecast_retention_days": _positive_int,
     "max_points_per_device": _positive_int,
     "metrics_port": _positive_int,
+    "metrics_host": _listen_address,
     "log_level": _log_level,
     "secure_cookies": _bool,
     "notify_max_per_hour": _positive_int,
@@ -253,6 +289,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "exports_per_user": _positive_int,
     "export_timeout": _positive_int,
     "proxy_hops": _non_negative_int,
+    "staff_email": _optional_email,
 }
 
 

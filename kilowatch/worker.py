@@ -2,7 +2,11 @@
 
 While a job runs, its thread holds a PostgreSQL advisory lock keyed by the job
 name (``pg_try_advisory_lock``), so two workers never run the same job at once;
-a worker that finds the lock taken skips that turn. A failing job is logged and
+a worker that finds the lock taken skips that turn. Under the lock it also
+claims the turn in ``job_runs`` (when the job last started, by any worker): a
+turn that comes less than one interval after the last start is skipped, and
+that worker comes back when the job is due, so with any number of workers each
+job runs once per interval, never twice. A failing job is logged and
 retried on its next turn; when the database is unreachable the thread backs off
 (up to a minute) and carries on once it is back.
 
@@ -63,12 +67,29 @@ def _limit(conn: psycopg.Connection, settings: Settings) -> None:
                  (f"{settings.worker_statement_timeout}s", CLIENT_CHECK))
 
 
+def _claim_turn(conn: psycopg.Connection, job: Job) -> float:
+    """Record that the job starts now if it is due; else return the seconds until it is."""
+    claimed = conn.execute(
+        """INSERT INTO job_runs AS r (job, started_at) VALUES (%(job)s, now())
+           ON CONFLICT (job) DO UPDATE SET started_at = now()
+           WHERE r.started_at <= now() - make_interval(secs => %(interval)s)
+           RETURNING started_at""", {"job": job.name, "interval": job.interval_s}).fetchone()
+    if claimed:
+        return 0.0
+    row = conn.execute("SELECT extract(epoch FROM started_at - now())::float8 + %s AS wait "
+                       "FROM job_runs WHERE job = %s", (job.interval_s, job.name)).fetchone()
+    return max(row["wait"], 0.0) if row else 0.0
+
+
 def run_once(job: Job, settings: Settings, *,
-             active: Callable[[psycopg.Connection | None], None] | None = None) -> Outcome:
+             active: Callable[[psycopg.Connection | None], None] | None = None,
+             on_schedule: bool = False) -> Outcome:
     """Run one turn of a job under its advisory lock; never raises.
 
     ``active`` is told the job's connection while it runs (and None after), so
-    that a stopping worker can cancel what it is doing.
+    that a stopping worker can cancel what it is doing. ``on_schedule`` skips the
+    turn when any worker started the job less than an interval ago (the outcome's
+    result is then the seconds until it is due).
     """
     started = time.monotonic()
     try:
@@ -82,6 +103,10 @@ def run_once(job: Job, settings: Settings, *,
                 log.info("job %s skipped: another worker is running it", job.name)
                 return Outcome(job.name, "skipped")
             try:
+                due_in = _claim_turn(conn, job) if on_schedule else 0.0
+                if due_in > 0:
+                    log.debug("job %s skipped: due in %.1f s", job.name, due_in)
+                    return Outcome(job.name, "skipped", due_in)
                 result = job.run(conn, settings)
             finally:
                 if not conn.closed and not conn.broken:
@@ -136,10 +161,12 @@ class Worker:
     def _loop(self, job: Job) -> None:
         backoff = 1.0
         while not self.stop_event.is_set():
-            outcome = run_once(job, self.settings, active=self._track(job))
+            outcome = run_once(job, self.settings, active=self._track(job), on_schedule=True)
             if outcome.status == "failed":
                 wait = min(backoff, job.interval_s)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            elif outcome.status == "skipped" and isinstance(outcome.result, float):
+                wait, backoff = min(outcome.result + 0.05, job.interval_s), 1.0
             else:
                 wait, backoff = job.interval_s, 1.0
             self.stop_event.wait(wait)

@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kilowatch.mqtt import broker_address
+from kilowatch.mqtt import broker_address, surviving
 from simulator import payloads
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ class MqttLink:
         self._client.reconnect_delay_set(1, 30)
         self._client.will_set(self.topic("status"), self._status_json("offline"), qos=1,
                               retain=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_publish = self._on_publish
-        self._client.on_message = self._on_message
+        self._client.on_connect = surviving(self._on_connect, log)
+        self._client.on_publish = surviving(self._on_publish, log)
+        self._client.on_message = surviving(self._on_message, log)
         self._connected = threading.Event()
         self._refused: str | None = None
         self._pending: set[int] = set()

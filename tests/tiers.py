@@ -17,6 +17,7 @@ import pytest
 SERVER_FIXTURES = frozenset({
     "stack",
     "own_broker", "own_database", "broker", "silent_broker", "listener",  # Mosquitto/PostgreSQL
+    "own_redis",  # Redis
     "smtp", "plain_auth_server",  # SMTP
 })
 # Modules whose tests run a program (``kilowatch …``, ``lint-imports``) without a fixture.

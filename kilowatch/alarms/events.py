@@ -63,6 +63,19 @@ def add_event(conn: psycopg.Connection, alarm_id: int, kind: str, *, at: dt.date
     return event_id
 
 
+def first_device_message(conn: psycopg.Connection, *, device_id: int, code: str, state: str,
+                         at: dt.datetime) -> bool:
+    """Note a device's alarm message; say False when the same one was already applied.
+
+    The broker delivers a QoS 1 message again when the collector did not acknowledge
+    it (a crash or restart after the commit): the device's own time tells it apart.
+    """
+    return conn.execute(
+        "INSERT INTO device_alarm_messages (device_id, code, state, at) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (device_id, code, state, at)).fetchone() is not None
+
+
 def raise_alarm(conn: psycopg.Connection, *, device_id: int, code: str, severity: str,
                 source: str, message: str, at: dt.datetime,
                 rule_id: int | None = None) -> int | None:

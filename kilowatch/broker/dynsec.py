@@ -10,14 +10,17 @@ the platform uses it from the worker and the operator's CLI, never from the web 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 
 from kilowatch.errors import UserFacingError
-from kilowatch.mqtt import connect
+from kilowatch.mqtt import connect, surviving
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
+
+log = logging.getLogger(__name__)
 
 
 class DynsecError(UserFacingError):
@@ -40,7 +43,7 @@ class Dynsec:
     def __enter__(self) -> Dynsec:
         self.client = connect(self.admin_url, client_id=f"kilowatch-admin-{secrets.token_hex(6)}",
                               ca_file=self.ca_file, timeout_s=self.timeout_s)
-        self.client.on_message = self._on_message
+        self.client.on_message = surviving(self._on_message, log)
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_args: subscribed.set()
         self.client.subscribe(RESPONSE_TOPIC, qos=1)

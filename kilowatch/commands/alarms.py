@@ -1,4 +1,5 @@
-"""``kilowatch alarm list``, ``kilowatch mail test|outbox``: alarms and e-mail from a shell."""
+"""``kilowatch alarm list|incidents``, ``kilowatch mail test|outbox``: alarms, platform
+incidents and e-mail from a shell."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 
 from kilowatch import fleet, mailer
 from kilowatch.alarms import events as alarms
-from kilowatch.alarms import outbox
+from kilowatch.alarms import outbox, platform
 from kilowatch.cli import UserError, main, run_as_operator
 from kilowatch.settings import get_settings
 
@@ -54,6 +55,20 @@ def alarm_list(site, everything, limit, as_json) -> None:
         raise UserError(str(error)) from None
     for row in rows:
         click.echo(json.dumps(row, default=str) if as_json else _alarm_line(row))
+
+
+@alarm_group.command("incidents")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def alarm_incidents(limit) -> None:
+    """List the platform's own incidents (nothing ingested …), newest first."""
+    rows = run_as_operator(lambda conn, scope: platform.list_incidents(conn, scope,
+                                                                       limit=limit))
+    for row in rows:
+        ended = _utc(row["ended_at"]) if row["ended_at"] else f"{'open':<17}"
+        click.echo(f"{row['id']:>5}  {_utc(row['started_at'])} → {ended}  {row['kind']}: "
+                   f"{row['message']}")
+    if not rows:
+        click.echo("no platform incidents")
 
 
 @main.group("mail")

@@ -3,7 +3,8 @@
 Each module in this package defines ``JOBS``, a list of :class:`Job`. The worker
 discovers them all, runs each on its own interval, and holds a PostgreSQL
 advisory lock named after the job while it runs, so two workers never run the
-same job at once.
+same job at once; the turn is claimed in ``job_runs``, so however many workers
+there are, a job runs once per interval.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ def run(conn: psycopg.Connection, settings: Settings) -> dict:
         "minute_chunks_dropped": telemetry.drop_old_chunks(conn, "telemetry_1m",
                                                            settings.minute_retention_days),
         "pending_ranges_dropped": telemetry.drop_old_pending(conn, settings.raw_retention_days),
+        # The collector refuses alarm messages older than the raw retention: no redelivery
+        # can match these any more.
+        "alarm_messages_dropped": conn.execute(
+            "DELETE FROM device_alarm_messages WHERE received_at < now() - make_interval("
+            "days => %s)", (settings.raw_retention_days,)).rowcount,
         **dispatch_store.drop_old(conn, dt.datetime.now(dt.UTC)
                                   - dt.timedelta(days=settings.forecast_retention_days)),
     }

@@ -261,6 +261,20 @@ def mark_silent_devices_offline(conn: psycopg.Connection, *, silent_s: int,
     return gone
 
 
+# ---- collector heartbeat --------------------------------------------------------------------
+
+def record_heartbeat(conn: psycopg.Connection, client_id: str) -> None:
+    """Note that this collector is subscribed and can write, now."""
+    conn.execute("INSERT INTO collector_heartbeats (client_id, beat_at) VALUES (%s, now()) "
+                 "ON CONFLICT (client_id) DO UPDATE SET beat_at = excluded.beat_at",
+                 (client_id[:200],))
+
+
+def last_heartbeat(conn: psycopg.Connection) -> dt.datetime | None:
+    """Return when any collector last said it could ingest, or None if none ever did."""
+    return conn.execute("SELECT max(beat_at) AS at FROM collector_heartbeats").fetchone()["at"]
+
+
 # ---- dead letters ---------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

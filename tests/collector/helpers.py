@@ -36,6 +36,12 @@ def register_fleet(database_url: str, serials: list[str], company: str = "Testco
                 for serial in serials}
 
 
+def heartbeat(conn, client_id: str = "kwtest-collector") -> None:
+    """Write a collector heartbeat now: the platform ingests (devices may be judged silent)."""
+    conn.execute("INSERT INTO collector_heartbeats (client_id, beat_at) VALUES (%s, now()) "
+                 "ON CONFLICT (client_id) DO UPDATE SET beat_at = now()", (client_id,))
+
+
 def iso(moment: dt.datetime) -> str:
     """Format a time as RFC 3339 UTC with a Z."""
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

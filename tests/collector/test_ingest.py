@@ -205,6 +205,29 @@ def test_device_alarms_are_raised_then_cleared(conn, collector, publisher, topic
     ).fetchone(), what="bad alarm refused")
 
 
+def test_a_redelivered_alarm_message_opens_no_second_alarm(conn, collector, publisher, topic,
+                                                           devices):
+    device_id = devices["INV-3"]
+    raised = json.dumps({"ts": iso(now() - dt.timedelta(seconds=5)), "code": "PCS_FAULT",
+                         "severity": "major", "state": "raised"}).encode()
+    cleared = json.dumps({"ts": iso(now()), "code": "PCS_FAULT", "state": "cleared"}).encode()
+    # What the broker sends again when the collector restarts before acknowledging.
+    for message in (raised, cleared, raised, cleared, raised):
+        publisher.publish(topic("INV-3", "alarms"), message)
+    publisher.publish(topic("INV-3", "alarms"), json.dumps(
+        {"ts": iso(now()), "code": "SENTINEL", "severity": "minor",
+         "state": "raised"}).encode())
+    wait_for(lambda: conn.execute("SELECT 1 FROM alarms WHERE device_id = %s AND code = "
+                                  "'SENTINEL'", (device_id,)).fetchone(), what="sentinel")
+    alarms = conn.execute("SELECT id, cleared_at, raise_count FROM alarms WHERE device_id = %s "
+                          "AND code = 'PCS_FAULT'", (device_id,)).fetchall()
+    assert len(alarms) == 1 and alarms[0]["cleared_at"] and alarms[0]["raise_count"] == 1
+    events = conn.execute("SELECT kind FROM alarm_events e JOIN notification_inbox n "
+                          "ON n.event_id = e.id WHERE e.alarm_id = %s ORDER BY e.id",
+                          (alarms[0]["id"],)).fetchall()
+    assert [e["kind"] for e in events] == ["raised", "cleared"]
+
+
 def test_will_message_sets_offline_and_raises_comm_lost_next_message_clears(
         conn, collector, publisher, topic, devices, settings):
     device_id = devices["INV-2"]

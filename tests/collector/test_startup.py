@@ -6,13 +6,49 @@ import os
 import socket
 import subprocess
 import time
+import urllib.request
 
+import pytest
+
+from tests.collector.helpers import running_collector
 from tests.collector.servers import free_port
+
+
+def _outward_address() -> str | None:
+    """Return an address of this machine that is not loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("listen", [None, "0.0.0.0"])  # noqa: S104 - opened on purpose
+def test_metrics_listen_on_loopback_unless_told_otherwise(kw_env, listen):
+    outward = _outward_address()
+    if outward is None:
+        pytest.skip("this machine has no address besides loopback")
+    env = {**kw_env, "KILOWATCH_METRICS_PORT": str(free_port())}
+    if listen:
+        env["KILOWATCH_METRICS_HOST"] = listen
+    with running_collector(env) as collector:
+        assert _answers("127.0.0.1", collector.metrics_port)
+        assert _answers(outward, collector.metrics_port) is (listen is not None)
 
 
 def test_metrics_port_in_use_is_a_one_line_error(kw_env):
     with socket.socket() as busy:
-        busy.bind(("0.0.0.0", 0))  # noqa: S104 - the collector binds every interface too
+        busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(["kilowatch", "collector", "--client-id", "kwtest-busy",
@@ -20,7 +56,7 @@ def test_metrics_port_in_use_is_a_one_line_error(kw_env):
                                 env={**os.environ, **kw_env}, capture_output=True, text=True,
                                 timeout=60)
     assert result.returncode != 0
-    assert f"Error: cannot serve /metrics on port {port}" in result.stderr
+    assert f"Error: cannot serve /metrics on 127.0.0.1 port {port}" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -72,6 +72,13 @@ def test_log_level_is_case_insensitive():
     ("KILOWATCH_SECRET_KEY", ""),
     ("KILOWATCH_SECRET_KEY", "short"),
     ("KILOWATCH_COLLECTOR_DATABASE_URL", "redis://127.0.0.1/0"),
+    ("KILOWATCH_REDIS_TIMEOUT", "0"),
+    ("KILOWATCH_REDIS_TIMEOUT", "inf"),
+    ("KILOWATCH_DATABASE_POOL_TIMEOUT", "-1"),
+    ("KILOWATCH_DATABASE_CONNECT_TIMEOUT", "0"),
+    ("KILOWATCH_WEB_STATEMENT_TIMEOUT", "forever"),
+    ("KILOWATCH_METRICS_HOST", "everywhere"),
+    ("KILOWATCH_STAFF_EMAIL", "noc"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -152,3 +159,13 @@ def test_a_service_command_connects_with_its_own_login():
                                      "postgresql://worker@127.0.0.1:1/none"})
     assert result.returncode != 0
     assert "port 1 failed" in result.stdout and "port 2" not in result.stdout
+
+
+def test_failure_mode_settings_have_safe_defaults_and_read_their_values():
+    default = load_settings({})
+    assert default.metrics_host == "127.0.0.1" and default.staff_email is None
+    assert 0 < default.redis_timeout <= 2 and default.database_pool_timeout <= 3
+    chosen = load_settings({"KILOWATCH_METRICS_HOST": "[::]", "KILOWATCH_REDIS_TIMEOUT": "0.5",
+                            "KILOWATCH_STAFF_EMAIL": "noc@example.com"})
+    assert chosen.metrics_host == "::" and chosen.redis_timeout == 0.5
+    assert chosen.staff_email == "noc@example.com"

@@ -10,7 +10,7 @@ import pytest
 
 from kilowatch import redis_client
 from kilowatch.telemetry import storage as telemetry
-from tests.collector.helpers import register_fleet
+from tests.collector.helpers import heartbeat, register_fleet
 
 
 def worker(kw_env, *args):
@@ -51,6 +51,7 @@ def test_silent_device_goes_offline_with_comm_lost(kw_env, conn, devices, settin
     conn.execute("UPDATE devices SET online = true, last_seen = now() - interval '10 minutes' "
                  "WHERE id = %s", (silent,))
     conn.execute("UPDATE devices SET online = true, last_seen = now() WHERE id = %s", (talking,))
+    heartbeat(conn)  # the platform ingests: the silence is the device's
     client = redis_client.get_redis(settings)
     key = redis_client.key("live", silent, settings=settings)
     client.hset(key, mapping={"_online": "1"})

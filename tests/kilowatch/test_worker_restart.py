@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from kilowatch import db
-from tests.collector.helpers import register_fleet, wait_for
+from tests.collector.helpers import heartbeat, register_fleet, wait_for
 from tests.collector.servers import Postgres
 
 
@@ -36,6 +36,7 @@ def test_worker_survives_a_database_restart(kw_env, own_database, tmp_path):
                  what="a job meeting the stopped database", timeout_s=60)
         own_database.start()
         with db.connect(own_database.url, autocommit=True) as conn:
+            heartbeat(conn)  # the platform ingests: the silence is the device's
             conn.execute("UPDATE devices SET online = true, "
                          "last_seen = now() - interval '1 hour' WHERE id = %s",
                          (devices["W-1"],))

@@ -16,6 +16,7 @@ from kilowatch.alarms import notifications, outbox
 from kilowatch.jobs import offline
 from kilowatch.mailer import parse_smtp_url
 from kilowatch.telemetry import ingest
+from tests.collector.helpers import heartbeat
 from tests.kilowatch.smtp_server import bodies
 
 BASE_URL = "https://kilowatch.example.com"
@@ -99,6 +100,7 @@ def test_silent_device_mails_each_admin_once_then_the_recovery(conn, world, smtp
     device = acme.devices[0]
     conn.execute("UPDATE devices SET online = true, last_seen = now() - interval '10 minutes' "
                  "WHERE id = %s", (device,))
+    heartbeat(conn)  # the platform ingests: the silence is the device's
     offline.run(conn, mail_settings)  # the worker's own offline job
     offline.run(conn, mail_settings)
     [alarm] = comm_lost(conn, device)
