@@ -168,6 +168,14 @@ GROUP BY b.site_id HAVING count(*) = 3
 """
 
 
+def report_id(site_id: int) -> int | None:
+    """Return the id of the site's newest commissioning report, if one was issued."""
+    with db.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT max(id) AS id FROM commissioning_reports WHERE site_id = %s",
+                           (site_id,)).fetchone()
+    return row["id"]
+
+
 def commission(site_ids: list[int], settings) -> str:
     """Issue the first site's commissioning report (once); return what to print.
 
