@@ -126,10 +126,12 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-def db_upgrade() -> None:
+@click.option("--to", "target", default=None, metavar="NUMBER",
+              help="Stop after this migration (e.g. 008), to test an upgrade from it.")
+def db_upgrade(target: str | None) -> None:
     """Apply the migrations that are not applied yet."""
     with db.connect(autocommit=True) as conn:
-        applied = migrations.upgrade(conn)
+        applied = migrations.upgrade(conn, target=target)
     if applied:
         for name in applied:
             click.echo(f"applied {name}")

@@ -78,9 +78,22 @@ def _check_unedited(migrations: list[Migration], applied: dict[str, dict]) -> No
             )
 
 
-def upgrade(conn: psycopg.Connection, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply the missing migrations, each in its own transaction; return their names."""
+def up_to(migrations: list[Migration], target: str) -> list[Migration]:
+    """Return the migrations up to and including ``target`` (its number, e.g. ``008``)."""
+    numbers = [m.name[:3] for m in migrations]
+    if target not in numbers:
+        raise MigrationError(f"no migration numbered {target!r} (the last is "
+                             f"{migrations[-1].name if migrations else 'none'})")
+    return migrations[:numbers.index(target) + 1]
+
+
+def upgrade(conn: psycopg.Connection, sql_dir: Path = SQL_DIR, *,
+            target: str | None = None) -> list[str]:
+    """Apply the missing migrations (up to ``target``'s number if given), each in its own
+    transaction; return their names."""
     migrations = discover(sql_dir)
+    if target is not None:
+        migrations = up_to(migrations, target)
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psycopg
 import pytest
 
@@ -64,3 +68,27 @@ def test_misnamed_file_is_refused(tmp_path):
     _write(tmp_path, "1_bad.sql", "SELECT 1;")
     with pytest.raises(migrations.MigrationError, match="001_name.sql"):
         migrations.discover(tmp_path)
+
+
+def test_upgrade_stops_at_the_target_and_goes_on_later(empty_db, tmp_path):
+    for number in (1, 2, 3):
+        _write(tmp_path, f"00{number}_n{number}.sql",
+               "CREATE TABLE t (n int);" if number == 1 else f"INSERT INTO t VALUES ({number});")
+    with db.connect(empty_db, autocommit=True) as conn:
+        assert migrations.upgrade(conn, tmp_path, target="002") == ["001_n1.sql", "002_n2.sql"]
+        assert [r["n"] for r in conn.execute("SELECT n FROM t")] == [2]
+        assert migrations.upgrade(conn, tmp_path) == ["003_n3.sql"]
+        assert migrations.upgrade(conn, tmp_path, target="001") == []
+
+
+def test_an_unknown_target_is_one_clear_error(empty_db, tmp_path, kw_env):
+    _write(tmp_path, "001_a.sql", "CREATE TABLE t (n int);")
+    with db.connect(empty_db, autocommit=True) as conn, pytest.raises(
+            migrations.MigrationError, match=r"no migration numbered '009' \(the last is 001_a"):
+        migrations.upgrade(conn, tmp_path, target="009")
+    result = subprocess.run([sys.executable, "-m", "kilowatch", "db", "upgrade", "--to", "999"],
+                            env={**os.environ, **kw_env}, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: no migration numbered '999' (the last is ")

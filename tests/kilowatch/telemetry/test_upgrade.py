@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kilowatch import db, migrations
-from kilowatch.telemetry import coverage, rollups
+from kilowatch.access import system_scope
+from kilowatch.telemetry import coverage, energy, rollups
 from tests.conftest import create_database, drop_database
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -16,14 +16,11 @@ START = NOW - timedelta(hours=6)
 
 
 @pytest.fixture
-def before_009(stack, tmp_path):
-    """A database migrated up to 009 (excluded), holding rolled-up data and a dirty mark."""
-    for path in migrations.SQL_DIR.glob("*.sql"):
-        if path.name < "009":
-            shutil.copy(path, tmp_path / path.name)
+def before_009(stack):
+    """A database migrated up to 008, holding rolled-up data and a dirty mark."""
     url = create_database("template1")
     with db.connect(url, autocommit=True) as conn:
-        migrations.upgrade(conn, tmp_path)
+        migrations.upgrade(conn, target="008")
         conn.execute("INSERT INTO companies (name) VALUES ('Old')")
         conn.execute("INSERT INTO sites (company_id, name, timezone) VALUES (1, 'Old', 'UTC')")
         conn.execute("INSERT INTO devices (site_id, serial, model) VALUES (1, 'OLD-1', 'meter')")
@@ -63,3 +60,77 @@ def test_old_rows_are_read_as_they_are_and_refreshed_newest_first(before_009):
                            "WHERE bucket = %s", (START,)).fetchone()
         assert (row["first"], row["first_time"], row["last_time"]) == (
             0.0, START, START + timedelta(seconds=40))
+
+
+# Two days of a grid meter before 009: its import counter rises 1 kWh a minute, read
+# every 30 s; the rollups of the time were computed; retention dropped the raw rows
+# of the first day (its rollups stay, as they were).
+OLD = (NOW - timedelta(hours=40)).replace(minute=0)
+KEPT = OLD + timedelta(hours=24)  # raw rows from here on
+HOURS = [OLD + timedelta(hours=n) for n in range(int((NOW - OLD) / timedelta(hours=1)))]
+_OLD_STYLE = {"1m": "1 minute", "1h": "1 hour"}
+_ROLLUP_COLUMNS = "bucket, point_id, avg, min, max, last, count"
+
+
+@pytest.fixture
+def old_meter(stack):
+    """A database at 008 with the meter's raw rows and its rollups as 008 computed them."""
+    url = create_database("template1")
+    with db.connect(url, autocommit=True) as conn:
+        migrations.upgrade(conn, target="008")
+        conn.execute("INSERT INTO companies (name) VALUES ('Old')")
+        conn.execute("INSERT INTO sites (company_id, name, timezone) VALUES (1, 'Old', 'UTC')")
+        conn.execute("INSERT INTO devices (site_id, serial, model) VALUES (1, 'OLD-1', 'meter')")
+        conn.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
+                     "SELECT g, 1, p.id, 1000 + extract(epoch FROM g - %s) / 60 "
+                     "FROM generate_series(%s::timestamptz, %s::timestamptz, '30 seconds') g, "
+                     "points p WHERE p.name = 'meter.grid.e_import'",
+                     (OLD, OLD, NOW - timedelta(seconds=30)))
+        for table, width in _OLD_STYLE.items():
+            conn.execute(f"INSERT INTO telemetry_{table} (bucket, device_id, point_id, avg, "
+                         "min, max, last, count) SELECT time_bucket(%s, time), 1, point_id, "
+                         "avg(value), min(value), max(value), last(value, time), count(*) "
+                         "FROM telemetry GROUP BY 1, 3", (width,))
+        conn.execute("UPDATE rollup_state SET watermark = %s, done_until = %s", (NOW, NOW))
+        conn.execute("DELETE FROM telemetry WHERE time < %s", (KEPT,))
+    yield url
+    drop_database(url)
+
+
+def _rollups(conn, table: str) -> list[tuple]:
+    return [tuple(row.values()) for row in conn.execute(
+        f"SELECT {_ROLLUP_COLUMNS} FROM telemetry_{table} ORDER BY bucket, point_id")]
+
+
+def _hourly_import(conn) -> list[float | None]:
+    energy_ = energy.site_energy(conn, system_scope("test"), 1, OLD, HOURS[-1],
+                                 timedelta(hours=1), now=NOW)
+    return [None if i.kwh["grid_import"] is None else round(i.kwh["grid_import"], 6)
+            for i in energy_.intervals]
+
+
+def test_an_upgraded_meter_keeps_its_rollups_and_energy(old_meter):
+    with db.connect(old_meter, autocommit=True) as conn:
+        before = {table: _rollups(conn, table) for table in _OLD_STYLE}
+        migrations.upgrade(conn)
+        # Only what raw rows still hold is to be refreshed; older rows are kept as they are.
+        pending = conn.execute("SELECT device_id, lo, hi, refresh FROM rollup_pending"
+                               ).fetchall()
+        assert [tuple(p.values()) for p in pending] == [(1, KEPT, NOW, True)]
+        # Every hour imported 60 kWh, read from the old rows as they are (the first
+        # has no reading before it: its first one is the counter's baseline) …
+        expected = [None] + [60.0] * (len(HOURS) - 2)
+        assert _hourly_import(conn) == expected
+        while rollups.recompute_late_window(conn):
+            pass
+        # … and from the refreshed ones: the same rows, now with their readings' times.
+        assert conn.execute("SELECT count(*) AS n FROM rollup_pending").fetchone()["n"] == 0
+        assert {table: _rollups(conn, table) for table in _OLD_STYLE} == before
+        legacy = conn.execute("SELECT min(bucket) AS lo, max(bucket) AS hi FROM telemetry_1m "
+                              "WHERE first_time IS NULL").fetchone()
+        assert (legacy["lo"], legacy["hi"]) == (OLD, KEPT - timedelta(minutes=1))
+        assert _hourly_import(conn) == expected
+        hour = conn.execute("SELECT first, first_time, last_time, rise FROM telemetry_1h "
+                            "WHERE bucket = %s", (KEPT,)).fetchone()
+        assert hour == {"first": 1000 + 24 * 60, "first_time": KEPT,
+                        "last_time": KEPT + timedelta(minutes=59, seconds=30), "rise": 59.5}
