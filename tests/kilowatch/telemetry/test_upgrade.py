@@ -15,15 +15,22 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START = NOW - timedelta(hours=6)
 
 
-@pytest.fixture
-def before_009(stack):
-    """A database migrated up to 008, holding rolled-up data and a dirty mark."""
+def _at_008_with_one_device() -> str:
+    """Create a database migrated up to 008 with one device on one site; return its URL."""
     url = create_database("template1")
     with db.connect(url, autocommit=True) as conn:
         migrations.upgrade(conn, target="008")
         conn.execute("INSERT INTO companies (name) VALUES ('Old')")
         conn.execute("INSERT INTO sites (company_id, name, timezone) VALUES (1, 'Old', 'UTC')")
         conn.execute("INSERT INTO devices (site_id, serial, model) VALUES (1, 'OLD-1', 'meter')")
+    return url
+
+
+@pytest.fixture
+def before_009(stack):
+    """A database migrated up to 008, holding rolled-up data and a dirty mark."""
+    url = _at_008_with_one_device()
+    with db.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
                      "SELECT g, 1, 2, extract(epoch FROM g - %s) / 60 FROM generate_series("
                      "%s::timestamptz, %s::timestamptz, '20 seconds') g",
@@ -75,12 +82,8 @@ _ROLLUP_COLUMNS = "bucket, point_id, avg, min, max, last, count"
 @pytest.fixture
 def old_meter(stack):
     """A database at 008 with the meter's raw rows and its rollups as 008 computed them."""
-    url = create_database("template1")
+    url = _at_008_with_one_device()
     with db.connect(url, autocommit=True) as conn:
-        migrations.upgrade(conn, target="008")
-        conn.execute("INSERT INTO companies (name) VALUES ('Old')")
-        conn.execute("INSERT INTO sites (company_id, name, timezone) VALUES (1, 'Old', 'UTC')")
-        conn.execute("INSERT INTO devices (site_id, serial, model) VALUES (1, 'OLD-1', 'meter')")
         conn.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
                      "SELECT g, 1, p.id, 1000 + extract(epoch FROM g - %s) / 60 "
                      "FROM generate_series(%s::timestamptz, %s::timestamptz, '30 seconds') g, "
