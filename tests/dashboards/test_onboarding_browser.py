@@ -239,6 +239,10 @@ def test_superadmin_onboards_a_company_until_its_report_is_issued(
                    "user.create", "user.accept_invitation", "notifications.update",
                    "site.tariff.assign", "schedule.save"):
         assert action in text, action
+    # The worker's outbox e-mails the same PDF to the company's admin.
+    mails = wait_for(lambda: smtp.to(ADMIN)[1:], what="the report e-mail", timeout_s=60)
+    attached = [part.get_content() for part in mails[0].iter_attachments()]
+    assert attached == [download.body()]
     admin.close()
 
     # Another company's admin: the same URL answers 403 with the "not allowed" page.
