@@ -9,20 +9,25 @@ Creates a private database, Redis prefix and app on the local stack
   energy counters, one counter reset): hourly rows for ``--hourly-days``
   (default 365), minute rows for ``--minute-days`` (default 31) and raw rows for
   the last two hours;
-- a company of ``--fleet`` sites (default 1,000) for the overview: a live Redis
-  hash per device, today's hourly counter rows and active alarms on some sites.
+- one company per size of ``--fleet`` (default 1,000 and 10,000 sites) for the
+  fleet page: a live Redis hash per device, today's hourly counter rows and active
+  alarms on some sites.
 
 Then, in-process through Flask's test client exactly as the browser posts them
 (login session, guard, role check, scope check, Dash serialisation), it calls
 each callback ``--repeat`` times and prints p50/p95/max in ms and the response
-size in kB.
+size in kB. For each fleet it also times the old full-table read (every site
+read by ``overview.fleet_overview`` and turned into grid rows, as the page did
+before it loaded windows) and prints the ratio of the first window to it.
 
-    uv run python benchmarks/dashboards.py [--sites 20 --fleet 1000 --repeat 30]
+    uv run python benchmarks/dashboards.py [--sites 20 --fleet 1000 --fleet 10000 --repeat 30]
+    uv run python benchmarks/dashboards.py --fleet-only   # skip the site-page company
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -40,10 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kilowatch import db, fleet, migrations
-from kilowatch.access import system_scope
+from kilowatch.access import AccessScope, system_scope
 from kilowatch.accounts import passwords, users
+from kilowatch.redis_client import get_redis
 from kilowatch.settings import load_settings, reset_settings
-from kilowatch.telemetry import live
+from kilowatch.telemetry import live, overview
 
 PASSWORD = "benchmark password 42"
 # point: SQL expression of the hourly/minute value at time g (site index i)
@@ -100,7 +106,7 @@ def _company(conn, name: str, sites: int, timezone: str) -> tuple[int, list[int]
     scope = system_scope("benchmark")
     company = fleet.create_company(conn, scope, name)
     conn.execute("INSERT INTO sites (company_id, name, timezone) "
-                 "SELECT %s, %s || ' ' || lpad(g::text, 4, '0'), %s "
+                 "SELECT %s, %s || ' ' || lpad(g::text, 5, '0'), %s "
                  "FROM generate_series(1, %s) g", (company, name, timezone, sites))
     conn.execute("INSERT INTO devices (site_id, serial, model, rated_power_kw, capacity_kwh, "
                  "online, last_seen) SELECT id, %s || '-' || id, 'HES-XL', 125, 250, true, now() "
@@ -151,68 +157,100 @@ def seeded_before(bench: Bench) -> dict:
             "SELECT d.id, d.site_id FROM devices d JOIN sites s ON s.id = d.site_id "
             "JOIN companies c ON c.id = s.company_id WHERE c.name = 'Bench' ORDER BY d.id "
             "LIMIT 1").fetchone()
-    return {"site": row["site_id"], "device": row["id"],
-            "accounts": {label: f"admin@{label}.bench.example" for label in ("bench", "fleet")}}
+        fleets = conn.execute(
+            "SELECT c.id, count(*) AS n FROM companies c JOIN sites s ON s.company_id = c.id "
+            "WHERE c.name LIKE 'Fleet %%' GROUP BY c.id ORDER BY n").fetchall()
+    accounts = {f"fleet{f['n']}": f"admin@fleet{f['n']}.bench.example" for f in fleets}
+    if row:
+        accounts["bench"] = "admin@bench.bench.example"
+    return {"site": row and row["site_id"], "device": row and row["id"], "accounts": accounts,
+            "fleets": {f["n"]: f["id"] for f in fleets}}
+
+
+def _seed_bench(conn, args, now: datetime) -> tuple[int, list[int]]:
+    """The site-page company: a year of hourly rows, a month of minutes, two hours raw."""
+    hour = now.replace(minute=0)
+    started = time.monotonic()
+    company, devices = _company(conn, "Bench", args.sites, "Europe/Paris")
+    _seed_table(conn, "telemetry_1h", "1 hour", devices,
+                hour - timedelta(days=args.hourly_days), hour - timedelta(hours=1))
+    print(f"seeded hourly rows: {time.monotonic() - started:.0f} s", flush=True)
+    _seed_table(conn, "telemetry_1m", "1 minute", devices,
+                now - timedelta(days=args.minute_days), now - timedelta(minutes=1))
+    print(f"seeded minute rows: {time.monotonic() - started:.0f} s", flush=True)
+    ids = _points(conn)
+    conn.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
+                 "SELECT g, d, p, 10 * random() FROM generate_series(%s::timestamptz, "
+                 "%s::timestamptz, '10 seconds') g, unnest(%s::int[]) d, "
+                 "unnest(%s::int[]) p", (now - timedelta(hours=2), now, devices,
+                                         [ids[n] for n in WAVES]))
+    conn.execute("UPDATE rollup_state SET done_until = %s, watermark = %s WHERE rollup = "
+                 "'1h'", (hour, hour))
+    conn.execute("UPDATE rollup_state SET done_until = %s, watermark = %s WHERE rollup = "
+                 "'1m'", (now, now))
+    return company, devices
+
+
+def _seed_fleet(conn, size: int, now: datetime) -> tuple[int, list[int]]:
+    """A fleet company: today's hourly counters, alarms on one site in 20, one offline in 50."""
+    hour = now.replace(minute=0)
+    ids = _points(conn)
+    company, devices = _company(conn, f"Fleet {size}", size, "America/New_York")
+    conn.execute(
+        "INSERT INTO telemetry_1h (bucket, device_id, point_id, avg, min, max, last, count) "
+        "SELECT g, d, p, 1, 1, 1, extract(epoch FROM g - %s::timestamptz) / 3600 * 10, 60 "
+        "FROM generate_series(%s::timestamptz, %s::timestamptz, '1 hour') g, "
+        "unnest(%s::int[]) d, unnest(%s::int[]) p ON CONFLICT DO NOTHING",
+        (hour - timedelta(days=2), hour - timedelta(hours=30), hour - timedelta(hours=1),
+         devices, [ids[n] for n in COUNTERS]))
+    conn.execute(
+        "INSERT INTO alarms (device_id, site_id, code, severity, source, message, "
+        "raised_at, last_raised_at) SELECT d.id, d.site_id, 'BMS_OVERTEMP', "
+        "(ARRAY['critical','major','minor','warning'])[1 + d.id %% 4], 'device', 'hot', "
+        "now(), now() FROM devices d WHERE d.id = ANY(%s) AND d.id %% 20 = 0", (devices,))
+    conn.execute("UPDATE devices SET online = false, last_seen = now() - interval '1 hour' "
+                 "WHERE id = ANY(%s) AND id %% 50 = 7", (devices,))
+    return company, devices
 
 
 def seed(bench: Bench, args) -> dict:
-    """Create both companies, their rollups, live hashes, alarms and users."""
+    """Create the companies, their rollups, live hashes, alarms and users."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    hour = now.replace(minute=0)
     started = time.monotonic()
+    companies, live_devices, fleets = {}, [], {}
+    site = device = None
     with db.connect(bench.url, autocommit=True) as conn:
-        bench_company, devices = _company(conn, "Bench", args.sites, "Europe/Paris")
-        _seed_table(conn, "telemetry_1h", "1 hour", devices,
-                    hour - timedelta(days=args.hourly_days), hour - timedelta(hours=1))
-        print(f"seeded hourly rows: {time.monotonic() - started:.0f} s", flush=True)
-        _seed_table(conn, "telemetry_1m", "1 minute", devices,
-                    now - timedelta(days=args.minute_days), now - timedelta(minutes=1))
-        print(f"seeded minute rows: {time.monotonic() - started:.0f} s", flush=True)
-        ids = _points(conn)
-        conn.execute("INSERT INTO telemetry (time, device_id, point_id, value) "
-                     "SELECT g, d, p, 10 * random() FROM generate_series(%s::timestamptz, "
-                     "%s::timestamptz, '10 seconds') g, unnest(%s::int[]) d, "
-                     "unnest(%s::int[]) p", (now - timedelta(hours=2), now, devices,
-                                             [ids[n] for n in WAVES]))
-        conn.execute("UPDATE rollup_state SET done_until = %s, watermark = %s WHERE rollup = "
-                     "'1h'", (hour, hour))
-        conn.execute("UPDATE rollup_state SET done_until = %s, watermark = %s WHERE rollup = "
-                     "'1m'", (now, now))
-        big_company, big_devices = _company(conn, "Fleet", args.fleet, "America/New_York")
-        conn.execute(
-            "INSERT INTO telemetry_1h (bucket, device_id, point_id, avg, min, max, last, count) "
-            "SELECT g, d, p, 1, 1, 1, extract(epoch FROM g - %s::timestamptz) / 3600 * 10, 60 "
-            "FROM generate_series(%s::timestamptz, %s::timestamptz, '1 hour') g, "
-            "unnest(%s::int[]) d, unnest(%s::int[]) p ON CONFLICT DO NOTHING",
-            (hour - timedelta(days=2), hour - timedelta(hours=30), hour - timedelta(hours=1),
-             big_devices, [ids[n] for n in COUNTERS]))
-        conn.execute(
-            "INSERT INTO alarms (device_id, site_id, code, severity, source, message, "
-            "raised_at, last_raised_at) SELECT d.id, d.site_id, 'BMS_OVERTEMP', "
-            "(ARRAY['critical','major','minor','warning'])[1 + d.id %% 4], 'device', 'hot', "
-            "now(), now() FROM devices d WHERE d.id = ANY(%s) AND d.id %% 20 = 0",
-            (big_devices,))
+        if not args.fleet_only:
+            companies["bench"], devices = _seed_bench(conn, args, now)
+            live_devices += devices
+            site = conn.execute("SELECT site_id FROM devices WHERE id = %s",
+                                (devices[0],)).fetchone()["site_id"]
+            device = devices[0]
+        for size in args.fleet:
+            company, devices = _seed_fleet(conn, size, now)
+            companies[f"fleet{size}"], fleets[size] = company, company
+            live_devices += devices
+            print(f"seeded a fleet of {size}: {time.monotonic() - started:.0f} s", flush=True)
         conn.execute("ANALYZE")
         accounts = {}
         scope = system_scope("benchmark")
-        for label, company in (("bench", bench_company), ("fleet", big_company)):
+        for label, company in companies.items():
             email = f"admin@{label}.bench.example"
             users.create_user(conn, scope, email=email, role="admin", company_id=company,
                               password_hash=passwords.hash_password(PASSWORD),
                               must_change_password=False)
             accounts[label] = email
-        site = conn.execute("SELECT site_id FROM devices WHERE id = %s",
-                            (devices[0],)).fetchone()["site_id"]
+        offline = {r["id"] for r in conn.execute("SELECT id FROM devices WHERE NOT online")}
     client = redis.Redis.from_url(bench.settings.redis_url)
     writer = live.LiveWriter(client)
     values = {"bms.soc": 55.0, "pcs.p": 12.0, "meter.pv.p": 30.0, "meter.load.p": 40.0,
               "meter.grid.p": -2.0, **{name: 300.0 for name in COUNTERS}}
-    for chunk in range(0, len(big_devices + devices), 200):
-        batch = (big_devices + devices)[chunk:chunk + 200]
+    for chunk in range(0, len(live_devices), 200):
+        batch = live_devices[chunk:chunk + 200]
         writer.write({d: (now, 1, values) for d in batch}, last_seen=now.timestamp(),
-                     committed_at=now.timestamp())
+                     committed_at=now.timestamp(), offline=[d for d in batch if d in offline])
     print(f"seeded everything: {time.monotonic() - started:.0f} s", flush=True)
-    return {"site": site, "device": devices[0], "accounts": accounts}
+    return {"site": site, "device": device, "accounts": accounts, "fleets": fleets}
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -264,28 +302,78 @@ def _site_values(site: int, tab: str, range_key: str) -> dict:
     return {"site-id.data": site, "site-tabs.active_tab": tab, "site-range.value": range_key}
 
 
+def _fleet_window(request: dict, view: str = "all", search: str = "") -> dict:
+    return {"fleet-grid.getRowsRequest": request, "fleet-filter.value": view,
+            "fleet-search.value": search}
+
+
 def cases(seeded: dict) -> list[tuple[str, str, str, dict]]:
     """Return (label, account, output, input values) of every measured callback."""
     site, device = seeded["site"], seeded["device"]
-    cases_ = [("site live tiles (Redis)", "bench", "site-flow.figure",
-               {"site-id.data": site})]
-    for range_key, label in (("yesterday", "24 h"), ("30d", "30 days"), ("12m", "12 months")):
-        for tab, output in (("power", "site-power-graph.figure"),
-                            ("battery", "site-battery-graph.figure"),
-                            ("health", "site-health-graph.figure"),
-                            ("energy", "site-energy-graph.figure")):
-            cases_.append((f"site {tab} {label}", "bench", output,
-                           _site_values(site, tab, range_key)))
-    cases_.append(("site energy, last 12 months", "bench", "site-energy-months-graph.figure",
-                   {"site-id.data": site, "site-tabs.active_tab": "energy"}))
-    cases_.append(("explorer 12 months, 2 points", "bench", "explorer-graph.figure",
-                   {"explorer-device.value": device, "explorer-range.value": "12m",
-                    "explorer-points.value": ["pcs.p", "bms.soc"]}))
-    cases_.append(("fleet refresh, 1,000 sites", "fleet", "fleet-grid.rowData",
-                   {"fleet-refresh.n_intervals": 1, "fleet-filter.value": "all"}))
-    cases_.append(("fleet page layout, 1,000 sites", "fleet", "_pages_content.children",
-                   {"_pages_location.pathname": "/", "_pages_location.search": ""}))
+    cases_ = []
+    if site is not None:
+        cases_.append(("site live tiles (Redis)", "bench", "site-flow.figure",
+                       {"site-id.data": site}))
+        for range_key, label in (("yesterday", "24 h"), ("30d", "30 days"),
+                                 ("12m", "12 months")):
+            for tab, output in (("power", "site-power-graph.figure"),
+                                ("battery", "site-battery-graph.figure"),
+                                ("health", "site-health-graph.figure"),
+                                ("energy", "site-energy-graph.figure")):
+                cases_.append((f"site {tab} {label}", "bench", output,
+                               _site_values(site, tab, range_key)))
+        cases_.append(("site energy, last 12 months", "bench",
+                       "site-energy-months-graph.figure",
+                       {"site-id.data": site, "site-tabs.active_tab": "energy"}))
+        cases_.append(("explorer 12 months, 2 points", "bench", "explorer-graph.figure",
+                       {"explorer-device.value": device, "explorer-range.value": "12m",
+                        "explorer-points.value": ["pcs.p", "bms.soc"]}))
+    for size in sorted(seeded["fleets"]):
+        account, n, rows = f"fleet{size}", f"{size:,}", "fleet-grid.getRowsResponse"
+        last = {"startRow": max(size - 100, 0), "endRow": size,
+                "sortModel": [{"colId": "name", "sort": "desc"}]}
+        filtered = {"startRow": 0, "endRow": 100,
+                    "sortModel": [{"colId": "alarms", "sort": "asc"}],
+                    "filterModel": {"name": {"filterType": "text", "type": "contains",
+                                             "filter": "7"},
+                                    "alarms": {"filterType": "number", "type": "greaterThan",
+                                               "filter": 0}}}
+        cases_ += [
+            (f"fleet first window, {n}", account, rows,
+             _fleet_window({"startRow": 0, "endRow": 100})),
+            (f"fleet last window by name, {n}", account, rows, _fleet_window(last)),
+            (f"fleet filtered+sorted, {n}", account, rows, _fleet_window(filtered)),
+            (f"fleet search+problems, {n}", account, rows,
+             _fleet_window({"startRow": 0, "endRow": 100}, "problems", "12")),
+            (f"fleet summary (kpis), {n}", account, "fleet-kpis.children",
+             {"fleet-refresh.n_intervals": 1}),
+            (f"fleet page layout, {n}", account, "_pages_content.children",
+             {"_pages_location.pathname": "/", "_pages_location.search": ""}),
+        ]
     return cases_
+
+
+def measure_full_table(bench: Bench, company: int, repeat: int) -> tuple[list[float], int]:
+    """Time the page's old full-table read in-process: every site, its grid row, as JSON."""
+    from dashboards.components.telemetry.tiles import fleet_row
+
+    scope = AccessScope(role="admin", company_id=company)
+    client = get_redis(bench.settings)
+    times, size = [], 0
+    with db.connect(bench.url, autocommit=True) as conn:
+        for run in range(repeat + 2):
+            started = time.perf_counter()
+            sites = overview.fleet_overview(conn, client, scope)
+            body = json.dumps([fleet_row(s) for s in sites], default=str)
+            if run >= 2:  # two warm-up runs, as for the callbacks
+                times.append((time.perf_counter() - started) * 1000)
+            size = max(size, len(body.encode()))
+    return times, size
+
+
+def _print(label: str, times: list[float], size: int) -> None:
+    print(f"{label:34} {statistics.median(times):8.1f} {_percentile(times, 0.95):8.1f} "
+          f"{max(times):8.1f} {size / 1000:7.1f}", flush=True)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -297,7 +385,10 @@ def main() -> None:
     """Seed, measure, print the table, and clean up."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=20)
-    parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--fleet", type=int, action="append",
+                        help="Sites of one fleet company (repeatable; default 1000 and 10000).")
+    parser.add_argument("--fleet-only", action="store_true",
+                        help="Seed and measure only the fleet companies (no site pages).")
     parser.add_argument("--hourly-days", type=int, default=365)
     parser.add_argument("--minute-days", type=int, default=31)
     parser.add_argument("--repeat", type=int, default=30)
@@ -306,6 +397,7 @@ def main() -> None:
     parser.add_argument("--reuse", metavar="DATABASE",
                         help="Measure on a database kept by an earlier --keep run.")
     args = parser.parse_args()
+    args.fleet = args.fleet or [1000, 10000]
     bench = Bench(args.reuse)
     if args.reuse:
         args.keep = True
@@ -318,10 +410,18 @@ def main() -> None:
         app = create_app(bench.settings)
         clients = {label: _login(app, email) for label, email in seeded["accounts"].items()}
         print(f"\n{'callback':34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'kB':>7}")
+        figures = {}
         for label, account, output, values in cases(seeded):
             times, size = measure(clients[account], app, output, values, args.repeat)
-            print(f"{label:34} {statistics.median(times):8.1f} "
-                  f"{_percentile(times, 0.95):8.1f} {max(times):8.1f} {size / 1000:7.1f}",
+            figures[label] = (_percentile(times, 0.95), size)
+            _print(label, times, size)
+        for size, company in sorted(seeded["fleets"].items()):
+            times, body = measure_full_table(bench, company, args.repeat)
+            label = f"old full table, {size:,} (in-proc)"
+            _print(label, times, body)
+            p95, kb = figures[f"fleet first window, {size:,}"]
+            print(f"{'  first window / old full table':34} {'p95':>8} "
+                  f"{p95 / _percentile(times, 0.95):8.2f} {'size':>8} {kb / body:7.3f}",
                   flush=True)
     finally:
         if args.keep:

@@ -1,4 +1,4 @@
-"""What the writer stores besides raw rows: device alarms, schedule acks, device activity
+"""What the writer stores besides raw rows: device alarms, schedule and plan acks, device activity
 (status messages included) and dead letters, all inside the writer's batch transaction.
 
 Each function takes the batch, the devices it resolved and the refusals so far,
@@ -15,6 +15,7 @@ import psycopg
 
 from collector.backlog import PAYLOAD_KEEP, Item
 from kilowatch.alarms import events as alarms
+from kilowatch.dispatch import delivery as plan_delivery
 from kilowatch.schedules import store as schedule_store
 from kilowatch.telemetry import ingest
 
@@ -25,24 +26,26 @@ Refusals = dict[int, tuple[str, str]]  # index in the batch → (reason, detail)
 
 def store_alarms_and_acks(conn: psycopg.Connection, batch: list[Item],
                           devices: dict[str, ingest.Device], refused: Refusals) -> Refusals:
-    """Raise or clear device alarms and record schedule acks; return the new refusals."""
+    """Raise or clear device alarms and record schedule and plan acks; return the new refusals."""
     refusals: Refusals = {}
     for index, item in enumerate(batch):
-        if item.kind not in ("alarms", "schedule/ack") or index in refused:
+        if item.kind not in ("alarms", "schedule/ack", "plan/ack") or index in refused:
             continue
         device = devices[item.serial]
         try:
             with conn.transaction():
                 if item.kind == "alarms":
                     _device_alarm(conn, device.id, item.body)
+                elif item.kind == "plan/ack":
+                    _plan_ack(conn, device.id, item.body)
                 else:
                     _schedule_ack(conn, device.id, item.body)
         except (psycopg.OperationalError, psycopg.InterfaceError,
                 psycopg.errors.TransactionRollback):
             raise
         except Exception as error:
-            reason = ("unknown_revision" if isinstance(error, schedule_store.UnknownRevision)
-                      else "store_failed")
+            unknown = (schedule_store.UnknownRevision, plan_delivery.UnknownPlan)
+            reason = "unknown_revision" if isinstance(error, unknown) else "store_failed"
             if reason == "store_failed":
                 log.exception("%s message from %s failed", item.kind, item.serial)
             refusals[index] = (reason, str(error).strip()[:300])
@@ -103,6 +106,11 @@ def _device_alarm(conn: psycopg.Connection, device_id: int, body: dict) -> None:
 def _schedule_ack(conn: psycopg.Connection, device_id: int, body: dict) -> None:
     schedule_store.record_ack(conn, device_id=device_id, revision=body["revision"],
                               status=body["status"], reason=body.get("reason"), at=body["at"])
+
+
+def _plan_ack(conn: psycopg.Connection, device_id: int, body: dict) -> None:
+    plan_delivery.record_ack(conn, device_id=device_id, revision=body["revision"],
+                             status=body["status"], reason=body.get("reason"), at=body["at"])
 
 
 def _text(value: str) -> str:

@@ -23,7 +23,7 @@ import jsonschema_rs
 import orjson
 
 REASONS = (
-    "bad_topic",          # not {prefix}/{serial}/telemetry|alarms|status|schedule/ack
+    "bad_topic",          # not {prefix}/{serial}/telemetry|alarms|status|schedule/ack|plan/ack
     "bad_json",           # not UTF-8 JSON
     "bad_schema",         # does not match the message's JSON Schema
     "bad_timestamp",      # ts neither RFC 3339 with an offset nor epoch milliseconds
@@ -34,12 +34,13 @@ REASONS = (
     "too_many_samples",   # more than 10,000 point values in one message
     "unknown_serial",     # no registered device has this serial
     "too_many_points",    # the device would exceed its catalog bound of point names
-    "unknown_revision",   # a schedule ack for a revision the device's site does not have
+    "unknown_revision",   # a schedule or plan ack for a revision the device was never sent
     "store_failed",       # the database refused the message (logged with details)
 )
-KINDS = ("telemetry", "alarms", "status", "schedule/ack")
+KINDS = ("telemetry", "alarms", "status", "schedule/ack", "plan/ack")
 SCHEMA_FILES = {"telemetry": "telemetry.json", "alarms": "alarm.json",
-                "status": "status.json", "schedule/ack": "schedule_ack.json"}
+                "status": "status.json", "schedule/ack": "schedule_ack.json",
+                "plan/ack": "plan_ack.json"}
 MAX_POINT_VALUES = 10_000
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 SERIAL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -193,7 +194,7 @@ class Validator:
         return Telemetry(int(body["seq"]), parsed, points, min(times), max(times))
 
     def small(self, kind: str, body: Any, now: dt.datetime) -> dict:
-        """Validate an alarm, status or schedule-ack message; return it with ``at`` parsed."""
+        """Validate an alarm, status, schedule-ack or plan-ack message; return it with ``at``."""
         check_schema(kind, body)
         texts, integers = _typed_fields(kind)
         for name in texts:

@@ -132,6 +132,14 @@ def _coordinate(value: object, field: str, limit: int) -> float | None:
     return float(value)
 
 
+def _flag(value: object, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise FleetError(f"{field} must be on or off", field)
+    return value
+
+
 def _email(value: object) -> str | None:
     text = value.strip() if isinstance(value, str) else ""
     if text and (len(text) > 254 or not EMAIL_PATTERN.match(text)):
@@ -152,15 +160,21 @@ def _phone(value: object) -> str | None:
 def site_values(*, name: str, timezone: str, address: str | None = None,
                 latitude: float | None = None, longitude: float | None = None,
                 contact_name: str | None = None, contact_email: str | None = None,
-                contact_phone: str | None = None) -> dict[str, Any]:
-    """Return a site's checked columns, or raise FleetError naming the faulty field."""
+                contact_phone: str | None = None,
+                has_optimizer: bool | None = None) -> dict[str, Any]:
+    """Return a site's checked columns, or raise FleetError naming the faulty field.
+
+    ``has_optimizer`` offers the site's schedules the ``optimized`` mode (forecasts
+    and a dispatch plan every 15 minutes); None (not given) counts as off.
+    """
     return {"name": _text(name, "name", TEXT_LIMITS["name"], missing="a site needs a name"),
             "timezone": validate_timezone(timezone),
             "address": _text(address, "address", TEXT_LIMITS["address"]),
             "latitude": _coordinate(latitude, "latitude", 90),
             "longitude": _coordinate(longitude, "longitude", 180),
             "contact_name": _text(contact_name, "contact_name", TEXT_LIMITS["contact_name"]),
-            "contact_email": _email(contact_email), "contact_phone": _phone(contact_phone)}
+            "contact_email": _email(contact_email), "contact_phone": _phone(contact_phone),
+            "has_optimizer": _flag(has_optimizer, "has_optimizer")}
 
 
 def create_site(conn: psycopg.Connection, scope: AccessScope, *, company_id: int,

@@ -7,6 +7,7 @@ so nothing needs configuring in development.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -71,6 +72,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("expected a positive whole number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("expected a number of at least 0")
     return value
 
 
@@ -167,6 +175,9 @@ class Settings:
     session_idle_timeout: int = 1800
     session_absolute_timeout: int = 43200
     schedule_pending_alarm_after: int = 900
+    # What a kWh through the battery costs in wear (tariff currency), weighed by the optimiser.
+    dispatch_wear_cost: float = 0.0
+    forecast_retention_days: int = 90
     max_points_per_device: int = 5000
     metrics_port: int = 9108
     log_level: str = "INFO"
@@ -206,6 +217,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "session_idle_timeout": _positive_int,
     "session_absolute_timeout": _positive_int,
     "schedule_pending_alarm_after": _positive_int,
+    "dispatch_wear_cost": _non_negative_float,
+    "forecast_retention_days": _positive_int,
     "max_points_per_device": _positive_int,
     "metrics_port": _positive_int,
     "log_level": _log_level,

@@ -8,9 +8,10 @@ schedule follower (:mod:`simulator.schedule_follower`) that runs the schedules
 the platform sends and falls back to the built-in program until one arrives.
 
 A controller that needs the device's MQTT link (for example one that follows
-the schedules received on ``{prefix}/{serial}/schedule`` and acknowledges them
-on ``…/schedule/ack``) also implements :class:`LinkedController`: the simulator
-calls ``attach(link)`` once the device is connected, before any ``mode_at``.
+the schedules received on ``{prefix}/{serial}/schedule`` and the dispatch plans on
+``…/plan``, and acknowledges them on ``…/schedule/ack`` and ``…/plan/ack``) also
+implements :class:`LinkedController`: the simulator calls ``attach(link)`` once the
+device is connected, before any ``mode_at``.
 Controllers are created per device by a factory ``(SiteSpec) -> Controller``
 given to the simulator, so each device can hold its own schedule.
 """

@@ -9,6 +9,7 @@ from simulator.alarms import AlarmEvent
 from simulator.model import Sample
 
 DECIMALS = 4
+REASON_MAX = 500  # the ack schemas' limit
 
 
 def format_ts(t: float) -> str:
@@ -35,3 +36,13 @@ def alarm(event: AlarmEvent) -> dict[str, Any]:
 def status(t: float, state: str, firmware: str) -> dict[str, Any]:
     """Return a status message (``online`` or ``offline``)."""
     return {"ts": format_ts(t), "state": state, "firmware": firmware}
+
+
+def ack(t: float, revision: int, status: str, reason: str | None = None) -> dict[str, Any]:
+    """Return a schedule or plan ack (``applied`` or ``rejected``, a reason cut to 500)."""
+    message: dict[str, Any] = {"revision": revision, "status": status}
+    if reason:
+        message["reason"] = (reason if len(reason) <= REASON_MAX
+                             else reason[:REASON_MAX - 1] + "…")
+    message["ts"] = format_ts(t)
+    return message

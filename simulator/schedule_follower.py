@@ -8,6 +8,11 @@ From the moment a schedule is applied, :meth:`ScheduleFollower.mode_at` follows
 it in the schedule's own time zone, exceptions included; before that moment
 (history replayed by ``--backfill``, or no schedule yet) the device runs its
 built-in program. A rejected schedule leaves the previous program running.
+
+While the schedule is in the ``optimized`` mode the device runs the step of its
+dispatch plan (:mod:`simulator.plan_follower`) holding the current time; without a
+plan, or once it has expired, ``optimized`` runs as self-consumption (the battery
+model's fallback).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from kilowatch.schedules import model as schedules
 from kilowatch.schedules import program as schedule_program
 from simulator import payloads
 from simulator.controller import Controller, DeviceLink, ModeAndParams, default_controller
+from simulator.plan_follower import PlanFollower
 from simulator.sites import SiteSpec
 
 log = logging.getLogger(__name__)
-REASON_MAX = 500  # the ack schema's limit
+REASON_MAX = payloads.REASON_MAX
 # A device does not judge dates: an exception that passed while the message was
 # on its way is simply never reached. Validating "as of" year 1 turns that rule off.
 _NO_PAST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
@@ -79,10 +85,10 @@ def check_schedule(body: dict, *, rated_power_kw: float) -> dict:
     try:
         checked = schedules.validate(body, limits, now=_NO_PAST)
     except schedules.ScheduleInvalid as error:
-        raise Rejected(_shorten("; ".join(error.errors))) from None
+        raise Rejected("; ".join(error.errors)) from None
     problems = power_problems(checked, rated_power_kw)
     if problems:
-        raise Rejected(_shorten("; ".join(problems)))
+        raise Rejected("; ".join(problems))
     return checked
 
 
@@ -98,26 +104,30 @@ def power_problems(schedule: dict, rated_power_kw: float) -> list[str]:
             for where, params in places if params.get("power_kw", 0) > rated_power_kw]
 
 
-def _shorten(reason: str) -> str:
-    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
-
-
 class ScheduleFollower:
-    """Runs the latest schedule the device accepted, and its built-in program before that."""
+    """Runs the latest schedule the device accepted, and its built-in program before that.
+
+    In the schedule's ``optimized`` times it runs the dispatch plan's step, when
+    ``plans`` holds one in force.
+    """
 
     def __init__(self, site: SiteSpec, fallback: Controller, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 plans: PlanFollower | None = None) -> None:
         self.site = site
         self.fallback = fallback
+        self.plans = plans
         self._clock = clock
         self._link: DeviceLink | None = None
         self._lock = threading.Lock()
         self.applied: AppliedSchedule | None = None
 
     def attach(self, link: DeviceLink) -> None:
-        """Listen for schedules on the device's link."""
+        """Listen for schedules (and plans, with a plan follower) on the device's link."""
         self._link = link
         link.subscribe("schedule", self.receive)
+        if self.plans is not None:
+            self.plans.attach(link)
 
     def receive(self, payload: bytes) -> None:
         """Check a schedule message, apply it or not, and acknowledge it; never raises."""
@@ -145,22 +155,27 @@ class ScheduleFollower:
             self._ack(revision, "applied")
 
     def mode_at(self, t: dt.datetime) -> ModeAndParams:
-        """Return the applied schedule's mode at ``t``, or the built-in program's before it."""
+        """Return the applied schedule's mode at ``t`` (the plan's step in ``optimized``).
+
+        Before a schedule is applied, the built-in program's mode.
+        """
         applied = self.applied
         if applied is None or t.timestamp() < applied.since:
             return self.fallback.mode_at(t)
-        return schedule_program.mode_at(applied.schedule, t)
+        setpoint = schedule_program.mode_at(applied.schedule, t)
+        if setpoint.mode == "optimized" and self.plans is not None:
+            step = self.plans.setpoint_at(t)
+            if step is not None:
+                return step
+        return setpoint
 
     def _ack(self, revision: int, status: str, reason: str | None = None) -> None:
-        if self._link is None:
-            return
-        ack: dict[str, Any] = {"revision": revision, "status": status}
-        if reason:
-            ack["reason"] = reason
-        ack["ts"] = payloads.format_ts(self._clock())
-        self._link.publish("schedule/ack", ack)
+        if self._link is not None:
+            self._link.publish("schedule/ack",
+                               payloads.ack(self._clock(), revision, status, reason))
 
 
 def following_controller(site: SiteSpec) -> ScheduleFollower:
-    """Return a schedule follower over the device's built-in program (for ``simulate``)."""
-    return ScheduleFollower(site, default_controller(site))
+    """Return a schedule and plan follower over the device's built-in program (``simulate``)."""
+    return ScheduleFollower(site, default_controller(site),
+                            plans=PlanFollower(site.serial, site.rated_power_kw))

@@ -30,7 +30,7 @@ dash.register_page(__name__, path="/admin/sites", name="Sites", title="Sites · 
 
 FORM = "admin-sites"
 FIELDS = ("name", "address", "latitude", "longitude", "timezone", "contact_name",
-          "contact_email", "contact_phone")
+          "contact_email", "contact_phone", "has_optimizer")
 TEXT_FIELDS = ("name", "address", "timezone", "contact_name", "contact_email", "contact_phone")
 
 
@@ -59,6 +59,9 @@ def _site_form() -> dbc.Card:
                                                             maxLength=254)),
             field("contact_phone", "Contact phone", _input("contact_phone", type="tel",
                                                            maxLength=30)),
+            field("has_optimizer", "Dispatch optimiser", dbc.Checkbox(
+                id=admin_fields.element_id(FORM, "has_optimizer"), value=False,
+                label="offer the optimized mode (needs latitude and longitude)")),
         ]),
         html.Datalist(id="admin-sites-zones", children=[html.Option(value=z) for z in zones]),
         dbc.Button("Create site", id="admin-sites-create", color="primary", className="me-2"),
@@ -121,6 +124,7 @@ def _values(form: dict) -> dict:
     values = {name: text(form[name], 400) for name in TEXT_FIELDS}
     values["latitude"] = admin_fields.as_number(form["latitude"], "latitude", "latitude")
     values["longitude"] = admin_fields.as_number(form["longitude"], "longitude", "longitude")
+    values["has_optimizer"] = form["has_optimizer"] is True
     return values
 
 

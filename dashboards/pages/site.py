@@ -1,4 +1,4 @@
-"""Site page: live tiles, history over a chosen range, energy, battery health, equipment, export.
+"""Site page: live tiles, history, energy, battery health, dispatch plan, equipment, export.
 
 Every callback takes the site id from the page's ``site-id`` store — a value
 from the browser — and hands it to a ``kilowatch`` function with the user's
@@ -18,6 +18,8 @@ from auth.callbacks import ALL_ROLES, connection, current_scope, guarded_callbac
 from auth.callbacks import guarded_clientside_callback as clientside
 from auth.scope import app_settings
 from dashboards.components import ranges
+from dashboards.components.dispatch import cards as dispatch_cards
+from dashboards.components.dispatch import charts as dispatch_charts
 from dashboards.components.inputs import as_id
 from dashboards.components.schedules.history import delivery_summary
 from dashboards.components.shell import not_found
@@ -25,6 +27,7 @@ from dashboards.components.telemetry import charts
 from dashboards.components.telemetry.live import energy_flow_figure, format_kw, soc_gauge_figure
 from dashboards.components.telemetry.tiles import ago, local_time, power_tile, status_badge
 from kilowatch import fleet
+from kilowatch.dispatch import views as dispatch_views
 from kilowatch.ids import parse_id
 from kilowatch.redis_client import get_redis
 from kilowatch.schedules import store as schedule_store
@@ -40,7 +43,8 @@ EXPORT_POINTS = ("meter.grid.p", "meter.pv.p", "meter.load.p", "pcs.p", "bms.soc
 EXPORT_RESOLUTIONS = {"raw": "Raw samples", "1m": "1 minute", "15m": "15 minutes",
                       "1h": "1 hour", "1d": "1 day"}
 TABS = {"power": "Power", "battery": "Battery", "energy": "Energy", "health": "Health",
-        "equipment": "Equipment", "export": "Export"}
+        "plan": "Plan", "equipment": "Equipment", "export": "Export"}
+ACCURACY_DAYS = 7
 
 
 # ---- layout ---------------------------------------------------------------------------------
@@ -120,7 +124,20 @@ def _graph(element_id: str, height: int) -> dcc.Loading:
                        type="dot", color="#0f766e", delay_show=400)
 
 
-def _tabs(site: dict, devices: list[dict], points: list[dict]) -> dbc.Tabs:
+def _plan_tab() -> html.Div:
+    return html.Div([
+        html.Div(id="site-plan-summary"),
+        _graph("site-plan-graph", dispatch_charts.PLAN_HEIGHT),
+        html.H2(f"Forecast accuracy, last {ACCURACY_DAYS} days", className="h6 mt-3"),
+        html.Small("Each day against the newest forecast made by its midnight. MAE: mean "
+                   "absolute error of the 15-minute averages; nMAE: MAE over the mean "
+                   "measured power.", className="text-muted d-block mb-2"),
+        _graph("site-accuracy-graph", dispatch_charts.ACCURACY_HEIGHT),
+        html.Div(id="site-accuracy-days"),
+    ])
+
+
+def _tabs(site: dict, devices: list[dict], points: list[dict], planned: bool) -> dbc.Tabs:
     contents = {
         "power": _graph("site-power-graph", 320),
         "battery": _graph("site-battery-graph", 380),
@@ -128,12 +145,13 @@ def _tabs(site: dict, devices: list[dict], points: list[dict]) -> dbc.Tabs:
                             _graph("site-energy-graph", 340),
                             _graph("site-energy-months-graph", 300)]),
         "health": _graph("site-health-graph", 520),
+        "plan": _plan_tab() if planned else None,
         "equipment": _equipment(devices, site["timezone"]),
         "export": _export_form(points, site["timezone"]),
     }
     return dbc.Tabs(id="site-tabs", active_tab="power", className="mb-3 kw-tabs", children=[
         dbc.Tab(html.Div(body, className="pt-3"), label=TABS[key], tab_id=key)
-        for key, body in contents.items()])
+        for key, body in contents.items() if body is not None])
 
 
 def layout(site_id: str | None = None, **_query) -> html.Div:
@@ -147,6 +165,9 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
         devices = fleet.list_devices(conn, scope, site["id"])
         points = history.site_points(conn, scope, site["id"])
         delivery = schedule_store.delivery_state(conn, scope, site["id"])
+        # The plan tab: sites offered the optimiser, and any site planned before.
+        planned = site["has_optimizer"] or any(
+            dispatch_views.newest_plans(conn, scope, site["id"]))
     schedule_text, schedule_color = delivery_summary(delivery, site["timezone"])
     subtitle = " · ".join(filter(None, [site["company_name"], site["address"], site["timezone"]]))
     return html.Div([
@@ -169,7 +190,7 @@ def layout(site_id: str | None = None, **_query) -> html.Div:
         _live_row(),
         html.Small(id="site-live-updated", className="text-muted d-block mb-3"),
         _range_controls(site["timezone"]),
-        _tabs(site, devices, points),
+        _tabs(site, devices, points, planned),
         dcc.Interval(id="site-live-interval", interval=LIVE_MS),
     ])
 
@@ -269,6 +290,31 @@ def update_health(site_id, tab, key, start, end):
         raise dash.exceptions.PreventUpdate
     return _chart(site_id, key, start, end, charts.HEALTH_POINTS, charts.health_figure,
                   height=520)
+
+
+@guarded_callback(Output("site-plan-graph", "figure"), Output("site-plan-summary", "children"),
+                  Input("site-id", "data"), Input("site-tabs", "active_tab"), roles=ALL_ROLES)
+def update_plan(site_id, tab):
+    """Draw the newest dispatch plan against what happened, with its savings and why."""
+    if tab != "plan":
+        raise dash.exceptions.PreventUpdate
+    with connection() as conn:
+        view = dispatch_views.plan_view(conn, current_scope(), as_id(site_id))
+    return dispatch_charts.plan_figure(view), dispatch_cards.plan_summary(view)
+
+
+@guarded_callback(Output("site-accuracy-graph", "figure"),
+                  Output("site-accuracy-days", "children"), Input("site-id", "data"),
+                  Input("site-tabs", "active_tab"), roles=ALL_ROLES)
+def update_accuracy(site_id, tab):
+    """Draw the last days' load and PV forecasts against the meters, with MAE per day."""
+    if tab != "plan":
+        raise dash.exceptions.PreventUpdate
+    with connection() as conn:
+        accuracy = dispatch_views.forecast_accuracy(conn, current_scope(), as_id(site_id),
+                                                    days=ACCURACY_DAYS)
+    return (dispatch_charts.accuracy_figure(accuracy),
+            dispatch_cards.accuracy_table(accuracy))
 
 
 def _figure_card(label: str, value: str, hint: str, element_id: str) -> dbc.Col:

@@ -387,6 +387,9 @@ def _set_up_site(device: dict, since) -> None:
     _cli_or_fail(f"assign the demo tariff to site {site_id}", "tariff", "assign", "--site",
                  site_id, "--tariff", demo_fleet.TARIFF_NAME, "--from", since.isoformat())
     name, schedule = demo_fleet.schedule_of(device)
+    if schedule["default_mode"] == "optimized":
+        _cli_or_fail(f"offer site {site_id} the optimizer", "site", "update", "--site", site_id,
+                     "--optimizer")
     _cli_or_fail(f"set the schedule of site {site_id}", "schedule", "set", "--site", site_id,
                  "--file", "-", "--comment", f"Demo: {name}", stdin=json.dumps(schedule))
     click.echo(f"site {site_id:<4} {device['site_name']}: {demo_fleet.describe(name, schedule)}"
@@ -429,9 +432,11 @@ def _check(services: Services, since, started: float) -> None:
     with db.connect(autocommit=True) as conn:
         sites = fleet.list_sites(conn, system_scope("demo"))
     stored = sum(1 for d in _demo_devices() if d["newest"])
+    plans = demo_fleet.applied_plans(COMPANY)
     bills = f", {last_month:%Y-%m} bills with savings" if expected else ""
     click.echo(f"check ok: web up, {len(sites)} site(s), {stored} device(s) storing telemetry, "
-               f"schedules applied, batteries working{bills}, device alarms "
+               f"schedules applied, {plans} dispatch plan(s) applied, batteries working{bills}, "
+               f"device alarms "
                f"(ready {time.monotonic() - started:.0f} s after start)")
 
 

@@ -28,7 +28,7 @@ STUCK_ALARM = "BMS_CELL_IMBALANCE"  # minor: the battery keeps running while it 
 PEAK_LIMIT_SHARE = 0.85
 HISTORY_MONTHS = 2
 BACKFILL_INTERVAL_S = 900  # one sample per device every 15 minutes: the bills' resolution
-STRATEGIES = ("peak shaving", "time-of-use arbitrage", "self-consumption")
+STRATEGIES = ("peak shaving", "time-of-use arbitrage", "optimized", "self-consumption")
 
 
 def first_of_month(day: date, months_back: int = 0) -> date:
@@ -86,6 +86,8 @@ def schedule_for(name: str, device: dict) -> dict:
                      "power_kw": charge, "soc_max": 95},
                     {"days": weekdays, "start": "17:00", "end": "21:00", "mode": "discharge",
                      "power_kw": discharge, "soc_min": 10}]}
+    if name == "optimized":  # the worker plans it every 15 minutes from forecasts
+        return {**schedule, "default_mode": "optimized", "default_params": {}}
     return {**schedule, "default_mode": "self_consumption",
             "default_params": {"soc_min": 10, "soc_max": 95}}
 
@@ -98,6 +100,8 @@ def describe(name: str, schedule: dict) -> str:
         charge, discharge = schedule["periods"]
         return (f"time-of-use arbitrage (charge {charge['power_kw']:g} kW 00:00–07:00, "
                 f"discharge {discharge['power_kw']:g} kW 17:00–21:00 on weekdays)")
+    if name == "optimized":
+        return "optimized (a dispatch plan from load and PV forecasts every 15 minutes)"
     return "self-consumption"
 
 
@@ -116,10 +120,11 @@ def schedule_of(device: dict) -> tuple[str, dict]:
 def problems(company: str, last_month: date | None) -> list[str]:
     """Say what the demo does not show yet; empty when everything is there.
 
-    Checks a schedule applied by every storage device, battery power in the last
-    hour on every device, an active device alarm and, unless ``last_month`` is None
-    (a history too short for it), that month's bills with savings on every site and
-    a device alarm raised and cleared in the history.
+    Checks a schedule applied by every storage device, a dispatch plan applied by
+    those of a site offered the optimizer, battery power in the last hour on every
+    device, an active device alarm and, unless ``last_month`` is None (a history too
+    short for it), that month's bills with savings on every site and a device alarm
+    raised and cleared in the history.
     """
     with db.connect(autocommit=True) as conn:
         devices = conn.execute(_DEVICES_SQL, {"company": company}).fetchall()
@@ -129,6 +134,7 @@ def problems(company: str, last_month: date | None) -> list[str]:
     found = [f"{d['serial']}: no schedule applied" for d in devices if not d["applied"]]
     found += [f"{d['serial']}: no battery power in the last hour" for d in devices
               if not d["active"]]
+    found += [f"{d['serial']}: no dispatch plan applied" for d in devices if not d["planned"]]
     if last_month is not None:
         found += [f"site {d['site_id']}: no savings in {last_month:%Y-%m}" for d in devices
                   if not bills.get(d["site_id"], {}).get("saved")]
@@ -137,6 +143,16 @@ def problems(company: str, last_month: date | None) -> list[str]:
     if not alarms["active"]:
         found.append("no active device alarm")
     return found if devices else ["no demo device"]
+
+
+def applied_plans(company: str) -> int:
+    """Count the company's storage devices following a dispatch plan they applied."""
+    with db.connect(autocommit=True) as conn:
+        return conn.execute(
+            """SELECT count(DISTINCT pd.device_id) AS n FROM dispatch_plan_deliveries pd
+               JOIN devices d ON d.id = pd.device_id JOIN sites s ON s.id = d.site_id
+               JOIN companies c ON c.id = s.company_id
+               WHERE c.name = %s AND pd.status = 'applied'""", (company,)).fetchone()["n"]
 
 
 _DEVICES_SQL = """
@@ -148,7 +164,10 @@ SELECT d.serial, d.site_id,
                                    WHERE site_id = d.site_id)) AS applied,
        EXISTS (SELECT 1 FROM telemetry t JOIN points p ON p.id = t.point_id
                WHERE t.device_id = d.id AND p.name = 'pcs.p'
-                 AND t.time > now() - interval '1 hour' AND abs(t.value) > 0.01) AS active
+                 AND t.time > now() - interval '1 hour' AND abs(t.value) > 0.01) AS active,
+       NOT s.has_optimizer OR EXISTS (SELECT 1 FROM dispatch_plan_deliveries pd
+                                      WHERE pd.device_id = d.id AND pd.status = 'applied')
+         AS planned
 FROM devices d JOIN sites s ON s.id = d.site_id JOIN companies c ON c.id = s.company_id
 WHERE c.name = %(company)s ORDER BY d.serial
 """

@@ -46,17 +46,47 @@ def site_group() -> None:
 @click.option("--latitude", type=click.FloatRange(-90, 90))
 @click.option("--longitude", type=click.FloatRange(-180, 180))
 @click.option("--address")
-def site_create(company, name, timezone, latitude, longitude, address) -> None:
+@click.option("--optimizer/--no-optimizer", default=False, show_default=True,
+              help="Offer the optimized mode (forecasts and a dispatch plan every 15 minutes).")
+def site_create(company, name, timezone, latitude, longitude, address, optimizer) -> None:
     """Create a site."""
 
     def create(conn, scope):
         company_row = fleet.resolve_company(conn, scope, company)
         return fleet.create_site(conn, scope, company_id=company_row["id"], name=name,
                                  timezone=timezone, address=address, latitude=latitude,
-                                 longitude=longitude)
+                                 longitude=longitude, has_optimizer=optimizer)
 
     site_id = run_as_operator(create)
     click.echo(f"site {site_id} created: {name}")
+
+
+SITE_FIELDS = ("name", "timezone", "address", "latitude", "longitude", "contact_name",
+               "contact_email", "contact_phone", "has_optimizer")
+
+
+@site_group.command("update")
+@click.option("--site", "site_ref", required=True, help="Site id or name.")
+@click.option("--name")
+@click.option("--timezone", help="IANA time zone, e.g. Europe/Paris.")
+@click.option("--latitude", type=click.FloatRange(-90, 90))
+@click.option("--longitude", type=click.FloatRange(-180, 180))
+@click.option("--address")
+@click.option("--optimizer/--no-optimizer", default=None,
+              help="Offer the optimized mode or not (unchanged when not given).")
+def site_update(site_ref, name, timezone, latitude, longitude, address, optimizer) -> None:
+    """Change a site: only the options given."""
+    given = {"name": name, "timezone": timezone, "latitude": latitude, "longitude": longitude,
+             "address": address, "has_optimizer": optimizer}
+
+    def update(conn, scope):
+        site = fleet.resolve_site(conn, scope, site_ref)
+        current = {key: site[key] for key in SITE_FIELDS}
+        changes = {key: value for key, value in given.items() if value is not None}
+        return site["id"], fleet.update_site(conn, scope, site["id"], **{**current, **changes})
+
+    site_id, changed = run_as_operator(update)
+    click.echo(f"site {site_id}: {', '.join(changed) or 'nothing'} changed")
 
 
 @site_group.command("list")

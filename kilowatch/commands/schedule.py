@@ -11,6 +11,7 @@ import click
 
 from kilowatch import fleet
 from kilowatch.cli import UserError, main, run_as_operator
+from kilowatch.dispatch import delivery as plan_delivery
 from kilowatch.ids import MAX_ID
 from kilowatch.schedules import delivery as schedule_delivery
 from kilowatch.schedules import model as schedules
@@ -75,7 +76,8 @@ def schedule_show(site_ref: str, revision: int | None, as_json: bool) -> None:
         if revision is None and schedule_store.latest_revision(conn, scope, site["id"]) is None:
             return None, site
         row = schedule_store.get_revision(conn, scope, site["id"], revision)
-        return row, schedule_store.delivery_state(conn, scope, site["id"])
+        return row, (schedule_store.delivery_state(conn, scope, site["id"]),
+                     plan_delivery.delivery_state(conn, scope, site["id"]))
 
     row, state = _run(show)(site_ref)
     if row is None:
@@ -85,6 +87,7 @@ def schedule_show(site_ref: str, revision: int | None, as_json: bool) -> None:
         click.echo(json.dumps({"revision": row["revision"], **schedules.canonical(row["body"])},
                               indent=2))
         return
+    state, plans = state
     timezone = row["body"]["timezone"]
     click.echo(f"site {site_ref}: revision {row['revision']} saved "
                f"{_local(row['created_at'], timezone)} by {row['author']}"
@@ -94,8 +97,25 @@ def schedule_show(site_ref: str, revision: int | None, as_json: bool) -> None:
     for device in state:
         share = f" ({shares[device['serial']]})" if device["serial"] in shares else ""
         click.echo(f"  {device['serial']:<20} {_device_line(device, timezone)}{share}")
+    if any(device["revision"] is not None for device in plans):
+        click.echo("dispatch plan:")
+        for device in plans:
+            click.echo(f"  {device['serial']:<20} {_plan_line(device, timezone)}")
     for line in _describe(row["body"]):
         click.echo(line)
+
+
+def _plan_line(device: dict, timezone: str) -> str:
+    if device["revision"] is None:
+        return "no plan sent"
+    made = f"plan {device['revision']} (made {_local(device['made_at'], timezone)})"
+    if device["status"] == "applied":
+        return f"{made} applied at {_local(device['acked_at'], timezone)}"
+    if device["status"] == "rejected":
+        return f"{made} rejected: {device['reason'] or 'no reason given'}"
+    if device["published_at"] is None:
+        return f"{made} not published ({device['publish_error'] or 'waiting'})"
+    return f"{made} pending since {_local(device['published_at'], timezone)}"
 
 
 def _device_line(device: dict, timezone: str) -> str:

@@ -166,20 +166,30 @@ def store_forecasts(conn: psycopg.Connection, site_id: int, start: datetime, loa
 
 
 def store_plan(conn: psycopg.Connection, site_id: int, start: datetime, made: plan.Plan | None,
-               error: str | None = None) -> None:
-    """Keep a plan, or the reason no plan could be made at ``start``."""
+               error: str | None = None) -> int:
+    """Keep a plan, or the reason no plan could be made at ``start``; return its id."""
     body = made.to_json() if made else None
-    conn.execute(
+    return conn.execute(
         """INSERT INTO dispatch_plans (site_id, made_at, start, status, error, expected_cost,
                                        cost_without_battery, solve_ms, plan)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (site_id, made_at) DO UPDATE SET
                status = excluded.status, error = excluded.error, plan = excluded.plan,
                expected_cost = excluded.expected_cost, solve_ms = excluded.solve_ms,
-               cost_without_battery = excluded.cost_without_battery""",
+               cost_without_battery = excluded.cost_without_battery,
+               revision = nextval('dispatch_plan_revisions')
+           RETURNING id""",
         (site_id, start, start, "planned" if made else "failed", error,
          made.expected_cost if made else None, made.cost_without_battery if made else None,
-         made.solve_s * 1000 if made else None, Jsonb(body) if body else None))
+         made.solve_s * 1000 if made else None, Jsonb(body) if body else None)).fetchone()["id"]
+
+
+def drop_old(conn: psycopg.Connection, older_than: datetime) -> dict[str, int]:
+    """Delete forecasts and plans made before ``older_than`` (their deliveries go with them)."""
+    forecasts = conn.execute("DELETE FROM dispatch_forecasts WHERE made_at < %s",
+                             (older_than,)).rowcount
+    plans = conn.execute("DELETE FROM dispatch_plans WHERE made_at < %s", (older_than,)).rowcount
+    return {"forecasts_deleted": forecasts, "plans_deleted": plans}
 
 
 def latest_plan(conn: psycopg.Connection, scope: AccessScope, site_id: int) -> dict | None:

@@ -90,17 +90,9 @@ def device_part(schedule: dict, device_kw: float, site_kw: float) -> dict:
     """
     if site_kw <= 0 or device_kw >= site_kw:
         return schedule
-    share = device_kw / site_kw
 
     def part(params: dict) -> dict:
-        split = {k: round(params[k] * share, 2) for k in SHARED_PARAMS if k in params}
-        if "power_kw" in split:
-            # Rounding never lifts a share above the device's rating nor down to 0 kW;
-            # a site power above the site's rating stays too high, for the device to refuse.
-            if params["power_kw"] <= site_kw:
-                split["power_kw"] = min(split["power_kw"], device_kw)
-            split["power_kw"] = max(split["power_kw"], 0.01)
-        return {**params, **split}
+        return device_params(params, device_kw, site_kw)
 
     result = {**schedule, "periods": [part(p) for p in schedule.get("periods", [])],
               "exceptions": [{**e, "periods": [part(p) for p in e.get("periods", [])]}
@@ -108,3 +100,21 @@ def device_part(schedule: dict, device_kw: float, site_kw: float) -> dict:
     if "default_params" in schedule:
         result["default_params"] = part(schedule["default_params"])
     return result
+
+
+def device_params(params: dict, device_kw: float, site_kw: float) -> dict:
+    """Return one storage device's share of a site's mode parameters (see :func:`device_part`).
+
+    Dispatch plans split their steps with it too (:mod:`kilowatch.dispatch.message`).
+    """
+    if site_kw <= 0 or device_kw >= site_kw:
+        return params
+    share = device_kw / site_kw
+    split = {k: round(params[k] * share, 2) for k in SHARED_PARAMS if k in params}
+    if "power_kw" in split:
+        # Rounding never lifts a share above the device's rating nor down to 0 kW;
+        # a site power above the site's rating stays too high, for the device to refuse.
+        if params["power_kw"] <= site_kw:
+            split["power_kw"] = min(split["power_kw"], device_kw)
+        split["power_kw"] = max(split["power_kw"], 0.01)
+    return {**params, **split}

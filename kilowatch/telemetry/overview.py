@@ -1,9 +1,10 @@
 """The fleet at a glance and a site's live state: PostgreSQL for what is stored, Redis for now.
 
-:func:`fleet_overview` answers for every visible site (1,000 sites stay fast)
-with two queries — sites with their devices and active alarms, and today's
-energy from the cumulative counters (:mod:`kilowatch.telemetry.today`) — plus
-one Redis pipeline reading the devices' latest values. :func:`site_live` sums
+:func:`fleet_overview` answers for every visible site at once with two queries
+— sites with their devices and active alarms, and today's energy from the
+cumulative counters (:mod:`kilowatch.telemetry.today`) — plus one Redis
+pipeline reading the devices' latest values; the fleet page reads windows of it
+instead (:mod:`kilowatch.telemetry.fleet_grid`). :func:`site_live` sums
 one site's devices for the live tiles.
 """
 
@@ -74,7 +75,8 @@ def _sample_time(value: str | None) -> datetime | None:
         return None
 
 
-def _number(value: str | None) -> float | None:
+def parse_number(value: str | None) -> float | None:
+    """Read a number of a live hash: None when absent, not a number or not finite."""
     try:
         number = float(value) if value not in (None, "") else None
     except ValueError:
@@ -97,7 +99,7 @@ def read_devices_now(client: redis.Redis, devices: list[dict]) -> dict[int, Devi
         online = fields["_online"] == "1" if fields["_online"] is not None else bool(
             device.get("online"))
         values = {name: number for name in _LIVE_FIELDS if not name.startswith("_")
-                  if (number := _number(fields[name])) is not None}
+                  if (number := parse_number(fields[name])) is not None}
         result[device["id"]] = DeviceNow(device["id"], online, seen, values,
                                          _sample_time(fields["_ts"]))
     return result
@@ -136,9 +138,9 @@ def summarize(devices: list[DeviceNow], capacities: dict[int, float | None]) -> 
     return summary
 
 
-def _today_energy(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
-                  sites: list[dict], live: dict[int, DeviceNow],
-                  now: datetime) -> dict[int, dict[str, float]]:
+def today_energy(conn: psycopg.Connection, client: redis.Redis, scope: AccessScope,
+                 sites: list[dict], live: dict[int, DeviceNow],
+                 now: datetime) -> dict[int, dict[str, float]]:
     """Return site id → quantity → kWh since local midnight (absent when unknown)."""
     since = today.midnights(sites, now)
     counted = today.device_counters(conn, client, scope, since)
@@ -172,7 +174,7 @@ def fleet_overview(conn: psycopg.Connection, client: redis.Redis, scope: AccessS
     sites = conn.execute(sql.SQL(_SITES_SQL).format(scope=site_filter(scope))).fetchall()
     devices = [d for s in sites for d in s["devices"]]
     live = read_devices_now(client, devices)
-    energy_today = _today_energy(conn, client, scope, sites, live, now) if devices else {}
+    energy_today = today_energy(conn, client, scope, sites, live, now) if devices else {}
     rows = []
     for site in sites:
         capacities = {d["id"]: d["capacity_kwh"] for d in site["devices"]}

@@ -54,6 +54,8 @@ BASES = {
     "schedule/ack": [{"revision": 7, "status": "rejected", "reason": "power too high",
                       "ts": TS},
                      {"revision": 1, "status": "applied", "ts": EPOCH_MS}],
+    "plan/ack": [{"revision": 12, "status": "rejected", "reason": "power too high", "ts": TS},
+                 {"revision": 1, "status": "applied", "ts": EPOCH_MS}],
 }
 
 # A schema-valid message each rule of BEYOND_SCHEMA refuses.
@@ -157,7 +159,7 @@ def beyond_rules(kind: str, body: dict) -> set[str]:
     else:
         stamps = [body["ts"]] if "ts" in body else []
         stored = {"alarms": ("code", "message"), "status": ("firmware",),
-                  "schedule/ack": ("reason",)}[kind]
+                  "schedule/ack": ("reason",), "plan/ack": ("reason",)}[kind]
         if any("\x00" in body.get(name, "") for name in stored):
             rules.add("nul")
     for ts in stamps:
@@ -446,5 +448,5 @@ def test_every_rule_beyond_the_schema_is_listed_and_refuses_a_schema_valid_messa
 def test_the_collector_validates_every_device_schema():
     folder = resources.files("kilowatch").joinpath("schemas")
     names = {path.name for path in folder.iterdir() if path.name.endswith(".json")}
-    # schedule.json is what the platform sends; the devices answer with schedule_ack.json.
-    assert set(SCHEMA_FILES.values()) == names - {"schedule.json"}
+    # schedule.json and plan.json are what the platform sends; devices answer with the acks.
+    assert set(SCHEMA_FILES.values()) == names - {"schedule.json", "plan.json"}

@@ -141,7 +141,7 @@ def test_protocol_page_publishes_every_device_schema_as_it_is():
     protocol = (root / "docs" / "protocol.md").read_text()
     schemas = sorted((root / "kilowatch" / "schemas").glob("*.json"))
     assert {"telemetry.json", "alarm.json", "status.json", "schedule.json",
-            "schedule_ack.json"} <= {path.name for path in schemas}
+            "schedule_ack.json", "plan.json", "plan_ack.json"} <= {path.name for path in schemas}
     for path in schemas:
         assert f"```json\n{path.read_text().strip()}\n```" in protocol, path.name
 

@@ -96,6 +96,22 @@ def test_admin_edits_a_site_chosen_in_the_form(app, conn, tenants):
     assert audit["after"] == {"latitude": 48.4, "contact_phone": "+33 6 11 22 33 44"}
 
 
+def test_admin_offers_a_site_the_optimizer_and_a_forged_flag_changes_nothing(app, conn,
+                                                                           tenants):
+    client = signed_in(app, tenants.a.admin)
+    site_id = _site(conn, name="Harbour depot")["id"]
+    assert _answer(_fill(client, app, site_id))["admin-sites-has-optimizer"]["value"] is False
+    answer = _answer(_save(client, app, site_id, **HARBOUR, has_optimizer=True))
+    assert "has optimizer changed" in json.dumps(answer["admin-sites-message"])
+    assert _site(conn, site_id)["has_optimizer"] is True
+    assert _answer(_fill(client, app, site_id))["admin-sites-has-optimizer"]["value"] is True
+    # Anything but a ticked box counts as off; the rest of the site stays as it was.
+    answer = _answer(_save(client, app, site_id, **HARBOUR, has_optimizer="true"))
+    assert "has optimizer changed" in json.dumps(answer["admin-sites-message"])
+    assert _site(conn, site_id)["has_optimizer"] is False
+    assert _site(conn, site_id)["name"] == "Harbour depot"
+
+
 def test_admin_cannot_see_create_or_edit_another_company_site(app, conn, tenants):
     client = signed_in(app, tenants.a.admin)
     before = _site(conn, tenants.b.sites[0])

@@ -45,7 +45,7 @@ SCHEDULE = {"timezone": "Europe/Paris", "default_mode": "idle", "periods": [],
             "exceptions": []}
 # Counted by reading the page modules: the server callbacks that take an id from the
 # browser (the pages router included). A walk that stops finding them cannot pass.
-MIN_ID_CALLBACKS = 38
+MIN_ID_CALLBACKS = 40
 REFUSED = (204, 403)
 # Requests of the sites and devices administration callbacks that carry an id, one per
 # trigger (counted by reading admin_sites.py and admin_devices.py).
@@ -114,7 +114,7 @@ FORM.update(_tariff_form())
 FORM["savings-peaks.data"] = {"peaks": {"actual": [
     1.0, (datetime.now(UTC) - timedelta(days=1)).isoformat()]}}
 # Inputs whose right value depends on the callback: the walk tries each in turn.
-CHOICES = {"site-tabs.active_tab": ["power", "battery", "energy", "health"]}
+CHOICES = {"site-tabs.active_tab": ["power", "battery", "energy", "health", "plan"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -491,7 +491,7 @@ def test_no_callback_answers_without_a_login(app, world, client):
 # foreign-id request was refused (204, 403 or the "Not allowed" page), as observed; the
 # others answer with a message or an empty list, or ignore the id for some trigger.
 @pytest.mark.parametrize(("account", "own_at", "foreign_at", "min_refused"), [
-    ("admin", "a", "b", 32), ("operator", "a", "b", 22), ("operator", "a", "a2", 22)])
+    ("admin", "a", "b", 34), ("operator", "a", "b", 24), ("operator", "a", "a2", 24)])
 def test_no_callback_gives_data_of_ids_outside_the_users_scope(app, world, account, own_at,
                                                                foreign_at, min_refused):
     client = signed_in(app, getattr(world.tenants.a, account))

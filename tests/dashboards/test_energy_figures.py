@@ -78,9 +78,11 @@ def test_energy_tab_bars_and_figures_show_what_the_counter_advanced(app, tenants
 
 
 def test_fleet_table_today_is_what_the_counter_advanced_since_midnight(app, tenants, meter):
-    response = call_callback(_client(app, tenants.a.admin), app, "fleet-grid.rowData",
-                             {"fleet-refresh.n_intervals": 1, "fleet-filter.value": "all"})
+    response = call_callback(_client(app, tenants.a.admin), app, "fleet-grid.getRowsResponse",
+                             {"fleet-grid.getRowsRequest": {"startRow": 0, "endRow": 100},
+                              "fleet-filter.value": "all"})
     assert response.status_code == 200
-    row = next(r for r in response.get_json()["response"]["fleet-grid"]["rowData"]
+    grid = response.get_json()["response"]["fleet-grid"]["getRowsResponse"]
+    row = next(r for r in grid["rowData"]
                if r["row_id"] == str(tenants.a.sites[0]))
     assert row["pv_kwh"] == pytest.approx(KW * (meter["last"] - _midnight(0)) / HOUR, abs=0.05)

@@ -199,8 +199,10 @@ def _real_value(site_id):
 
     def real(key: str, dependency: dict):
         if dependency["property"] == "active_tab":  # the tab whose chart the callback draws
-            return next((tab for tab in ("battery", "health", "energy")
-                         if f"site-{tab}-" in key), "power")
+            charts = {"battery": "battery", "health": "health", "energy": "energy",
+                      "plan": "plan", "accuracy": "plan"}
+            return next((tab for chart, tab in charts.items() if f"site-{chart}-" in key),
+                        "power")
         return values.get(f"{dependency['id']}.{dependency['property']}")
     return real
 

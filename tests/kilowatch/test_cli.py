@@ -76,3 +76,30 @@ def test_bad_setting_stops_with_the_variable_name(kw_env):
     assert result.returncode != 0
     assert "KILOWATCH_OFFLINE_AFTER" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_site_update_changes_only_the_options_given_and_offers_the_optimizer(kw_env, conn):
+    run(kw_env, "company", "create", "Updaters")
+    created = run(kw_env, "site", "create", "--company", "Updaters", "--name", "Quay",
+                  "--timezone", "Europe/Paris", "--latitude", "48.85", "--address", "1 quai")
+    assert created.returncode == 0, created.stderr
+    before = conn.execute("SELECT * FROM sites WHERE name = 'Quay'").fetchone()
+    assert before["has_optimizer"] is False
+    updated = run(kw_env, "site", "update", "--site", "Quay", "--optimizer", "--longitude", "2.35")
+    assert updated.returncode == 0, updated.stderr
+    assert "longitude, has_optimizer changed" in updated.stdout
+    after = conn.execute("SELECT * FROM sites WHERE name = 'Quay'").fetchone()
+    assert after["has_optimizer"] is True and after["longitude"] == 2.35
+    unchanged = ("name", "timezone", "address", "latitude")
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+    assert "nothing changed" in run(kw_env, "site", "update", "--site", "Quay").stdout
+    off = run(kw_env, "site", "update", "--site", "Quay", "--no-optimizer")
+    assert off.returncode == 0 and "has_optimizer changed" in off.stdout
+    # A bad value is refused in one line, and nothing else changes.
+    bad = run(kw_env, "site", "update", "--site", "Quay", "--timezone", "Mars/Base")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "IANA time zone" in bad.stderr
+    assert conn.execute("SELECT timezone FROM sites WHERE name = 'Quay'").fetchone()[
+        "timezone"] == "Europe/Paris"
+    missing = run(kw_env, "site", "update", "--site", "Nowhere", "--optimizer")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr

@@ -61,9 +61,9 @@ def test_demo_check_shows_strategies_bills_and_alarms_and_prints_working_logins(
     assert result.returncode == 0, output[-3000:]
     last_month = demo_fleet.first_of_month(datetime.now(UTC).date(), 1)
     assert re.search(rf"^check ok: web up, 3 site\(s\), 3 device\(s\) storing telemetry, "
-                     rf"schedules applied, batteries working, {last_month:%Y-%m} bills with "
-                     r"savings, device alarms \(ready \d+ s after start\)$", result.stdout,
-                     re.MULTILINE), output[-3000:]
+                     rf"schedules applied, 1 dispatch plan\(s\) applied, batteries working, "
+                     rf"{last_month:%Y-%m} bills with savings, device alarms "
+                     r"\(ready \d+ s after start\)$", result.stdout, re.MULTILINE), output[-3000:]
     # The demo admin signs in and gets the commissioning page, the report's HTML and PDF.
     assert re.search(r"^check ok: commissioning page and report of site \d+ answer over HTTPS$",
                      result.stdout, re.MULTILINE), output[-3000:]
@@ -115,11 +115,23 @@ def _assert_fleet_shows_everything(conn, last_month) -> None:
     assert all(s["activated_at"] and s["credential_nonce"] for s in sites)
     # Three strategies, each applied by its device, and the tariff since the history began.
     assert [s["delivery"] for s in sites] == ["applied"] * 3
-    peak, arbitrage, own_use = (s["schedule"] for s in sites)
+    peak, arbitrage, optimized = (s["schedule"] for s in sites)
     assert peak["default_mode"] == "peak_shaving"
     assert 0 < peak["default_params"]["grid_limit_kw"] < 63.6  # Madrid's peak load, kW
     assert [p["mode"] for p in arbitrage["periods"]] == ["charge", "discharge"]
-    assert own_use["default_mode"] == "self_consumption" and not own_use["periods"]
+    assert optimized["default_mode"] == "optimized" and not optimized["periods"]
+    # The optimized site (offered the optimizer by `kilowatch site update`) has a plan that
+    # its device applied, made from forecasts stored beside it.
+    plans = conn.execute(
+        """SELECT d.serial, s.has_optimizer, pd.status,
+                  (SELECT count(*) FROM dispatch_forecasts f WHERE f.site_id = s.id) AS forecasts
+           FROM sites s JOIN devices d ON d.site_id = s.id
+           LEFT JOIN dispatch_plan_deliveries pd ON pd.device_id = d.id
+           ORDER BY d.serial""").fetchall()
+    assert {p["serial"]: p["has_optimizer"] for p in plans} == {
+        "SIM-0001": False, "SIM-0002": False, "SIM-0003": True}
+    assert "applied" in {p["status"] for p in plans if p["serial"] == "SIM-0003"}, plans
+    assert all(p["forecasts"] > 0 for p in plans if p["serial"] == "SIM-0003"), plans
     first_day = demo_fleet.first_of_month(datetime.now(UTC).date(), 2)
     assert [s["tariff_from"] for s in sites] == [first_day] * 3
     tariff = conn.execute("SELECT name, structure FROM tariffs").fetchone()

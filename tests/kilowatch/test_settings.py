@@ -22,7 +22,10 @@ def test_defaults_point_at_the_local_stack():
 def test_values_are_parsed():
     settings = load_settings({"KILOWATCH_OFFLINE_AFTER": "60",
                               "KILOWATCH_MQTT_SHARE_GROUP": "kilowatch",
-                              "KILOWATCH_SECURE_COOKIES": "yes"})
+                              "KILOWATCH_SECURE_COOKIES": "yes",
+                              "KILOWATCH_DISPATCH_WEAR_COST": "0.015",
+                              "KILOWATCH_FORECAST_RETENTION_DAYS": "30"})
+    assert (settings.dispatch_wear_cost, settings.forecast_retention_days) == (0.015, 30)
     assert settings.offline_after == 60
     assert settings.mqtt_share_group == "kilowatch"
     assert settings.secure_cookies is True
@@ -35,6 +38,10 @@ def test_log_level_is_case_insensitive():
 @pytest.mark.parametrize(("name", "value"), [
     ("KILOWATCH_OFFLINE_AFTER", "soon"),
     ("KILOWATCH_RAW_RETENTION_DAYS", "-3"),
+    ("KILOWATCH_FORECAST_RETENTION_DAYS", "0"),
+    ("KILOWATCH_DISPATCH_WEAR_COST", "-0.01"),
+    ("KILOWATCH_DISPATCH_WEAR_COST", "nan"),
+    ("KILOWATCH_DISPATCH_WEAR_COST", "cheap"),
     ("KILOWATCH_DATABASE_URL", "mysql://x/y"),
     ("KILOWATCH_MQTT_PREFIX", "ess/#"),
     ("KILOWATCH_SECURE_COOKIES", "maybe"),

@@ -152,6 +152,8 @@ def test_reviewable_companies_depend_on_the_role(conn, two):
     ("contact_phone", "+33 1", "a phone number has 6 to 20 digits"),
     ("contact_phone", "1" * 21, "a phone number has 6 to 20 digits"),
     ("contact_phone", "+1 555 0100; DROP", "a phone number has 6 to 20 digits"),
+    ("has_optimizer", "yes", "has_optimizer must be on or off"),
+    ("has_optimizer", 1, "has_optimizer must be on or off"),
 ])
 def test_bad_site_values_are_refused_naming_the_field(conn, two, field, value, message):
     before = _site(conn, two.site_a)

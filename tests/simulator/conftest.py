@@ -57,6 +57,30 @@ class Inbox:
         self._client.loop_stop()
 
 
+class RecordingLink:
+    """A device link in memory: hands the controller messages and keeps what it publishes."""
+
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        self.handlers: dict = {}
+        self.sent: list[tuple[str, dict]] = []
+
+    def subscribe(self, suffix, handler) -> None:
+        self.handlers[suffix] = handler
+
+    def publish(self, suffix, payload, *, retain=False) -> None:
+        self.sent.append((suffix, dict(payload)))
+
+    def deliver(self, suffix: str, body) -> None:
+        """Hand the controller a message on ``suffix`` as the broker would."""
+        self.handlers[suffix](body if isinstance(body, bytes) else json.dumps(body).encode())
+
+    def acks(self, suffix: str = "plan/ack") -> list[dict]:
+        """The acks sent on ``suffix``, without their timestamps."""
+        return [{k: v for k, v in ack.items() if k != "ts"}
+                for sent, ack in self.sent if sent == suffix]
+
+
 @pytest.fixture
 def inbox(kw_env) -> Iterator[Inbox]:
     """An Inbox on everything under this module's topic prefix; clears retained status after."""

@@ -1,4 +1,4 @@
-"""The fleet grid: its columns and theme, rows from the overview, and the headline figures."""
+"""The fleet grid: its columns and theme, rows of one window, and the headline figures."""
 
 from __future__ import annotations
 
@@ -7,27 +7,34 @@ from datetime import datetime
 from dashboards.components.telemetry.live import format_kw
 from dashboards.components.telemetry.tiles import fleet_row, kpi
 
-FILTERS = {"all": "All sites", "problems": "Problems", "offline": "Offline", "alarms": "Alarms"}
+VIEWS = {"all": "All sites", "problems": "Problems", "offline": "Offline", "alarms": "Alarms"}
 GRID_THEME = ("themeQuartz.withParams({accentColor: '#0f766e', headerBackgroundColor: '#f8fafc',"
               " fontFamily: 'inherit', fontSize: 13, rowHeight: 40, headerHeight: 40,"
               " borderColor: '#e5e7eb', wrapperBorderRadius: 8})")
 
-_NUMBER = {"type": "numericColumn", "width": 92, "minWidth": 80}
+_NUMBER = {"type": "numericColumn", "width": 92, "minWidth": 80, "sortable": False}
+_TEXT_FILTER = {"filter": "agTextColumnFilter",
+                "filterParams": {"filterOptions": ["contains", "notContains", "equals",
+                                                   "notEqual", "startsWith", "endsWith"],
+                                 "maxNumConditions": 2, "buttons": ["reset"]}}
+# Sorting and filtering run in SQL (kilowatch.telemetry.fleet_grid): only the columns it
+# knows sort or filter; live values come from Redis for the rows shown and do not sort.
 COLUMNS = [
     {"field": "status_text", "headerName": "Status", "width": 165, "pinned": "left",
-     "cellClassRules": {"kw-cell-offline": "params.data.status == 'offline'",
-                        "kw-cell-partial": "params.data.status == 'partial'",
-                        "kw-cell-online": "params.data.status == 'online'"},
-     "comparator": {"function": "(a, b, nodeA, nodeB) => nodeA.data.rank - nodeB.data.rank"}},
+     "cellClassRules": {"kw-cell-offline": "params.data && params.data.status == 'offline'",
+                        "kw-cell-partial": "params.data && params.data.status == 'partial'",
+                        "kw-cell-online": "params.data && params.data.status == 'online'"}},
     {"field": "name", "headerName": "Site", "minWidth": 230, "flex": 2,
-     "cellClass": "kw-cell-site", "tooltipField": "name"},
-    {"field": "company", "headerName": "Company", "minWidth": 130, "flex": 1},
+     "cellClass": "kw-cell-site", "tooltipField": "name", **_TEXT_FILTER},
+    {"field": "company", "headerName": "Company", "minWidth": 130, "flex": 1, **_TEXT_FILTER},
     {"field": "alarms", "headerName": "Active alarms", "width": 150,
-     "cellClassRules": {"kw-sev-critical": "params.data.worst == 'critical'",
-                        "kw-sev-major": "params.data.worst == 'major'",
-                        "kw-sev-minor": "params.data.worst == 'minor'",
-                        "kw-sev-warning": "params.data.worst == 'warning'"},
-     "comparator": {"function": "(a, b, nodeA, nodeB) => nodeA.data.rank - nodeB.data.rank"}},
+     "filter": "agNumberColumnFilter", "filterParams": {"maxNumConditions": 1,
+                                                      "buttons": ["reset"]},
+     "headerTooltip": "Sorts by severity; filters by the number of active alarms",
+     "cellClassRules": {"kw-sev-critical": "params.data && params.data.worst == 'critical'",
+                        "kw-sev-major": "params.data && params.data.worst == 'major'",
+                        "kw-sev-minor": "params.data && params.data.worst == 'minor'",
+                        "kw-sev-warning": "params.data && params.data.worst == 'warning'"}},
     {"field": "soc", "headerName": "SoC %", **_NUMBER, "width": 84},
     {"headerName": "Now (kW)", "children": [
         {"field": "battery_kw", "headerName": "Battery", **_NUMBER,
@@ -40,53 +47,47 @@ COLUMNS = [
         {"field": "pv_kwh", "headerName": "PV", **_NUMBER},
         {"field": "load_kwh", "headerName": "Load", **_NUMBER},
         {"field": "import_kwh", "headerName": "Import", **_NUMBER}]},
-    {"field": "last_seen", "headerName": "Last seen", "width": 110, "sortable": False},
+    {"field": "last_seen", "headerName": "Last seen", "width": 110},
 ]
+BLOCK_ROWS = 100  # rows per request of the grid (its cache block)
 
 
-def _keep(site: dict, status_filter: str) -> bool:
-    down = site["status"] in ("offline", "partial")
-    alarmed = any(site["alarms"].values())
-    return {"all": True, "problems": down or alarmed, "offline": down,
-            "alarms": alarmed}.get(status_filter, True)
-
-
-def grid_rows(sites: list[dict], status_filter: str = "all", *,
-              now: datetime | None = None) -> list[dict]:
-    """Return the grid rows of the fleet overview (already in problems-first order)."""
+def grid_rows(sites: list[dict], *, now: datetime | None = None) -> list[dict]:
+    """Return the grid rows of one window of the fleet (already sorted by the server)."""
     rows = []
-    for rank, site in enumerate(sites):
-        if _keep(site, status_filter):
-            row = fleet_row(site, now=now)
-            row["rank"] = rank
-            row["row_id"] = str(row.pop("id"))  # AG Grid row ids are strings
-            rows.append(row)
+    for site in sites:
+        row = fleet_row(site, now=now)
+        row["row_id"] = str(row.pop("id"))  # AG Grid row ids are strings
+        rows.append(row)
     return rows
 
 
-def columns(sites: list[dict]) -> list[dict]:
+def columns(*, companies: int) -> list[dict]:
     """Return the grid's columns, without the company when all sites share one."""
-    if len({s["company_name"] for s in sites}) > 1:
+    if companies > 1:
         return COLUMNS
     return [c for c in COLUMNS if c.get("field") != "company"]
 
 
-def summary_cards(sites: list[dict]) -> list:
-    """Return the fleet's headline figures: sites, offline, alarms, power now, mean SoC."""
-    online = sum(s["status"] == "online" for s in sites)
-    down = sum(s["status"] in ("offline", "partial") for s in sites)
-    critical = sum(s["alarms"]["critical"] for s in sites)
-    alarms = sum(sum(s["alarms"].values()) for s in sites)
-    socs = [s["soc"] for s in sites if s["soc"] is not None]
-    pv = sum(s["pv_kw"] or 0.0 for s in sites)
-    battery = sum(s["battery_kw"] or 0.0 for s in sites)
+def grid_height(sites: int) -> str:
+    """Return the grid's CSS height: every row of a small fleet, a scrolling box otherwise."""
+    if sites > 25:
+        return "70vh"
+    return f"{84 + 41 * max(sites, 1)}px"  # two header rows, the rows, their borders
+
+
+def summary_cards(summary: dict) -> list:
+    """Return the fleet's headline figures (see ``fleet_grid.fleet_summary``)."""
+    critical, down = summary["critical"], summary["down"]
     return [
-        kpi("Sites", str(len(sites)), "fleet-kpi-sites", hint=f"{online} online"),
+        kpi("Sites", str(summary["sites"]), "fleet-kpi-sites", hint=f"{summary['online']} online"),
         kpi("Offline", str(down), "fleet-kpi-offline", hint="fully or partly",
             tone="text-danger" if down else ""),
-        kpi("Active alarms", str(alarms), "fleet-kpi-alarms", hint=f"{critical} critical",
-            tone="text-danger" if critical else ""),
-        kpi("PV now", format_kw(pv), "fleet-kpi-pv"),
-        kpi("Battery now", format_kw(battery), "fleet-kpi-battery", hint="+ discharging"),
-        kpi("Mean SoC", f"{sum(socs) / len(socs):.0f} %" if socs else "—", "fleet-kpi-soc"),
+        kpi("Active alarms", str(summary["alarms"]), "fleet-kpi-alarms",
+            hint=f"{critical} critical", tone="text-danger" if critical else ""),
+        kpi("PV now", format_kw(summary["pv_kw"] or 0.0), "fleet-kpi-pv"),
+        kpi("Battery now", format_kw(summary["battery_kw"] or 0.0), "fleet-kpi-battery",
+            hint="+ discharging"),
+        kpi("Mean SoC", f"{summary['soc']:.0f} %" if summary["soc"] is not None else "—",
+            "fleet-kpi-soc", hint="weighted by capacity"),
     ]

@@ -78,14 +78,15 @@ def test_a_wrong_password_is_refused(fleet):
     guess.close()
 
 
-@pytest.mark.parametrize("kind", ["telemetry", "alarms", "status", "schedule/ack"])
+@pytest.mark.parametrize("kind", ["telemetry", "alarms", "status", "schedule/ack", "plan/ack"])
 def test_a_device_cannot_publish_as_another(conn, fleet, device_a, kind):
     before = _rows_of_b(conn, fleet)
     body = {"telemetry": telemetry(7, _utc(time.time())),
             "alarms": json.dumps({"code": "FAKE", "severity": "critical", "state": "raised",
                                   "message": "forged"}).encode(),
             "status": json.dumps({"state": "offline"}).encode(),
-            "schedule/ack": json.dumps({"revision": 1, "status": "applied"}).encode()}[kind]
+            "schedule/ack": json.dumps({"revision": 1, "status": "applied"}).encode(),
+            "plan/ack": json.dumps({"revision": 1, "status": "applied"}).encode()}[kind]
     assert device_a.publish(_topic(fleet, B, kind), body) == NOT_AUTHORIZED
     time.sleep(1.0)  # the collector would have stored it by now
     assert _rows_of_b(conn, fleet) == before
@@ -99,13 +100,16 @@ def _rows_of_b(conn, fleet) -> tuple:
             conn.execute("SELECT count(*) AS n FROM device_events WHERE device_id = %s",
                          (device,)).fetchone()["n"],
             conn.execute("SELECT count(*) AS n FROM schedule_deliveries WHERE device_id = %s",
+                         (device,)).fetchone()["n"],
+            conn.execute("SELECT count(*) AS n FROM dead_letters WHERE device_id = %s",
                          (device,)).fetchone()["n"])
 
 
-@pytest.mark.parametrize("which", ["prefix/#", "#", "B's schedule", "$share"])
+@pytest.mark.parametrize("which", ["prefix/#", "#", "B's schedule", "B's plan", "$share"])
 def test_a_device_cannot_subscribe_beyond_its_own_commands(fleet, device_a, which):
     topic = {"prefix/#": f"{fleet['prefix']}/#", "#": "#",
              "B's schedule": _topic(fleet, B, "schedule"),
+             "B's plan": _topic(fleet, B, "plan"),
              "$share": f"$share/kilowatch/{fleet['prefix']}/+/telemetry"}[which]
     assert device_a.subscribe(topic) == [NOT_AUTHORIZED]
     other = Device(B, fleet["passwords"][B]).connect()
@@ -115,8 +119,9 @@ def test_a_device_cannot_subscribe_beyond_its_own_commands(fleet, device_a, whic
     assert device_a.received == []
 
 
-def test_a_device_receives_its_own_schedule(fleet, device_a):
-    assert device_a.subscribe(_topic(fleet, A, "schedule")) == ["Granted QoS 1"]
+@pytest.mark.parametrize("kind", ["schedule", "plan"])
+def test_a_device_receives_its_own_schedule_and_plan(fleet, device_a, kind):
+    assert device_a.subscribe(_topic(fleet, A, kind)) == ["Granted QoS 1"]
 
 
 @pytest.mark.parametrize("client_id", ["B", "collector"])

@@ -15,6 +15,7 @@ from kilowatch.jobs import dispatch as dispatch_job
 from kilowatch.schedules import store as schedule_store
 from tests.kilowatch.dispatch import helpers
 from tests.kilowatch.telemetry.helpers import MINUTE, roll_up, store
+from tests.simulator.conftest import clear_retained
 
 DAYS = 2
 BEGIN = datetime(2026, 6, 1, tzinfo=UTC)
@@ -67,6 +68,14 @@ def alarms_of(conn, device):
                         (device,)).fetchall()
 
 
+@pytest.fixture(scope="module")
+def plans_cleared(kw_env):
+    """Delete the plans the job leaves retained on the broker, after the module."""
+    yield
+    clear_retained(kw_env["KILOWATCH_MQTT_PREFIX"])
+
+
+@pytest.mark.usefixtures("plans_cleared")
 def test_the_job_plans_optimised_sites_and_stores_forecasts_and_plans(conn, settings):
     _, site, storage = optimised_site(conn)
     _, resting, _ = optimised_site(conn, schedule=IDLE)
@@ -87,6 +96,7 @@ def test_the_job_plans_optimised_sites_and_stores_forecasts_and_plans(conn, sett
     assert alarms_of(conn, storage) == []
 
 
+@pytest.mark.usefixtures("plans_cleared")
 def test_a_site_that_cannot_be_planned_is_alarmed_until_it_can(conn, settings):
     company, site, storage = optimised_site(conn, tariff=False)
     dispatch_job.plan_sites(conn, settings, now=NOW)
@@ -96,7 +106,8 @@ def test_a_site_that_cannot_be_planned_is_alarmed_until_it_can(conn, settings):
     [alarm] = alarms_of(conn, storage)
     assert alarm["code"] == "DISPATCH_FAILED" and alarm["cleared_at"] is None
     assert alarm["message"] == ("no dispatch plan: site 'Depot' has no tariff in 2026-06; "
-                                "running the weekly schedule")
+                                "the devices run their last plan until it expires, then the "
+                                "weekly schedule")
     assign(conn, company, site)
     dispatch_job.plan_sites(conn, settings, now=NOW + timedelta(minutes=15))
     assert dispatch_store.latest_plan(conn, system_scope(), site)["status"] == "planned"
@@ -104,6 +115,7 @@ def test_a_site_that_cannot_be_planned_is_alarmed_until_it_can(conn, settings):
     assert alarm["cleared_at"] is not None
 
 
+@pytest.mark.usefixtures("plans_cleared")
 def test_day_ahead_forecast_accuracy_against_what_happened(conn, settings):
     _, site, _ = optimised_site(conn, days=DAYS + 1)  # the history and the day after it
     dispatch_job.plan_sites(conn, settings, now=NOW)
