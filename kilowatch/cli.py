@@ -2,15 +2,16 @@
 
 Packages that sit above ``kilowatch`` (collector, dashboards, auth, simulator)
 add their subcommands through the ``kilowatch.commands`` entry-point group, so
-this module never imports them.
+this module never imports them; each is imported only when it is the command run.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 import psycopg
@@ -53,6 +54,16 @@ class _Group(click.Group):
     :class:`~kilowatch.access.AccessDenied`, a value PostgreSQL refuses and a bad
     option all end here, so commands need no error wrappers of their own.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Name the core commands and those of the other packages (without importing them)."""
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Return a command, importing another package's only when it is the one asked for."""
+        if name not in self.commands and name in _plugins():
+            self.add_command(_plugins()[name].load(), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -151,10 +162,11 @@ def db_status() -> None:
         click.echo(f"{state.name:40} {mark}")
 
 
-def _load_plugins() -> None:
-    for entry in entry_points(group="kilowatch.commands"):
-        command = entry.load()
-        main.add_command(command, entry.name)
+@functools.cache
+def _plugins() -> dict[str, EntryPoint]:
+    # Loaded on demand: importing the web app, the collector and the simulator for every
+    # command would add most of a second to each `kilowatch user create`.
+    return {entry.name: entry for entry in entry_points(group="kilowatch.commands")}
 
 
 def _register_core() -> None:
@@ -163,4 +175,3 @@ def _register_core() -> None:
 
 
 _register_core()
-_load_plugins()

@@ -24,8 +24,10 @@ passwords.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -33,6 +35,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -133,6 +136,46 @@ def _web_is_up(url: str, ca_file: str | None) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def _signed_in(url: str, ca_file: str | None, login: tuple[str, str]):
+    """Return a URL opener signed in to the web app through its login form."""
+    context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(
+        http.cookiejar.CookieJar()), urllib.request.HTTPSHandler(context=context))
+    with opener.open(f"{url}/login", timeout=10) as response:
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                          response.read().decode())
+    form = {"email": login[0], "password": login[1], "csrf_token": token[1] if token else ""}
+    with opener.open(f"{url}/login", data=urllib.parse.urlencode(form).encode(),
+                     timeout=10) as response:
+        if response.url.endswith("/login"):
+            raise UserError(f"the demo {login[0]} cannot sign in to the web app")
+    return opener
+
+
+def _page_problem(opener, url: str, path: str, expected: str) -> str | None:
+    """Fetch a page; say what is wrong unless it answers 200 with ``expected`` in it."""
+    try:
+        with opener.open(f"{url}{path}", timeout=30) as response:
+            body = response.read()
+    except OSError as error:
+        return f"{path} does not answer ({error})"
+    return None if expected.encode() in body else f"{path} does not show {expected!r}"
+
+
+def pages_problems(url: str, ca_file: str | None, login: tuple[str, str],
+                   site_id: int) -> list[str]:
+    """Say which of the site's commissioning pages and report do not answer the demo admin."""
+    report = demo_fleet.report_id(site_id)
+    if report is None:
+        return [f"site {site_id}: no commissioning report"]
+    opener = _signed_in(url, ca_file, login)
+    checks = ((f"/site/{site_id}/commissioning", "_dash-config"),
+              (f"/reports/commissioning/{report}.html", "Commissioning report v1"),
+              (f"/reports/commissioning/{report}.pdf", "%PDF"))
+    return [problem for path, expected in checks
+            if (problem := _page_problem(opener, url, path, expected))]
 
 
 def web_tls(settings: Settings) -> list[str]:
@@ -308,6 +351,7 @@ def _run(services: Services, url: str, *, sites: int, backfill_days: float, port
     _print_logins(url, logins, max(sites - 1, 1), sites)
     if check:
         _check(services, since, started)
+        _check_pages(url, settings.mqtt_ca_file, logins["admin"], devices[0]["site_id"])
         return
     while True:
         services.check_alive()
@@ -394,3 +438,12 @@ def _check(services: Services, since, started: float) -> None:
                f"schedules applied, {plans} dispatch plan(s) applied, batteries working{bills}, "
                f"device alarms "
                f"(ready {time.monotonic() - started:.0f} s after start)")
+
+
+def _check_pages(url: str, ca_file: str | None, login: tuple[str, str], site_id: int) -> None:
+    """Fail unless the admin gets the commissioning page, the report's HTML and its PDF."""
+    problems = pages_problems(url, ca_file, login, site_id)
+    if problems:
+        raise UserError(f"the demo does not show: {'; '.join(problems)}")
+    click.echo(f"check ok: commissioning page and report of site {site_id} answer over "
+               f"{url.split(':', 1)[0].upper()}")

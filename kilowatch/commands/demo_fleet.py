@@ -17,8 +17,6 @@ from pathlib import Path
 
 from kilowatch import db
 from kilowatch.access import system_scope
-from kilowatch.commissioning import checklist as commissioning_checklist
-from kilowatch.commissioning import report as commissioning_report
 
 TARIFF_FILE = Path(__file__).with_name("demo_tariff.json")
 TARIFF_NAME = "Demo Business TOU-D"
@@ -189,12 +187,25 @@ GROUP BY b.site_id HAVING count(*) = 3
 """
 
 
+def report_id(site_id: int) -> int | None:
+    """Return the id of the site's newest commissioning report, if one was issued."""
+    with db.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT max(id) AS id FROM commissioning_reports WHERE site_id = %s",
+                           (site_id,)).fetchone()
+    return row["id"]
+
+
 def commission(site_ids: list[int], settings) -> str:
     """Issue the first site's commissioning report (once); return what to print.
 
     The next site stays in the middle of commissioning: its checklist shows what
     is still open (the demo admin is not set to receive its alarm e-mails).
     """
+    # Imported here: every `kilowatch` command imports this module, and the report's PDF
+    # library alone would add a third of a second to each of them.
+    from kilowatch.commissioning import checklist as commissioning_checklist
+    from kilowatch.commissioning import report as commissioning_report
+
     scope = system_scope("demo")
     with db.connect(autocommit=True) as conn:
         if not commissioning_report.list_reports(conn, scope, site_ids[0]):

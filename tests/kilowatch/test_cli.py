@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 
 def run(kw_env, *args, stdin=None):
@@ -19,6 +20,20 @@ def test_db_upgrade_is_idempotent_and_status_lists_migrations(kw_env):
     assert "up to date" in result.stdout
     status = run(kw_env, "db", "status")
     assert "001_core.sql" in status.stdout and "applied" in status.stdout
+
+
+def test_a_core_command_imports_no_other_package_but_lists_and_runs_theirs(kw_env):
+    # Each `kilowatch` process (the demo runs some thirty) would otherwise import the
+    # web app, the collector, the simulator and the PDF library before doing anything.
+    probe = ("import sys; from kilowatch.cli import main; main(['company', '--help'], "
+             "standalone_mode=False); print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'dashboards', 'collector', 'simulator', 'reportlab', 'gunicorn', 'dash'}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **kw_env},
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]"
+    listed = run(kw_env, "--help").stdout
+    assert all(f"  {name} " in listed for name in ("collector", "simulate", "web", "company"))
+    assert "Serve the web app" in run(kw_env, "web", "--help").stdout
 
 
 def test_company_site_device_and_name_resolution(kw_env):

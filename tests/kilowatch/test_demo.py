@@ -64,6 +64,9 @@ def test_demo_check_shows_strategies_bills_and_alarms_and_prints_working_logins(
                      rf"schedules applied, 1 dispatch plan\(s\) applied, batteries working, "
                      rf"{last_month:%Y-%m} bills with savings, device alarms "
                      r"\(ready \d+ s after start\)$", result.stdout, re.MULTILINE), output[-3000:]
+    # The demo admin signs in and gets the commissioning page, the report's HTML and PDF.
+    assert re.search(r"^check ok: commissioning page and report of site \d+ answer over HTTPS$",
+                     result.stdout, re.MULTILINE), output[-3000:]
     print(f"kilowatch demo --check took {elapsed:.0f} s")  # shown with pytest -s
     assert DB_PASSWORD not in output and mqtt_password not in output
     assert re.search(r"^database\s+postgresql://\w+:\*\*\*@127\.0\.0\.1:55432/",
