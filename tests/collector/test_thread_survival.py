@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import secrets
 
-from collector import writer
+from collector import live_updater, writer
 from collector.metrics import Metrics
 from collector.service import Collector
 from kilowatch import redis_client
@@ -51,7 +51,7 @@ def test_a_message_whose_handling_raises_does_not_stop_the_next(settings, conn, 
 
 def test_the_live_updater_survives_a_failed_write(settings):
     client = redis_client.get_redis(settings)
-    updater = writer.LiveUpdater(client, Metrics())
+    updater = live_updater.LiveUpdater(client, Metrics())
     updater.start()
     try:
         now = dt.datetime.now(dt.UTC)
