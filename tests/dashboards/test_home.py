@@ -1,4 +1,4 @@
-"""The home page lists exactly the sites of the user's scope."""
+"""The home page (the fleet grid) lists exactly the sites of the user's scope."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from tests.dashboards.conftest import call_callback, login
 
 
 def _home(app, account) -> str:
+    """The home page and the first window of its fleet grid, as the browser loads them."""
     client = app.server.test_client()
     assert login(client, account.email, account.password).status_code == 302
-    response = call_callback(client, app, "_pages_content.children",
-                             {"_pages_location.pathname": "/", "_pages_location.search": ""})
-    assert response.status_code == 200
-    return response.get_data(as_text=True)
+    page = call_callback(client, app, "_pages_content.children",
+                         {"_pages_location.pathname": "/", "_pages_location.search": ""})
+    assert page.status_code == 200 and "fleet-grid" in page.get_data(as_text=True)
+    rows = call_callback(client, app, "fleet-grid.getRowsResponse",
+                         {"fleet-grid.getRowsRequest": {"startRow": 0, "endRow": 100},
+                          "fleet-filter.value": "all", "fleet-search.value": None})
+    assert rows.status_code == 200
+    return rows.get_data(as_text=True)
 
 
 def _names(tenants):
