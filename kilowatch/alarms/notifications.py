@@ -288,9 +288,12 @@ def _still_relevant(conn: psycopg.Connection, item: dict, alarm: dict) -> str | 
 
 
 def _sent_last_hour(conn: psycopg.Connection, user_id: int, now: dt.datetime) -> int:
-    return conn.execute("SELECT count(*) AS n FROM email_outbox WHERE user_id = %s "
-                        "AND created_at > %s", (user_id, now - dt.timedelta(hours=1))
-                        ).fetchone()["n"]
+    """Alarm e-mails queued for the user in the last hour (invitations, reset links and
+    reports share the outbox but not this limit)."""
+    return conn.execute(
+        "SELECT count(*) AS n FROM email_outbox o WHERE o.user_id = %s AND o.created_at > %s "
+        "AND EXISTS (SELECT 1 FROM notification_items i WHERE i.outbox_id = o.id)",
+        (user_id, now - dt.timedelta(hours=1))).fetchone()["n"]
 
 
 def _enqueue(conn: psycopg.Connection, user: dict, email: notification_texts.Email,

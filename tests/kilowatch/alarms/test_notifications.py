@@ -222,6 +222,22 @@ def test_a_storm_of_200_alarms_respects_each_users_rate_limit(conn, world, smtp,
     assert not smtp.to(world["acme"].admins[0]["email"])
 
 
+def test_account_e_mails_do_not_use_up_the_alarm_limit(conn, world, smtp, mail_settings):
+    globex = world["globex"]
+    person = make_user(conn, "busy-admin@globex.example.com", "admin", globex.id)
+    set_prefs(conn, person, severities=["critical", "major", "minor", "warning"])
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(hours=6)
+    for n in range(mail_settings.notify_max_per_hour):  # a full hour's worth of other mail
+        outbox.enqueue(conn, user_id=person["id"], recipient=person["email"],
+                       subject=f"Reset link {n}", text="link", html="<p>link</p>", now=now)
+    alarms.raise_alarm(conn, device_id=globex.devices[0], code="AFTER_ACCOUNT_MAIL",
+                       severity="major", source="device", message="after the links", at=now)
+    deliver(conn, mail_settings, now + dt.timedelta(minutes=5))
+    subjects = [m["Subject"] for m in smtp.to(person["email"])]
+    assert len(subjects) == mail_settings.notify_max_per_hour + 1
+    assert any("AFTER_ACCOUNT_MAIL" in s or "after the links" in s for s in subjects), subjects
+
+
 def test_preferences_sites_severity_delay_and_scope(conn, world, smtp, mail_settings):
     acme = world["acme"]
     viewer = acme.viewer
