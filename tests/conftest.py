@@ -276,3 +276,35 @@ def smtp() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+# Private servers for the tests that stop, hang or kill one (never the shared stack's).
+# tests.collector.servers imports this module, hence the imports inside the fixtures.
+@pytest.fixture
+def own_broker():
+    """A Mosquitto of the test's own, on free ports, removed afterwards."""
+    from tests.collector.servers import Mosquitto
+
+    broker = Mosquitto().start()
+    yield broker
+    broker.remove()
+
+
+@pytest.fixture
+def own_database():
+    """A PostgreSQL cluster of the test's own, migrated, removed afterwards."""
+    from tests.collector.servers import Postgres
+
+    server = Postgres().create()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis of the test's own, removed afterwards."""
+    from tests.collector.servers import Redis
+
+    server = Redis().start()
+    yield server
+    server.remove()

@@ -20,38 +20,16 @@ import os
 import subprocess
 import time
 
-import pytest
 import redis
 
 from kilowatch import db
 from tests.collector.helpers import CollectorProcess, Publisher, iso, register_fleet, telemetry
-from tests.collector.servers import Mosquitto, Postgres, Redis, free_port
+from tests.collector.servers import free_port
 from tests.collector.test_recovery import POINTS, SAMPLES, Stream, assert_exactly_once
 from tests.conftest import wait_for
 
 COUNT = 400
 ALARM_EVERY = 40  # a device raises an alarm every 40 messages and clears it 20 later
-
-
-@pytest.fixture
-def own_broker():
-    broker = Mosquitto().start()
-    yield broker
-    broker.remove()
-
-
-@pytest.fixture
-def own_database():
-    server = Postgres().create()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def own_redis():
-    server = Redis().start()
-    yield server
-    server.remove()
 
 
 class AlarmingStream(Stream):

@@ -11,8 +11,6 @@ import datetime as dt
 import threading
 import time
 
-import pytest
-
 from tests.collector.helpers import (
     CollectorProcess,
     Publisher,
@@ -20,7 +18,7 @@ from tests.collector.helpers import (
     running_collector,
     telemetry,
 )
-from tests.collector.servers import Mosquitto, Postgres, free_port
+from tests.collector.servers import free_port
 from tests.conftest import wait_for
 
 SAMPLES, POINTS = 2, 20
@@ -131,13 +129,6 @@ def test_two_collectors_on_a_shared_subscription_store_each_point_once(kw_env, s
         second.stop()
 
 
-@pytest.fixture
-def own_broker():
-    broker = Mosquitto().start()
-    yield broker
-    broker.remove()
-
-
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(kw_env, own_broker, tmp_path):
     devices = register_fleet(kw_env["KILOWATCH_DATABASE_URL"], ["MQ-1", "MQ-2"], "Brokerco")
     env = {**kw_env, **own_broker.logins(kw_env["KILOWATCH_MQTT_PREFIX"])}
@@ -153,13 +144,6 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(kw_env, own_broker,
             assert_exactly_once(kw_env["KILOWATCH_DATABASE_URL"], devices, 300)
     finally:
         publisher.close()
-
-
-@pytest.fixture
-def own_database():
-    server = Postgres().create()
-    yield server
-    server.remove()
 
 
 def test_database_restart_mid_stream_loses_and_doubles_nothing(kw_env, own_database, tmp_path):

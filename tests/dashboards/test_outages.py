@@ -17,31 +17,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from kilowatch import db
-from tests.collector.servers import Postgres, Redis, free_port
+from tests.collector.servers import free_port
 from tests.conftest import wait_for
 from tests.dashboards.conftest import make_user
 
 REDIS_BOUND_S = 3.0  # a page answers within this while Redis hangs
 DATABASE_BOUND_S = 5.0  # and within this while PostgreSQL is down
 THREADS = 4
-
-
-@pytest.fixture
-def own_redis() -> Iterator[Redis]:
-    server = Redis().start()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def own_database() -> Iterator[Postgres]:
-    server = Postgres().create()
-    yield server
-    server.remove()
 
 
 @contextlib.contextmanager

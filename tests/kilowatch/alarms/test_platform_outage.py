@@ -29,7 +29,7 @@ from tests.collector.helpers import (
     telemetry,
     wait_for,
 )
-from tests.collector.servers import Mosquitto, free_port
+from tests.collector.servers import free_port
 
 OFFLINE_AFTER_S = 4
 STAFF = "noc@kilowatch.example.com"
@@ -92,13 +92,6 @@ def test_collector_outage_is_one_staff_incident_and_no_comm_lost(kw_env, conn, t
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and "ingest_stalled: No collector has ingested" in listed.stdout
     assert len(listed.stdout.splitlines()) == 1
-
-
-@pytest.fixture
-def own_broker():
-    broker = Mosquitto().start()
-    yield broker
-    broker.remove()
 
 
 def test_broker_outage_is_a_platform_incident_too(kw_env, conn, own_broker, tmp_path):
